@@ -1,0 +1,1 @@
+"""Versioned model store (``store``, no TensorFlow) and the TFLite export (``export``, TensorFlow)."""

@@ -1,0 +1,183 @@
+"""Model commands: train, evaluate, predict, versions, config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from fashion_classifier.cli import EXIT_FAILED, EXIT_UNAVAILABLE, CliError
+from fashion_classifier.config import Settings
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-dir", type=Path, help="model store (default: FC_MODEL_DIR, else ./model)")
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="directory with the four official Fashion-MNIST .gz files (default: FC_DATA_DIR; "
+        "unset = download with keras.datasets, needs internet)",
+    )
+    p.add_argument("--limit", type=_positive, help="use only the first N training and test images (quick runs)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model and publish it as a new version",
+                       description="Train on Fashion-MNIST, evaluate, export to TFLite, publish atomically.")
+    _store_args(p)
+    _data_args(p)
+    p.add_argument("--arch", default="mlp", choices=("mlp", "cnn"), help="architecture (default: mlp)")
+    p.add_argument("--epochs", type=_positive, help="epochs (default: FC_EPOCHS, 15)")
+    p.add_argument("--batch-size", type=_positive, help="batch size (default: FC_BATCH_SIZE, 32)")
+    p.add_argument("--seed", type=int, help="random seed (default: FC_SEED, 42)")
+    p.add_argument("--keep", type=_positive, help="versions to keep (default: FC_KEEP_VERSIONS, 5)")
+    p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+    p.add_argument("--json", action="store_true", help="print the published metadata as JSON at the end")
+    p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate the current (or a given) version on the test set",
+                       description="Re-evaluate a published version's serving export on the test set.")
+    _store_args(p)
+    _data_args(p)
+    p.add_argument("--version", help="version id (default: the current one)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="classify image files with the current model",
+                       description="Classify one or more image files (png, jpg, gif, bmp) locally.")
+    _store_args(p)
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print JSON lines")
+    p.set_defaults(handler=cmd_predict)
+
+    p = sub.add_parser("versions", help="list the model versions in the store")
+    _store_args(p)
+    p.set_defaults(handler=cmd_versions)
+
+    p = sub.add_parser("config", help="print the effective settings (FC_* environment variables)")
+    p.set_defaults(handler=cmd_config)
+
+
+def _model_dir(args: argparse.Namespace, settings: Settings) -> Path:
+    return args.model_dir if args.model_dir is not None else settings.model_dir
+
+
+def _dataset(args: argparse.Namespace, settings: Settings):
+    from fashion_classifier.data import DatasetError, load
+
+    data_dir = args.data_dir if args.data_dir is not None else settings.data_dir
+    try:
+        dataset = load(data_dir)
+    except DatasetError as exc:
+        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
+    return dataset.limit(args.limit, args.limit) if args.limit else dataset
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    dataset = _dataset(args, settings)
+    # TensorFlow's C++ INFO/WARNING lines drown the progress output; errors still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        from fashion_classifier.training.pipeline import TrainOptions, dump, train
+    except ImportError as exc:
+        raise CliError(f"training needs TensorFlow: pip install 'fashion-classifier[train]' ({exc})",
+                       EXIT_UNAVAILABLE) from None
+    from fashion_classifier.artifacts.export import ExportError
+    from fashion_classifier.artifacts.store import ArtifactError
+
+    options = TrainOptions(
+        architecture=args.arch,
+        epochs=args.epochs or settings.epochs,
+        batch_size=args.batch_size or settings.batch_size,
+        seed=settings.seed if args.seed is None else args.seed,
+        keep_versions=args.keep or settings.keep_versions,
+        verbose=2 if args.quiet else 1,
+    )
+    log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    try:
+        meta = train(dataset, _model_dir(args, settings), options, log=log)
+    except (ExportError, ArtifactError, OSError) as exc:
+        raise CliError(str(exc), EXIT_FAILED) from None
+    if args.json:
+        print(dump(meta))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from fashion_classifier.artifacts import store
+    from fashion_classifier.training.pipeline import evaluate_version
+
+    settings = Settings.from_env()
+    model_dir = _model_dir(args, settings)
+    try:
+        path = store.version_path(model_dir, args.version) if args.version else store.current_path(model_dir)
+        if not path.is_dir():
+            raise store.ArtifactError(f"version {args.version} not found in {model_dir}")
+        meta = store.load_metadata(path)
+        dataset = _dataset(args, settings)
+        scores = evaluate_version(dataset, path)
+    except store.ArtifactError as exc:
+        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
+    result = {"version": meta["version"], "architecture": meta.get("architecture"),
+              "test_examples": len(dataset.y_test), **scores}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"version {result['version']} ({result['architecture']}) on {result['test_examples']:,} test images")
+    print(f"  accuracy {result['test_accuracy']:.4f}   loss {result['test_loss']:.4f}")
+    print(f"  {'class':<12} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}")
+    for name, s in result["per_class"].items():
+        print(f"  {name:<12} {s['precision']:>9.3f} {s['recall']:>7.3f} {s['f1']:>6.3f} {s['support']:>8}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from fashion_classifier.artifacts import store
+    from fashion_classifier.inference.cli_predict import predict_files
+
+    settings = Settings.from_env()
+    try:
+        return predict_files(_model_dir(args, settings), args.files, as_json=args.json)
+    except store.ArtifactError as exc:
+        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    from fashion_classifier.artifacts import store
+
+    settings = Settings.from_env()
+    model_dir = _model_dir(args, settings)
+    current = store.current_version(model_dir)
+    versions = store.list_versions(model_dir)
+    if not versions:
+        raise CliError(f"no model versions in {model_dir}", EXIT_UNAVAILABLE)
+    for version in versions:
+        try:
+            meta = store.load_metadata(store.version_path(model_dir, version))
+            acc = f"{meta.get('test_accuracy', float('nan')):.4f}"
+        except store.ArtifactError:
+            acc = "unreadable"
+        print(f"{'*' if version == current else ' '} {version}  accuracy {acc}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    for name, value in Settings.from_env().describe():
+        print(f"{name:<26} {value}")
+    return 0

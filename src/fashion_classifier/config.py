@@ -1,0 +1,182 @@
+"""All settings, read from environment variables with documented defaults.
+
+Every other module takes a :class:`Settings` (or one of its values) instead of reading the
+environment itself, so one place documents the whole configuration surface. ``fashion-classifier
+config`` prints the effective values.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The default artifact shipped in the repository (model/), used when FC_MODEL_DIR is unset.
+DEFAULT_MODEL_DIR = PROJECT_ROOT / "model"
+
+CLASS_NAMES: tuple[str, ...] = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _int(name: str, default: int, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}={value} must be >= {minimum}")
+    return value
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use true/false)")
+
+
+def _list(name: str, default: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in _env(name, default).split(",") if part.strip())
+
+
+def _path(name: str, default: Path | None) -> Path | None:
+    raw = os.environ.get(name)
+    if raw:
+        return Path(raw).expanduser()
+    return default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Effective configuration. Field docs name the environment variable and its default."""
+
+    # --- data and training -------------------------------------------------------------
+    data_dir: Path | None = None  # FC_DATA_DIR; unset = download with keras.datasets
+    seed: int = 42  # FC_SEED
+    epochs: int = 15  # FC_EPOCHS
+    batch_size: int = 32  # FC_BATCH_SIZE
+
+    # --- model store ---------------------------------------------------------------------
+    model_dir: Path = DEFAULT_MODEL_DIR  # FC_MODEL_DIR; the versioned artifact store
+    keep_versions: int = 5  # FC_KEEP_VERSIONS; retention count when publishing
+    reload_interval: float = 2.0  # FC_RELOAD_INTERVAL seconds between checks for a new version
+
+    # --- serving ---------------------------------------------------------------------------
+    host: str = "127.0.0.1"  # FC_HOST
+    port: int = 8000  # FC_PORT
+    workers: int = 0  # FC_WORKERS; 0 = one per CPU core
+    timeout: int = 30  # FC_TIMEOUT gunicorn worker timeout (s)
+    graceful_timeout: int = 20  # FC_GRACEFUL_TIMEOUT (s)
+    max_upload_bytes: int = 10 * 1024 * 1024  # FC_MAX_UPLOAD_BYTES; larger bodies get 413
+    max_batch: int = 1024  # FC_MAX_BATCH images per request
+    model_name: str = "fashion"  # FC_MODEL_NAME used in /v1 and /v2 URLs
+    metrics_dir: Path | None = None  # PROMETHEUS_MULTIPROC_DIR; set by `serve` when unset
+
+    # --- prediction log ------------------------------------------------------------------------
+    # FC_PREDLOG: "sqlite" (embedded default), "cassandra", or "off"
+    predlog: str = "sqlite"
+    sqlite_path: Path = PROJECT_ROOT / "var" / "predictions.sqlite3"  # FC_SQLITE_PATH
+    spool_dir: Path = PROJECT_ROOT / "var" / "spool"  # FC_SPOOL_DIR durable spool for unsent rows
+    queue_size: int = 10_000  # FC_QUEUE_SIZE in-memory rows before spilling to the spool
+    cassandra_hosts: tuple[str, ...] = ("127.0.0.1",)  # FC_CASSANDRA_HOSTS comma-separated
+    cassandra_port: int = 9042  # FC_CASSANDRA_PORT
+    cassandra_keyspace: str = "fashion"  # FC_CASSANDRA_KEYSPACE
+    cassandra_local_dc: str = "datacenter1"  # FC_CASSANDRA_LOCAL_DC
+    cassandra_replication: int = 2  # FC_CASSANDRA_REPLICATION factor used by `migrate`
+    cassandra_username: str = ""  # FC_CASSANDRA_USERNAME (PasswordAuthenticator when set)
+    cassandra_password: str = field(default="", repr=False)  # FC_CASSANDRA_PASSWORD
+    cassandra_tls: bool = False  # FC_CASSANDRA_TLS
+    cassandra_ca_file: Path | None = None  # FC_CASSANDRA_CA_FILE to verify the server
+    cassandra_connect_timeout: float = 5.0  # FC_CASSANDRA_CONNECT_TIMEOUT (s)
+    cassandra_ttl_days: int = 90  # FC_CASSANDRA_TTL_DAYS default TTL of prediction rows
+
+    # --- cluster operations ----------------------------------------------------------------------
+    namespace: str = "fashion-classifier"  # FC_NAMESPACE
+    release: str = "fashion-classifier"  # FC_RELEASE Helm release name
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        predlog = _env("FC_PREDLOG", "sqlite").lower()
+        if predlog not in ("sqlite", "cassandra", "off"):
+            raise ConfigError(f"FC_PREDLOG={predlog!r} must be one of sqlite, cassandra, off")
+        return cls(
+            data_dir=_path("FC_DATA_DIR", None),
+            seed=_int("FC_SEED", 42),
+            epochs=_int("FC_EPOCHS", 15, minimum=1),
+            batch_size=_int("FC_BATCH_SIZE", 32, minimum=1),
+            model_dir=_path("FC_MODEL_DIR", DEFAULT_MODEL_DIR) or DEFAULT_MODEL_DIR,
+            keep_versions=_int("FC_KEEP_VERSIONS", 5, minimum=1),
+            reload_interval=_float("FC_RELOAD_INTERVAL", 2.0),
+            host=_env("FC_HOST", "127.0.0.1"),
+            port=_int("FC_PORT", 8000, minimum=0),
+            workers=_int("FC_WORKERS", 0, minimum=0),
+            timeout=_int("FC_TIMEOUT", 30, minimum=1),
+            graceful_timeout=_int("FC_GRACEFUL_TIMEOUT", 20, minimum=0),
+            max_upload_bytes=_int("FC_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1),
+            max_batch=_int("FC_MAX_BATCH", 1024, minimum=1),
+            model_name=_env("FC_MODEL_NAME", "fashion"),
+            metrics_dir=_path("PROMETHEUS_MULTIPROC_DIR", None),
+            predlog=predlog,
+            sqlite_path=_path("FC_SQLITE_PATH", Settings.sqlite_path) or Settings.sqlite_path,
+            spool_dir=_path("FC_SPOOL_DIR", Settings.spool_dir) or Settings.spool_dir,
+            queue_size=_int("FC_QUEUE_SIZE", 10_000, minimum=1),
+            cassandra_hosts=_list("FC_CASSANDRA_HOSTS", "127.0.0.1"),
+            cassandra_port=_int("FC_CASSANDRA_PORT", 9042, minimum=1),
+            cassandra_keyspace=_env("FC_CASSANDRA_KEYSPACE", "fashion"),
+            cassandra_local_dc=_env("FC_CASSANDRA_LOCAL_DC", "datacenter1"),
+            cassandra_replication=_int("FC_CASSANDRA_REPLICATION", 2, minimum=1),
+            cassandra_username=_env("FC_CASSANDRA_USERNAME", ""),
+            cassandra_password=_env("FC_CASSANDRA_PASSWORD", ""),
+            cassandra_tls=_bool("FC_CASSANDRA_TLS", False),
+            cassandra_ca_file=_path("FC_CASSANDRA_CA_FILE", None),
+            cassandra_connect_timeout=_float("FC_CASSANDRA_CONNECT_TIMEOUT", 5.0),
+            cassandra_ttl_days=_int("FC_CASSANDRA_TTL_DAYS", 90, minimum=0),
+            namespace=_env("FC_NAMESPACE", "fashion-classifier"),
+            release=_env("FC_RELEASE", "fashion-classifier"),
+        )
+
+    def describe(self) -> list[tuple[str, str]]:
+        """(name, value) pairs for display; secrets are masked."""
+        out = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "cassandra_password" and value:
+                value = "********"
+            out.append((f.name, str(value)))
+        return out
