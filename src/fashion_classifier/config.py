@@ -90,7 +90,7 @@ class Settings:
     data_dir: Path | None = None  # FC_DATA_DIR; unset = download with keras.datasets
     seed: int = 42  # FC_SEED
     epochs: int = 15  # FC_EPOCHS
-    batch_size: int = 32  # FC_BATCH_SIZE
+    batch_size: int = 0  # FC_BATCH_SIZE; 0 = the architecture's default (mlp 32, cnn 64)
 
     # --- model store ---------------------------------------------------------------------
     model_dir: Path = DEFAULT_MODEL_DIR  # FC_MODEL_DIR; the versioned artifact store
@@ -107,6 +107,9 @@ class Settings:
     max_batch: int = 1024  # FC_MAX_BATCH images per request
     model_name: str = "fashion"  # FC_MODEL_NAME used in /v1 and /v2 URLs
     metrics_dir: Path | None = None  # PROMETHEUS_MULTIPROC_DIR; set by `serve` when unset
+    # FC_CLIENT_SALT keys the hash of client addresses in the prediction log; unset = a random
+    # salt per worker process (hashes then only match within one process)
+    client_salt: str = field(default="", repr=False)
 
     # --- prediction log ------------------------------------------------------------------------
     # FC_PREDLOG: "sqlite" (embedded default), "cassandra", or "off"
@@ -139,7 +142,7 @@ class Settings:
             data_dir=_path("FC_DATA_DIR", None),
             seed=_int("FC_SEED", 42),
             epochs=_int("FC_EPOCHS", 15, minimum=1),
-            batch_size=_int("FC_BATCH_SIZE", 32, minimum=1),
+            batch_size=_int("FC_BATCH_SIZE", 0, minimum=0),
             model_dir=_path("FC_MODEL_DIR", DEFAULT_MODEL_DIR) or DEFAULT_MODEL_DIR,
             keep_versions=_int("FC_KEEP_VERSIONS", 5, minimum=1),
             reload_interval=_float("FC_RELOAD_INTERVAL", 2.0),
@@ -152,6 +155,7 @@ class Settings:
             max_batch=_int("FC_MAX_BATCH", 1024, minimum=1),
             model_name=_env("FC_MODEL_NAME", "fashion"),
             metrics_dir=_path("PROMETHEUS_MULTIPROC_DIR", None),
+            client_salt=_env("FC_CLIENT_SALT", ""),
             predlog=predlog,
             sqlite_path=_path("FC_SQLITE_PATH", Settings.sqlite_path) or Settings.sqlite_path,
             spool_dir=_path("FC_SPOOL_DIR", Settings.spool_dir) or Settings.spool_dir,
@@ -176,7 +180,7 @@ class Settings:
         out = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "cassandra_password" and value:
+            if f.name in ("cassandra_password", "client_salt") and value:
                 value = "********"
             out.append((f.name, str(value)))
         return out

@@ -99,13 +99,16 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
             raw = fh.read()
     except (OSError, EOFError) as exc:
         raise DatasetError(f"{path} is not a readable gzip file: {exc}") from None
+    if len(raw) < 4:
+        raise DatasetError(f"{path} is truncated: {len(raw)} bytes, shorter than its header")
+    (found,) = struct.unpack(">I", raw[:4])
+    if found != magic:
+        raise DatasetError(f"{path} has IDX magic {found}, expected {magic}")
     ndim = 3 if magic == IMAGE_MAGIC else 1
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DatasetError(f"{path} is truncated: {len(raw)} bytes, shorter than its header")
-    found, *dims = struct.unpack(f">{1 + ndim}I", raw[:header])
-    if found != magic:
-        raise DatasetError(f"{path} has IDX magic {found}, expected {magic}")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
     expected = int(np.prod(dims))
     if len(raw) - header != expected:
         raise DatasetError(f"{path} holds {len(raw) - header} data bytes, its header promises {expected}")

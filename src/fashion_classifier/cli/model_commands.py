@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -43,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _data_args(p)
     p.add_argument("--arch", default="mlp", choices=("mlp", "cnn"), help="architecture (default: mlp)")
     p.add_argument("--epochs", type=_positive, help="epochs (default: FC_EPOCHS, 15)")
-    p.add_argument("--batch-size", type=_positive, help="batch size (default: FC_BATCH_SIZE, 32)")
+    p.add_argument("--batch-size", type=_positive, help="batch size (default: FC_BATCH_SIZE, else mlp 32, cnn 64)")
     p.add_argument("--seed", type=int, help="random seed (default: FC_SEED, 42)")
     p.add_argument("--keep", type=_positive, help="versions to keep (default: FC_KEEP_VERSIONS, 5)")
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
@@ -94,6 +95,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # TensorFlow's C++ INFO/WARNING lines drown the progress output; errors still show.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
+        from fashion_classifier.training.architectures import DEFAULT_BATCH_SIZE
         from fashion_classifier.training.pipeline import TrainOptions, dump, train
     except ImportError as exc:
         raise CliError(f"training needs TensorFlow: pip install 'fashion-classifier[train]' ({exc})",
@@ -104,14 +106,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = TrainOptions(
         architecture=args.arch,
         epochs=args.epochs or settings.epochs,
-        batch_size=args.batch_size or settings.batch_size,
+        batch_size=args.batch_size or settings.batch_size or DEFAULT_BATCH_SIZE[args.arch],
         seed=settings.seed if args.seed is None else args.seed,
         keep_versions=args.keep or settings.keep_versions,
         verbose=2 if args.quiet else 1,
     )
-    log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     try:
-        meta = train(dataset, _model_dir(args, settings), options, log=log)
+        if args.json:
+            # stdout carries only the JSON document; progress goes to stderr.
+            with contextlib.redirect_stdout(sys.stderr):
+                meta = train(dataset, _model_dir(args, settings), options)
+        else:
+            meta = train(dataset, _model_dir(args, settings), options)
     except (ExportError, ArtifactError, OSError) as exc:
         raise CliError(str(exc), EXIT_FAILED) from None
     if args.json:

@@ -29,26 +29,27 @@ def mlp() -> keras.Model:
     )
 
 
+def _conv_block(filters: int) -> list[layers.Layer]:
+    return [layers.Conv2D(filters, 3, padding="same", use_bias=False), layers.BatchNormalization(), layers.ReLU(),
+            layers.MaxPooling2D()]
+
+
 @_register
 def cnn() -> keras.Model:
-    """A small convolutional net: ~93 % on 2 CPU cores in a few minutes.
+    """A small convolutional net: 0.933 test accuracy in about 5 minutes on 2 CPU cores.
 
-    Two conv blocks at 28x28 and 14x14 keep the cost near 5 MFLOP per image (the 28x28 stage
-    is where convolutions get expensive on a CPU), batch norm lets Adam use a brisk learning
-    rate, and dropout keeps 15 epochs from overfitting.
+    Three conv blocks (32 filters at 28x28, 64 at 14x14, 128 at 7x7) keep the cost near
+    8 MMAC per image: the full-resolution stage is where convolutions get expensive on a CPU,
+    so it stays narrow. Batch norm lets Adam train briskly; dropout keeps 15 epochs from
+    overfitting. Measured here with seed 42 and batch 64: two blocks reach only 0.925.
     """
     return keras.Sequential(
         [
             keras.Input(shape=(28, 28)),
             layers.Reshape((28, 28, 1)),
-            layers.Conv2D(32, 3, padding="same", use_bias=False),
-            layers.BatchNormalization(),
-            layers.ReLU(),
-            layers.MaxPooling2D(),
-            layers.Conv2D(64, 3, padding="same", use_bias=False),
-            layers.BatchNormalization(),
-            layers.ReLU(),
-            layers.MaxPooling2D(),
+            *_conv_block(32),
+            *_conv_block(64),
+            *_conv_block(128),
             layers.Dropout(0.25),
             layers.Flatten(),
             layers.Dense(128, activation="relu"),
@@ -57,6 +58,11 @@ def cnn() -> keras.Model:
         ],
         name="cnn",
     )
+
+
+# Batch size when none is given: the tutorial's Keras default for the MLP; the CNN's epochs
+# cost half as much at 64 with the same accuracy.
+DEFAULT_BATCH_SIZE = {"mlp": 32, "cnn": 64}
 
 
 def build(architecture: str, total_steps: int) -> keras.Model:
