@@ -1,8 +1,9 @@
 """The prediction log's contract: one record type and one interface, whatever the backend.
 
-The web layer builds a :class:`PredictionRecord` per prediction and hands it to
-:meth:`PredictionLog.record`, which must return at once and never raise: writing happens
-beside the response, never in its path.
+The web layer hands each request's predictions to :meth:`PredictionLog.record_batch` as one
+:class:`PredictionBatch` (what it has at hand, nothing converted), or single
+:class:`PredictionRecord` objects to :meth:`PredictionLog.record`. Both return at once and never
+raise: writing happens beside the response, never in its path.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 @dataclass(frozen=True)
@@ -31,23 +32,64 @@ class PredictionRecord:
     true_label: int | None = field(default=None, compare=False)  # filled from feedback on reads
 
 
+class PredictionBatch(NamedTuple):
+    """All predictions of one request, as the request thread has them.
+
+    The request thread only builds this tuple (about 1 µs, whatever the batch size); turning it
+    into rows (labels, probabilities as Python floats, encoded columns) happens in the log's
+    writer thread, once per batch where possible. Row ``i`` is image ``i`` of the request.
+    """
+
+    ids: list[uuid.UUID]  # time-based uuids, one per image
+    created_us: int  # time.time_ns() // 1000 when the response was built: every row's created_at
+    model_version: str
+    names: tuple[str, ...] | list[str]  # class index -> label
+    classes: Any  # int array [N] (NumPy or list): the predicted class of each image
+    top3: Any  # int array [N, 3]: class indices, best first
+    probs: Any  # float array [N, K]: probabilities per class
+    source: str
+    infos: Any  # None, or per image an object with .filename, .width, .height (data only)
+    latency_ms: float
+    client_hash: str | None
+
+    @property
+    def rows(self) -> int:
+        return len(self.ids)
+
+
 @dataclass(frozen=True)
 class Page:
     rows: list[PredictionRecord]
     page_state: str | None  # opaque token for the next page; None on the last page
 
 
+class PredictionLogUnavailable(RuntimeError):
+    """Reading failed because the backend cannot be reached (the web layer answers 503)."""
+
+
+class InvalidPageState(ValueError):
+    """A ``page_state`` token that this log did not issue (the web layer answers 400)."""
+
+
 class PredictionLog(Protocol):
     def record(self, rec: PredictionRecord) -> None:
         """Queue one record for writing. Returns at once; never raises."""
 
+    def record_batch(self, batch: PredictionBatch) -> None:
+        """Queue every prediction of one request (the serving hot path). Returns at once; never raises."""
+
     def add_feedback(self, prediction_id: uuid.UUID, true_label: int) -> None:
         """Store the true label for a prediction (queued like records)."""
 
-    def get(self, prediction_id: uuid.UUID) -> PredictionRecord | None: ...
+    def get(self, prediction_id: uuid.UUID) -> PredictionRecord | None:
+        """One prediction with its feedback, or None. Raises PredictionLogUnavailable."""
 
     def list_day(self, day: date, limit: int = 50, page_state: str | None = None) -> Page:
-        """Predictions of one UTC day, newest first."""
+        """Predictions of one UTC day, newest first.
+
+        Raises InvalidPageState for a token it did not issue, PredictionLogUnavailable when the
+        backend cannot be reached.
+        """
 
     def recent(self, limit: int = 50) -> list[PredictionRecord]:
         """Newest predictions across days (today first, then earlier days)."""

@@ -1,0 +1,206 @@
+"""Prediction-log commands: migrate (schema) and history (recent rows as a table)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import date
+
+from fashion_classifier.cli import EXIT_UNAVAILABLE, EXIT_USAGE, CliError
+from fashion_classifier.config import Settings
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"{value} must be between 1 and 10000")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "migrate",
+        help="create or update the prediction-log schema (idempotent)",
+        description="Apply the versioned prediction-log schema to the configured backend "
+        "(FC_PREDLOG): the Cassandra keyspace and tables, or the SQLite file.",
+    )
+    p.add_argument(
+        "--wait",
+        type=_seconds,
+        default=60.0,
+        help="seconds to keep trying while Cassandra is not reachable yet (default: 60)",
+    )
+    p.set_defaults(handler=cmd_migrate)
+
+    p = sub.add_parser(
+        "history",
+        help="print recent predictions as a table",
+        description="Print the newest logged predictions (or one UTC day's) from the configured backend.",
+    )
+    p.add_argument("--day", type=_day, help="one UTC day, YYYY-MM-DD (default: the newest rows of any day)")
+    p.add_argument("--limit", type=_limit, default=20, help="rows to print (default: 20)")
+    p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    p.add_argument(
+        "--wait", type=_seconds, default=10.0, help="seconds to wait for Cassandra to connect (default: 10)"
+    )
+    p.set_defaults(handler=cmd_history)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    if settings.predlog == "off":
+        raise CliError("FC_PREDLOG=off: there is no prediction-log schema to migrate", EXIT_USAGE)
+    if settings.predlog == "sqlite":
+        from fashion_classifier.predlog.sqlite_log import SqliteLog
+
+        applied = SqliteLog(settings.sqlite_path, settings.spool_dir).migrate()
+        target = f"sqlite {settings.sqlite_path}"
+    else:
+        applied, target = _migrate_cassandra(settings, args.wait)
+    if applied:
+        print(f"{target}: applied migration(s) {', '.join(map(str, applied))}")
+    else:
+        print(f"{target}: schema up to date")
+    return 0
+
+
+def _migrate_cassandra(settings: Settings, wait: float) -> tuple[list[int], str]:
+    from cassandra import AuthenticationFailed
+    from cassandra.cluster import NoHostAvailable
+
+    from fashion_classifier.predlog import cassandra_schema
+    from fashion_classifier.predlog.cassandra_session import build_cluster
+
+    try:
+        cassandra_schema.check_keyspace_name(settings.cassandra_keyspace)
+    except ValueError as exc:
+        raise CliError(f"FC_CASSANDRA_KEYSPACE: {exc}") from None
+    hosts = ",".join(settings.cassandra_hosts)
+    deadline = time.monotonic() + wait
+    while True:
+        cluster = build_cluster(settings)
+        try:
+            session = cluster.connect()
+            break
+        except NoHostAvailable as exc:
+            cluster.shutdown()
+            if _auth_failed(exc, AuthenticationFailed):
+                raise CliError(f"Cassandra at {hosts} refused the credentials", EXIT_UNAVAILABLE) from None
+            if time.monotonic() >= deadline:
+                raise CliError(
+                    f"Cassandra at {hosts}:{settings.cassandra_port} not reachable after {wait:g} s",
+                    EXIT_UNAVAILABLE,
+                ) from None
+            time.sleep(2)
+    try:
+        applied = cassandra_schema.migrate(
+            session,
+            settings.cassandra_keyspace,
+            settings.cassandra_local_dc,
+            settings.cassandra_replication,
+            settings.cassandra_ttl_days,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        cluster.shutdown()
+    return applied, f"cassandra {hosts} keyspace {settings.cassandra_keyspace}"
+
+
+def _auth_failed(exc: Exception, auth_error: type) -> bool:
+    errors = getattr(exc, "errors", {}) or {}
+    return any(isinstance(err, auth_error) for err in errors.values())
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from fashion_classifier.predlog import InvalidPageState, PredictionLogUnavailable, open_log
+
+    settings = Settings.from_env()
+    if settings.predlog == "off":
+        raise CliError("FC_PREDLOG=off: predictions are not logged", EXIT_USAGE)
+    log = open_log(settings)
+    deadline = time.monotonic() + args.wait
+    try:
+        while True:
+            try:
+                rows = log.list_day(args.day, args.limit).rows if args.day else log.recent(args.limit)
+                break
+            except PredictionLogUnavailable as exc:
+                if time.monotonic() >= deadline:
+                    raise CliError(f"prediction log unavailable: {exc}", EXIT_UNAVAILABLE) from None
+                time.sleep(0.2)
+            except InvalidPageState as exc:  # not expected without a token, but never a traceback
+                raise CliError(str(exc)) from None
+    finally:
+        log.close()
+    if args.json:
+        from fashion_classifier.predlog.codec import record_to_dict
+
+        for rec in rows:
+            print(json.dumps(record_to_dict(rec), ensure_ascii=False))
+        return 0
+    if not rows:
+        print("no predictions logged" + (f" on {args.day}" if args.day else ""))
+        return 0
+    print(format_table(rows))
+    return 0
+
+
+def _printable(text: str | None, width: int) -> str:
+    """Client text made safe for a terminal: control characters escaped, long values cut."""
+    if text is None:
+        return "-"
+    safe = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    return safe if len(safe) <= width else safe[: width - 1] + "…"
+
+
+def format_table(rows) -> str:
+    from fashion_classifier.config import CLASS_NAMES
+
+    header = ("time (UTC)", "id", "label", "conf", "model", "source", "feedback", "filename")
+    body = []
+    for rec in rows:
+        feedback = "-"
+        if rec.true_label is not None:
+            known = 0 <= rec.true_label < len(CLASS_NAMES)
+            name = CLASS_NAMES[rec.true_label] if known else str(rec.true_label)
+            feedback = ("ok " if rec.true_label == rec.predicted_class else "no ") + name
+        body.append(
+            (
+                rec.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                str(rec.id),
+                _printable(rec.label, 12),
+                f"{rec.confidence:.3f}",
+                _printable(rec.model_version, 24),
+                _printable(rec.source, 8),
+                feedback,
+                _printable(rec.filename, 40),
+            )
+        )
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in [header, *body]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,40 @@
+"""The prediction log: every prediction recorded off the request path, readable back.
+
+``open_log(settings)`` picks the backend from ``FC_PREDLOG``: ``sqlite`` (embedded default, a
+local file), ``cassandra`` (the cluster, with a durable local spool), or ``off``. Opening never
+connects or starts threads; that happens on first use, inside each worker process.
+"""
+
+from __future__ import annotations
+
+from fashion_classifier.config import Settings
+from fashion_classifier.predlog.base import (
+    InvalidPageState,
+    Page,
+    PredictionLog,
+    PredictionLogUnavailable,
+    PredictionRecord,
+)
+
+__all__ = [
+    "InvalidPageState",
+    "Page",
+    "PredictionLog",
+    "PredictionLogUnavailable",
+    "PredictionRecord",
+    "open_log",
+]
+
+
+def open_log(settings: Settings) -> PredictionLog:
+    if settings.predlog == "off":
+        from fashion_classifier.predlog.null_log import NullLog
+
+        return NullLog()
+    if settings.predlog == "cassandra":
+        from fashion_classifier.predlog.cassandra_log import CassandraLog
+
+        return CassandraLog(settings)
+    from fashion_classifier.predlog.sqlite_log import SqliteLog
+
+    return SqliteLog(settings.sqlite_path, settings.spool_dir, settings.queue_size)

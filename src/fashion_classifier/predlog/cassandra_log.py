@@ -1,0 +1,491 @@
+"""The prediction log in Apache Cassandra.
+
+Writes: :class:`CassandraSink` turns each batch from the :class:`AsyncWriter` into unlogged
+batches of prepared inserts, one per day partition (a single-partition batch is one mutation:
+cheap for the cluster and atomic), sent with ``execute_async``; the writer bounds how many are in
+flight and spools what fails. The sink connects in a background thread and retries with
+backoff, so the service starts and serves before Cassandra is reachable.
+
+Reads run on the request thread against the same per-process session; they raise
+:class:`PredictionLogUnavailable` until it is connected or when the cluster cannot answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import logging
+import struct
+import threading
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+from cassandra import DriverException, InvalidRequest, RequestExecutionException, RequestValidationException
+from cassandra.cluster import NoHostAvailable
+from cassandra.protocol import ProtocolException
+from cassandra.query import UNSET_VALUE, BatchStatement, BatchType
+
+from fashion_classifier.config import Settings
+from fashion_classifier.predlog import metrics
+from fashion_classifier.predlog.base import (
+    InvalidPageState,
+    Page,
+    PredictionBatch,
+    PredictionLogUnavailable,
+    PredictionRecord,
+)
+from fashion_classifier.predlog.cassandra_schema import REQUIRED_TABLES, check_keyspace_name
+from fashion_classifier.predlog.cassandra_session import build_cluster
+from fashion_classifier.predlog.codec import (
+    DayBuckets,
+    Feedback,
+    Item,
+    batch_columns,
+    batch_records,
+    day_of,
+    day_of_id,
+    decode_token,
+    encode_token,
+    limit_filename,
+    limit_record,
+    utc,
+    uuid_ticks,
+)
+from fashion_classifier.predlog.writer import AsyncWriter, Done
+
+log = logging.getLogger(__name__)
+
+RECENT_DAYS = 7  # how far back recent() looks
+_COLUMNS = (
+    "id, created_at, model_version, predicted_class, label, confidence, top3, source, "
+    "filename, image_width, image_height, latency_ms, client_hash"
+)
+_READ_ERRORS = (DriverException, RequestExecutionException, NoHostAvailable, OSError)
+
+
+class CassandraSink:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._keyspace = check_keyspace_name(settings.cassandra_keyspace)
+        self.session = None
+        self._cluster = None
+        self._encoder = _Encoder()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._connect_loop, name="predlog-connect", daemon=True)
+        self._thread.start()
+
+    # --- connection -------------------------------------------------------------------------
+    def _connect_loop(self) -> None:
+        delay, last_error = 0.5, None
+        while not self._stop.is_set():
+            cluster = build_cluster(self._settings)
+            try:
+                session = cluster.connect(self._keyspace)
+                self._prepare(session)
+            except Exception as exc:  # any failure: the cluster is not usable yet
+                cluster.shutdown()
+                if str(exc) != last_error:
+                    log.warning("prediction log: Cassandra not reachable yet (%s); retrying", exc)
+                    last_error = str(exc)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            self._cluster, self.session = cluster, session
+            metrics.CONNECTED.set(1)
+            log.info("prediction log: connected to Cassandra %s", ",".join(self._settings.cassandra_hosts))
+            return
+
+    def _prepare(self, session) -> None:
+        ks = self._keyspace
+        tables = session.cluster.metadata.keyspaces[ks].tables
+        missing = [name for name in REQUIRED_TABLES if name not in tables]
+        if missing:
+            names = ", ".join(missing)
+            raise RuntimeError(f"tables {names} missing in {ks}: run `fashion-classifier migrate`")
+        self.insert_prediction = session.prepare(
+            f"INSERT INTO {ks}.predictions_by_day (day, {_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+        )
+        self.insert_feedback = session.prepare(
+            f"INSERT INTO {ks}.feedback_by_id (id, true_label, created_at) VALUES (?, ?, ?)"
+        )
+        self.select_one = session.prepare(
+            f"SELECT {_COLUMNS} FROM {ks}.predictions_by_day WHERE day = ? AND id = ?"
+        )
+        self.select_day = session.prepare(f"SELECT {_COLUMNS} FROM {ks}.predictions_by_day WHERE day = ?")
+        self.select_labels = session.prepare(f"SELECT label FROM {ks}.predictions_by_day WHERE day = ?")
+        self.select_feedback = session.prepare(
+            f"SELECT id, true_label FROM {ks}.feedback_by_id WHERE id IN ?"
+        )
+        for statement in (self.insert_prediction, self.insert_feedback):
+            statement.is_idempotent = True
+
+    def writable(self) -> bool:
+        up = self.session is not None and any(host.is_up for host in self._cluster.metadata.all_hosts())
+        metrics.CONNECTED.set(1 if up else 0)
+        return up
+
+    # --- writing ----------------------------------------------------------------------------
+    def write(self, items: list[Item], done: Done) -> None:
+        if self.session is None:
+            done(items)
+            return
+        groups: list[tuple[object, list[Item]]] = []
+        # day -> (serialized rows, their items, records from a replay); one batch per day below
+        by_day: dict[date, tuple[list[list], list[Item], list[PredictionRecord]]] = {}
+        for item in items:
+            kind = type(item)
+            if kind is PredictionBatch:
+                for day, values in self._encoder.rows(item):
+                    entry = by_day.get(day)
+                    if entry is None:
+                        entry = by_day[day] = ([], [], [])
+                    entry[0].append(values)
+                    if not entry[1] or entry[1][-1] is not item:
+                        entry[1].append(item)  # a batch across midnight is in two groups
+            elif kind is Feedback:
+                statement = self.insert_feedback.bind((item.prediction_id, item.true_label, item.created_at))
+                groups.append((statement, [item]))
+            else:
+                entry = by_day.setdefault(day_of(item), ([], [], []))
+                entry[1].append(item)
+                entry[2].append(item)
+        query_id = self.insert_prediction.query_id
+        for day, (encoded, group_items, records) in by_day.items():
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+            for rec in records:
+                batch.add(self.insert_prediction, _prediction_values(day, rec))
+            if encoded:
+                # Rows already serialized by _Encoder: what batch.add(prepared, values) would
+                # append after binding, without the driver's per-value Python (~20 µs a row).
+                # The partition key is the day, so the day's bytes are the routing key.
+                batch.routing_key = self._encoder.day_bytes(day)
+                batch.keyspace = self._keyspace
+                statements = batch._statements_and_parameters
+                statements.extend((True, query_id, values) for values in encoded)
+            batch.is_idempotent = True
+            groups.append((batch, group_items))
+        _FanIn(self.session, groups, done).start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._cluster is not None:
+            self._cluster.shutdown()
+        metrics.CONNECTED.set(0)
+
+
+class _FanIn:
+    """Runs several statements concurrently and reports the items of those that failed, once."""
+
+    def __init__(self, session, groups: list[tuple[object, list[Item]]], done: Done) -> None:
+        self._session = session
+        self._groups = groups
+        self._done = done
+        self._pending = len(groups)
+        self._failed: list[Item] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        if not self._groups:
+            self._done([])
+            return
+        for statement, items in self._groups:
+            try:
+                future = self._session.execute_async(statement)
+            except Exception as exc:  # e.g. NoHostAvailable raised synchronously
+                self._finish(items, exc)
+                continue
+            future.add_callbacks(self._ok, self._error, errback_args=(items,))
+
+    def _ok(self, _rows) -> None:
+        self._finish([], None)
+
+    def _error(self, exc: Exception, items: list[Item]) -> None:
+        self._finish(items, exc)
+
+    def _finish(self, items: list[Item], exc: Exception | None) -> None:
+        if exc is not None:
+            if isinstance(exc, InvalidRequest):
+                # The cluster will never accept these rows (e.g. a malformed value): spooling
+                # them would block the replay forever, so they are logged and dropped.
+                log.error("prediction log: Cassandra rejected %d item(s): %s", len(items), exc)
+                metrics.WRITE_ERRORS.inc(len(items))
+            else:
+                log.debug("prediction log: write failed (%s), %d item(s) to the spool", exc, len(items))
+        with self._lock:
+            if exc is not None and not isinstance(exc, InvalidRequest):
+                self._failed.extend(items)
+            self._pending -= 1
+            last = self._pending == 0
+        if last:
+            self._done(self._failed)
+
+
+_int32 = struct.Struct(">i").pack
+_int64 = struct.Struct(">q").pack
+_double = struct.Struct(">d").pack
+_uint32 = struct.Struct(">I").pack
+_DATE_OFFSET_DAYS = 2**31  # CQL date: unsigned days since 1970-01-01, centred at 2^31
+_THREE = _int32(3)
+_DOUBLE_LENGTH = _int32(8)
+
+
+class _Encoder:
+    """The bound values of ``insert_prediction`` for a PredictionBatch, serialized in the writer
+    thread as the driver would (native protocol v5, same bytes: tests compare them with the
+    driver's own serializers).
+
+    Binding through the driver costs ~14 Python-level serializer calls per row; most values of a
+    batch repeat (day, created_at, model version, labels, source, client hash, image size), so
+    they are encoded once and reused, and a row costs a few ``struct`` packs.
+    """
+
+    def __init__(self) -> None:
+        self._days = DayBuckets()
+        self._day: date | None = None
+        self._day_bytes = b""
+        self._text: dict[str, bytes] = {}
+        self._small_ints: dict[int, bytes] = {}
+        self._names: object = None
+        self._labels: list[bytes] = []
+        self._top_items: list[bytes] = []  # per class: tuple length, label length, label, double length
+
+    def day_bytes(self, day: date) -> bytes:
+        return _uint32((day - _EPOCH_DAY).days + _DATE_OFFSET_DAYS)
+
+    def text(self, value: str) -> bytes:
+        encoded = self._text.get(value)
+        if encoded is None:
+            if len(self._text) > 4096:  # filenames may all differ: keep the cache small
+                self._text.clear()
+            encoded = self._text[value] = value.encode("utf-8")
+        return encoded
+
+    def integer(self, value: int) -> bytes:
+        encoded = self._small_ints.get(value)
+        if encoded is None:
+            if len(self._small_ints) > 4096:
+                self._small_ints.clear()
+            encoded = self._small_ints[value] = _int32(value)
+        return encoded
+
+    def _set_names(self, names) -> None:
+        self._names = names
+        self._labels = [name.encode("utf-8") for name in names]
+        self._top_items = [
+            _int32(4 + len(label) + 4 + 8) + _int32(len(label)) + label + _DOUBLE_LENGTH for label in self._labels
+        ]
+
+    def _top3(self, top: list[int], row: list[float]) -> bytes:
+        items = self._top_items
+        if len(top) == 3:
+            a, b, c = top
+            return b"".join((_THREE, items[a], _double(row[a]), items[b], _double(row[b]), items[c], _double(row[c])))
+        parts = [_int32(len(top))]
+        for k in top:
+            parts += (items[k], _double(row[k]))
+        return b"".join(parts)
+
+    def rows(self, batch: PredictionBatch):
+        """(day, serialized values in insert_prediction's order) per prediction of the batch."""
+        classes, top3, probs = batch_columns(batch)
+        if batch.names is not self._names:  # the model's class names: the same object batch after batch
+            self._set_names(batch.names)
+        labels, integer = self._labels, self.integer
+        created = _int64(batch.created_us // 1000)  # CQL timestamp: milliseconds
+        version = self.text(batch.model_version)
+        source = self.text(batch.source)
+        latency = _double(batch.latency_ms)
+        client = UNSET_VALUE if batch.client_hash is None else self.text(batch.client_hash)
+        infos = batch.infos
+        days = self._days
+        for i, pid in enumerate(batch.ids):
+            day = days.of_ticks(uuid_ticks(pid))
+            if day is not self._day:
+                self._day, self._day_bytes = day, self.day_bytes(day)
+            cls, row = classes[i], probs[i]
+            if infos is None:
+                filename = width = height = UNSET_VALUE
+            else:
+                info = infos[i]
+                name = limit_filename(info.filename)
+                filename = UNSET_VALUE if name is None else self.text(name)
+                width = UNSET_VALUE if info.width is None else integer(info.width)
+                height = UNSET_VALUE if info.height is None else integer(info.height)
+            yield day, [
+                self._day_bytes, pid.bytes, created, version, integer(cls), labels[cls], _double(row[cls]),
+                self._top3(top3[i], row), source, filename, width, height, latency, client,
+            ]
+
+
+_EPOCH_DAY = date(1970, 1, 1)
+
+
+def _optional(value):
+    # A bound null writes a tombstone; an unset value writes nothing.
+    return UNSET_VALUE if value is None else value
+
+
+def _prediction_values(day: date, rec: PredictionRecord) -> tuple:
+    return (
+        day,
+        rec.id,
+        rec.created_at,
+        rec.model_version,
+        rec.predicted_class,
+        rec.label,
+        rec.confidence,
+        [(name, float(prob)) for name, prob in rec.top3],
+        rec.source,
+        _optional(rec.filename),
+        _optional(rec.image_width),
+        _optional(rec.image_height),
+        rec.latency_ms,
+        _optional(rec.client_hash),
+    )
+
+
+def _record(row, true_label: int | None = None) -> PredictionRecord:
+    return PredictionRecord(
+        id=row.id,
+        created_at=utc(row.created_at),
+        model_version=row.model_version,
+        predicted_class=row.predicted_class,
+        label=row.label,
+        confidence=row.confidence,
+        top3=tuple((name, prob) for name, prob in (row.top3 or ())),
+        source=row.source,
+        filename=row.filename,
+        image_width=row.image_width,
+        image_height=row.image_height,
+        latency_ms=row.latency_ms or 0.0,
+        client_hash=row.client_hash,
+        true_label=true_label,
+    )
+
+
+class CassandraLog:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        check_keyspace_name(settings.cassandra_keyspace)
+        self._writer = AsyncWriter(lambda: CassandraSink(settings), settings.spool_dir, settings.queue_size)
+
+    # --- writing ----------------------------------------------------------------------------
+    def record(self, rec: PredictionRecord) -> None:
+        if rec.id.version != 1:
+            # The id is the row's timeuuid; the cluster would reject it (and it has no day).
+            log.error("prediction log: id %s is not a time-based uuid; not recorded", rec.id)
+            metrics.WRITE_ERRORS.inc()
+            return
+        self._writer.submit(limit_record(rec))
+
+    def record_batch(self, batch: PredictionBatch) -> None:
+        if batch.ids and batch.ids[0].version != 1:
+            for rec in batch_records(batch):  # logged and counted as errors, one by one
+                self.record(rec)
+            return
+        self._writer.submit(batch, len(batch.ids))
+
+    def add_feedback(self, prediction_id: uuid.UUID, true_label: int) -> None:
+        if prediction_id.version != 1:
+            return  # no prediction can have this id
+        self._writer.submit(Feedback(prediction_id, int(true_label), datetime.now(UTC)))
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        return self._writer.flush(timeout)
+
+    def close(self) -> None:
+        self._writer.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._writer.sink.writable()
+
+    # --- reading ----------------------------------------------------------------------------
+    def get(self, prediction_id: uuid.UUID) -> PredictionRecord | None:
+        day = day_of_id(prediction_id)
+        if day is None:
+            return None
+        sink = self._sink()
+        try:
+            rows = list(sink.session.execute(sink.select_one, (day, prediction_id)))
+            if not rows:
+                return None
+            labels = self._feedback(sink, [prediction_id])
+        except _READ_ERRORS as exc:
+            raise PredictionLogUnavailable(f"Cassandra read failed: {exc}") from exc
+        return _record(rows[0], labels.get(prediction_id))
+
+    def list_day(self, day: date, limit: int = 50, page_state: str | None = None) -> Page:
+        paging = self._paging_state(day, page_state) if page_state else None
+        sink = self._sink()
+        statement = sink.select_day.bind((day,))
+        statement.fetch_size = limit
+        try:
+            result = sink.session.execute(statement, paging_state=paging)
+            rows = list(result.current_rows)
+            next_state = result.paging_state
+            if next_state is not None and not self._has_more(sink, day, next_state):
+                next_state = None  # the server cannot tell a full last page from a middle one
+            labels = self._feedback(sink, [row.id for row in rows])
+        except (ProtocolException, RequestValidationException) as exc:
+            if paging is not None:
+                raise InvalidPageState("page_state is not a token issued by this service") from exc
+            raise PredictionLogUnavailable(f"Cassandra read failed: {exc}") from exc
+        except _READ_ERRORS as exc:
+            raise PredictionLogUnavailable(f"Cassandra read failed: {exc}") from exc
+        token = None
+        if next_state is not None:
+            raw = base64.urlsafe_b64encode(next_state).decode()
+            token = encode_token({"b": "cassandra", "d": day.isoformat(), "p": raw})
+        return Page(rows=[_record(row, labels.get(row.id)) for row in rows], page_state=token)
+
+    def recent(self, limit: int = 50) -> list[PredictionRecord]:
+        out: list[PredictionRecord] = []
+        today = datetime.now(UTC).date()
+        for back in range(RECENT_DAYS + 1):
+            if len(out) >= limit:
+                break
+            out.extend(self.list_day(today - timedelta(days=back), limit - len(out)).rows)
+        return out
+
+    def counts(self, day: date) -> dict[str, int]:
+        sink = self._sink()
+        statement = sink.select_labels.bind((day,))
+        statement.fetch_size = 5000
+        try:
+            tally = collections.Counter(row.label for row in sink.session.execute(statement))
+        except _READ_ERRORS as exc:
+            raise PredictionLogUnavailable(f"Cassandra read failed: {exc}") from exc
+        return dict(sorted(tally.items()))
+
+    # --- internals ------------------------------------------------------------------------------
+    def _sink(self) -> CassandraSink:
+        sink = self._writer.sink
+        if sink.session is None:
+            raise PredictionLogUnavailable("not connected to Cassandra yet")
+        return sink
+
+    @staticmethod
+    def _paging_state(day: date, page_state: str) -> bytes:
+        payload = decode_token(page_state)
+        if payload.get("b") != "cassandra" or payload.get("d") != day.isoformat():
+            raise InvalidPageState("page_state belongs to another query")
+        try:
+            return base64.urlsafe_b64decode(str(payload["p"]).encode("ascii"))
+        except (KeyError, ValueError, UnicodeError, binascii.Error):
+            raise InvalidPageState("page_state is not a token issued by this service") from None
+
+    @staticmethod
+    def _has_more(sink: CassandraSink, day: date, paging: bytes) -> bool:
+        probe = sink.select_day.bind((day,))
+        probe.fetch_size = 1
+        return bool(sink.session.execute(probe, paging_state=paging).current_rows)
+
+    @staticmethod
+    def _feedback(sink: CassandraSink, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+        labels: dict[uuid.UUID, int] = {}
+        for start in range(0, len(ids), 100):
+            for row in sink.session.execute(sink.select_feedback, (ids[start : start + 100],)):
+                labels[row.id] = row.true_label
+        return labels

@@ -1,0 +1,168 @@
+"""Fixtures of the prediction-log tests: record factories and the real local Cassandra cluster.
+
+The cluster comes from ``scripts/cassandra-local`` once per session: reused when the script
+reports every node up, otherwise started (fresh data) and stopped again at the end. It never
+skips: a cluster that cannot start fails the tests that need it, with the script's log tail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from fashion_classifier.config import PROJECT_ROOT, Settings
+from fashion_classifier.predlog.base import PredictionRecord
+
+SCRIPT = PROJECT_ROOT / "scripts" / "cassandra-local"
+HOSTS = ("127.0.0.1", "127.0.0.2")
+
+
+def new_id() -> uuid.UUID:
+    # uuid1() falls back to Python's random module here, whose state forked processes share:
+    # fresh OS randomness keeps ids unique across the writer processes of a test.
+    return uuid.uuid1(clock_seq=int.from_bytes(os.urandom(2), "big") >> 2)
+
+
+def make_record(i: int = 0, filename: str | None = "shirt.png", **changes) -> PredictionRecord:
+    rec = PredictionRecord(
+        id=new_id(),
+        created_at=datetime.now(UTC),
+        model_version="20260101T000000Z-mlp",
+        predicted_class=i % 10,
+        label=f"class-{i % 10}",
+        confidence=0.5 + (i % 5) / 10,
+        top3=((f"class-{i % 10}", 0.5), ("b", 0.3), ("c", 0.1)),
+        source="api",
+        filename=filename,
+        image_width=28,
+        image_height=28,
+        latency_ms=1.25,
+        client_hash="abc123",
+    )
+    return dataclasses.replace(rec, **changes) if changes else rec
+
+
+class LocalCluster:
+    """Drives scripts/cassandra-local; every call waits for the script to finish."""
+
+    def __init__(self) -> None:
+        self.hosts = HOSTS
+
+    def run(self, *args: str, timeout: float = 400) -> str:
+        proc = subprocess.run(
+            [str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if proc.returncode != 0:
+            pytest.fail(
+                f"scripts/cassandra-local {' '.join(args)} failed ({proc.returncode}):\n"
+                f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+            )
+        return proc.stdout
+
+    def all_up(self) -> bool:
+        proc = subprocess.run([str(SCRIPT), "status"], capture_output=True, text=True, check=False)
+        return proc.returncode == 0
+
+    def kill(self, node: int) -> None:
+        self.run("kill", str(node))
+
+    def stop(self, node: int | None = None) -> None:
+        self.run("stop", *([str(node)] if node else []))
+
+    def start(self) -> None:
+        """Start whatever is down, keeping data."""
+        self.run("start")
+
+    def restore(self) -> None:
+        if not self.all_up():
+            self.start()
+
+
+@pytest.fixture(scope="session")
+def cassandra_cluster() -> Iterator[LocalCluster]:
+    cluster = LocalCluster()
+    started_here = False
+    if not cluster.all_up():
+        running = subprocess.run([str(SCRIPT), "status"], capture_output=True, text=True).stdout
+        fresh = () if " up " in running or "starting" in running else ("--fresh",)
+        t0 = time.monotonic()
+        out = cluster.run("start", *fresh)
+        print(f"\n{out.strip()}\n(cluster start {time.monotonic() - t0:.1f} s)")
+        started_here = True
+    yield cluster
+    if started_here and os.environ.get("FC_TEST_KEEP_CASSANDRA") != "1":
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def admin_session(cassandra_cluster):
+    """A driver session for checking what reached the cluster (not the code under test)."""
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy
+
+    policy = DCAwareRoundRobinPolicy("datacenter1")
+    profile = ExecutionProfile(load_balancing_policy=policy, request_timeout=30)
+    cluster = Cluster(
+        list(HOSTS),
+        protocol_version=5,
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+        reconnection_policy=ExponentialReconnectionPolicy(0.5, 2.0),
+    )
+    session = cluster.connect()
+    yield session
+    cluster.shutdown()
+
+
+def cassandra_settings(keyspace: str, spool_dir: Path, **changes) -> Settings:
+    return dataclasses.replace(
+        Settings(),
+        predlog="cassandra",
+        cassandra_hosts=HOSTS,
+        cassandra_keyspace=keyspace,
+        spool_dir=spool_dir,
+        **changes,
+    )
+
+
+@pytest.fixture
+def keyspace(admin_session, request) -> Iterator[str]:
+    """A fresh, migrated keyspace for one test, dropped afterwards."""
+    from fashion_classifier.predlog import cassandra_schema
+
+    name = f"t_{request.node.name[:30]}_{uuid.uuid4().hex[:6]}".lower()
+    name = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name)
+    cassandra_schema.migrate(admin_session, name, "datacenter1", 2, 90)
+    yield name
+    try:
+        admin_session.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=60)
+    except Exception as exc:  # a node still down after a failed test must not hide that failure
+        print(f"could not drop {name}: {exc}")
+
+
+def stored_ids(session, keyspace: str, days, consistency=None) -> list[uuid.UUID]:
+    """All prediction ids stored for the given days.
+
+    Consistency ALL by default: a node restarted a moment ago may not have its hints yet, and
+    ALL reads repair that. Pass ONE while a node is down.
+    """
+    from cassandra import ConsistencyLevel
+    from cassandra.query import SimpleStatement
+
+    consistency = ConsistencyLevel.ALL if consistency is None else consistency
+    ids: list[uuid.UUID] = []
+    for day in sorted(set(days)):
+        stmt = SimpleStatement(
+            f"SELECT id FROM {keyspace}.predictions_by_day WHERE day = %s",
+            fetch_size=5000,
+            consistency_level=consistency,
+        )
+        ids.extend(row.id for row in session.execute(stmt, (day,)))
+    return ids

@@ -1,0 +1,201 @@
+"""PredictionBatch, the web layer's one-item-per-request hand-off: each backend's fast path must
+store exactly what the same predictions as PredictionRecords would store."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from fashion_classifier.predlog.base import PredictionBatch
+from fashion_classifier.predlog.codec import (
+    MAX_FILENAME_CHARS,
+    IsoTimes,
+    batch_records,
+    created_datetime,
+    day_of_id,
+    expand,
+    item_rows,
+    uuid_ticks,
+)
+from fashion_classifier.predlog.sqlite_log import SqliteLog, _BatchRows, _row
+from fashion_classifier.predlog.writer import AsyncWriter
+
+from .conftest import new_id
+
+NAMES = ("T-shirt/top", "Trouser", 'Pull"over', "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+@dataclass(frozen=True)
+class Info:
+    filename: str | None
+    width: int | None
+    height: int | None
+
+
+def make_batch(n: int = 3, infos: bool = True, created_us: int | None = None, ids=None, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    logits = rng.random((n, 10), dtype=np.float32)
+    probs = (logits / logits.sum(axis=1, keepdims=True)).astype(np.float32)
+    top3 = np.argsort(-probs, axis=1, kind="stable")[:, :3]
+    names = ['odd "name" ../日本.png', "x" * (MAX_FILENAME_CHARS + 10), None]
+    return PredictionBatch(
+        ids=ids or [new_id() for _ in range(n)],
+        created_us=created_us if created_us is not None else time.time_ns() // 1000,
+        model_version="20260101T000000Z-mlp",
+        names=NAMES,
+        classes=top3[:, 0].copy(),
+        top3=top3,
+        probs=probs,
+        source="api",
+        infos=[Info(names[i % 3], 28 + i, None if i % 2 else 28) for i in range(n)] if infos else None,
+        latency_ms=0.75,
+        client_hash="0123456789abcdef",
+    )
+
+
+def test_batch_records_hold_every_prediction():
+    batch = make_batch(4)
+    recs = batch_records(batch)
+    assert [r.id for r in recs] == batch.ids
+    probs = batch.probs.tolist()
+    for i, rec in enumerate(recs):
+        cls = int(batch.classes[i])
+        assert (rec.predicted_class, rec.label, rec.confidence) == (cls, NAMES[cls], probs[i][cls])
+        assert rec.top3 == tuple((NAMES[k], probs[i][k]) for k in batch.top3[i].tolist())
+        assert rec.created_at == created_datetime(batch.created_us)
+        assert rec.filename is None or len(rec.filename) <= MAX_FILENAME_CHARS
+    assert item_rows(batch) == 4 and len(expand([batch, recs[0]])) == 5
+
+
+@pytest.mark.parametrize("micros", [0, 1, 999_999, 123_456])
+def test_iso_times_match_isoformat(micros):
+    times = IsoTimes()
+    for second in (1_764_684_000, 1_764_684_001, 0):
+        us = second * 1_000_000 + micros
+        assert times.iso(us) == created_datetime(us).isoformat()
+
+
+def test_uuid_ticks_is_the_uuid_time():
+    for _ in range(100):
+        value = uuid.uuid1()
+        assert uuid_ticks(value) == value.time
+
+
+def test_sqlite_rows_of_a_batch_equal_the_rows_of_its_records():
+    batch = make_batch(7)
+    rows: list[tuple] = []
+    _BatchRows().extend(rows, batch)
+    expected = [_row(rec) for rec in batch_records(batch)]
+    assert len(rows) == 7
+    for got, want in zip(rows, expected, strict=True):
+        assert got[:8] == want[:8] and got[9:] == want[9:]
+        assert json.loads(got[8]) == json.loads(want[8])  # same JSON, spacing aside
+
+
+def test_sqlite_rows_with_nan_probabilities_stay_valid_json():
+    batch = make_batch(1)
+    batch.probs[0, :] = np.nan
+    rows: list[tuple] = []
+    _BatchRows().extend(rows, batch)
+    assert len(json.loads(rows[0][8])) == 3
+
+
+def test_sqlite_log_stores_batches_like_records(tmp_path):
+    log = SqliteLog(tmp_path / "log.sqlite3", tmp_path / "spool")
+    try:
+        batch = make_batch(5)
+        log.record_batch(batch)
+        log.record_batch(batch)  # idempotent: the same ids again are no new rows
+        assert log.flush(10)
+        for rec in batch_records(batch):
+            assert log.get(rec.id) == rec
+        assert sum(log.counts(datetime.now(UTC).date()).values()) == 5
+    finally:
+        log.close()
+
+
+def test_batches_count_as_rows_in_the_bounded_queue_and_spool_as_records(tmp_path):
+    class DownSink:
+        def writable(self) -> bool:
+            return False
+
+        def write(self, items, done) -> None:
+            done(items)
+
+        def close(self) -> None:
+            pass
+
+    writer = AsyncWriter(DownSink, tmp_path / "spool", queue_size=10, replay_interval=60)
+    try:
+        writer.submit(make_batch(8), 8)
+        writer.submit(make_batch(8, seed=1), 8)  # would exceed 10 rows: spooled at once
+        assert writer.queued_rows == 8
+        assert writer.flush(10)
+    finally:
+        writer.close()
+    lines = [json.loads(line) for p in (tmp_path / "spool").glob("*.jsonl") for line in p.open()]
+    assert len(lines) == 16 and {line["kind"] for line in lines} == {"prediction"}
+
+
+# --- Cassandra: the pre-serialized values equal the driver's own binding -----------------------
+
+_M = "org.apache.cassandra.db.marshal."
+_TYPES = (
+    "SimpleDateType", "TimeUUIDType", "TimestampType", "UTF8Type", "Int32Type", "UTF8Type", "DoubleType",
+    f"FrozenType({_M}ListType({_M}TupleType({_M}UTF8Type,{_M}DoubleType)))",
+    "UTF8Type", "UTF8Type", "Int32Type", "Int32Type", "DoubleType", "UTF8Type",
+)
+
+
+def _prepared_insert():
+    from cassandra import ProtocolVersion
+    from cassandra.cqltypes import lookup_casstype
+    from cassandra.protocol import ColumnMetadata
+    from cassandra.query import PreparedStatement
+
+    from fashion_classifier.predlog.cassandra_log import _COLUMNS
+
+    names = ["day", *(c.strip() for c in _COLUMNS.split(","))]
+    columns = [
+        ColumnMetadata("ks", "predictions_by_day", name, lookup_casstype(_M + kind))
+        for name, kind in zip(names, _TYPES, strict=True)
+    ]
+    return PreparedStatement(columns, b"query-id", [0], "INSERT ...", "ks", ProtocolVersion.V5, [], b"")
+
+
+@pytest.mark.parametrize("infos", [True, False])
+def test_cassandra_encoded_values_equal_the_drivers_binding(infos):
+    from fashion_classifier.predlog.cassandra_log import _Encoder, _prediction_values
+
+    prepared = _prepared_insert()
+    encoder = _Encoder()
+    for created_us in (time.time_ns() // 1000, 1_764_684_000_999_999, 1_764_684_000_000_000):
+        batch = make_batch(6, infos=infos, created_us=created_us)
+        encoded = list(encoder.rows(batch))
+        for (day, values), rec in zip(encoded, batch_records(batch), strict=True):
+            assert day == day_of_id(rec.id)
+            assert values == prepared.bind(_prediction_values(day, rec)).values
+            assert prepared.bind(_prediction_values(day, rec)).routing_key == encoder.day_bytes(day)
+
+
+def test_cassandra_encoder_puts_rows_in_the_day_of_their_id():
+    from fashion_classifier.predlog.cassandra_log import _Encoder
+
+    before_midnight = datetime(2026, 3, 4, 23, 59, 59, 999_999, tzinfo=UTC)
+    gregorian = datetime(1582, 10, 15, tzinfo=UTC)
+    ticks = (before_midnight - gregorian) // timedelta(microseconds=1) * 10 + 9
+    low = new_id().int & ((1 << 64) - 1)
+
+    def at(t: int) -> uuid.UUID:
+        high = (t & 0xFFFFFFFF) << 32 | ((t >> 32) & 0xFFFF) << 16 | 0x1000 | (t >> 48) & 0x0FFF
+        return uuid.UUID(int=high << 64 | low)
+
+    batch = make_batch(2, ids=[at(ticks), at(ticks + 1)])
+    days = [day for day, _ in _Encoder().rows(batch)]
+    assert days == [date(2026, 3, 4), date(2026, 3, 5)]

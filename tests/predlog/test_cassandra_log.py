@@ -1,0 +1,151 @@
+"""The Cassandra backend against the real local 2-node cluster (scripts/cassandra-local)."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from fashion_classifier.predlog import InvalidPageState, cassandra_schema
+from fashion_classifier.predlog.cassandra_log import CassandraLog
+from fashion_classifier.predlog.codec import decode_token, encode_token
+
+from .conftest import cassandra_settings, make_record, stored_ids
+
+pytestmark = pytest.mark.cassandra
+
+
+@pytest.fixture
+def log(keyspace, tmp_path):
+    lg = CassandraLog(cassandra_settings(keyspace, tmp_path / "spool"))
+    yield lg
+    lg.close()
+
+
+def _connected(lg: CassandraLog, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not lg.connected:
+        assert time.monotonic() < deadline, "the log did not connect to the local cluster"
+        time.sleep(0.1)
+
+
+def test_migration_creates_the_designed_schema(admin_session, keyspace):
+    meta = admin_session.cluster.metadata
+    admin_session.cluster.refresh_schema_metadata()
+    ks = meta.keyspaces[keyspace]
+    assert ks.replication_strategy.__class__.__name__ == "NetworkTopologyStrategy"
+    assert str(ks.replication_strategy.dc_replication_factors_info["datacenter1"]) == "2"
+    table = ks.tables["predictions_by_day"]
+    assert [c.name for c in table.partition_key] == ["day"]
+    assert [c.name for c in table.clustering_key] == ["id"]
+    assert table.columns["id"].cql_type == "timeuuid"
+    assert "CLUSTERING ORDER BY (id DESC)" in table.export_as_string()
+    for name in cassandra_schema.TTL_TABLES:
+        options = ks.tables[name].options
+        assert "TimeWindowCompactionStrategy" in options["compaction"]["class"]
+        assert options["default_time_to_live"] == 90 * 86_400
+    assert cassandra_schema.applied_versions(admin_session, keyspace) == [1]
+    # idempotent: nothing to apply, nothing altered; a new TTL is applied in place
+    assert cassandra_schema.migrate(admin_session, keyspace, "datacenter1", 2, 90) == []
+    assert cassandra_schema.migrate(admin_session, keyspace, "datacenter1", 2, 30) == []
+    admin_session.cluster.refresh_schema_metadata()
+    assert meta.keyspaces[keyspace].tables["predictions_by_day"].options["default_time_to_live"] == 30 * 86_400
+
+
+def test_round_trip_paging_counts_feedback(log, admin_session, keyspace):
+    _connected(log)
+    recs = [make_record(i, filename=f"img-{i}.png") for i in range(57)]
+    for rec in recs:
+        log.record(rec)
+    log.record(recs[0])  # a replay or retry of the same id is not a second row
+    log.add_feedback(recs[5].id, 3)
+    assert log.flush()
+    today = datetime.now(UTC).date()
+    ids = stored_ids(admin_session, keyspace, [today])
+    assert len(ids) == 57 and set(ids) == {r.id for r in recs}
+
+    got = log.get(recs[5].id)
+    # CQL timestamps keep milliseconds
+    expected = dataclasses.replace(recs[5], created_at=recs[5].created_at.replace(microsecond=0))
+    assert dataclasses.replace(got, created_at=got.created_at.replace(microsecond=0)) == expected
+    assert abs(got.created_at - recs[5].created_at) < timedelta(milliseconds=1)
+    assert got.true_label == 3 and got.top3 == recs[5].top3 and got.filename == "img-5.png"
+    assert got.created_at.tzinfo is not None
+    assert log.get(uuid.uuid1()) is None and log.get(uuid.uuid4()) is None
+
+    seen, token = [], None
+    while True:
+        page = log.list_day(today, limit=20, page_state=token)
+        seen += page.rows
+        token = page.page_state
+        if token is None:
+            break
+    assert [r.id for r in seen] == [r.id for r in reversed(recs)]
+    assert next(r for r in seen if r.id == recs[5].id).true_label == 3
+    assert log.list_day(today, limit=57).page_state is None  # an exactly full last page has no token
+
+    counts = log.counts(today)
+    assert sum(counts.values()) == 57 and counts["class-0"] == 6
+    assert [r.id for r in log.recent(5)] == [r.id for r in reversed(recs)][:5]
+
+
+def test_rows_carry_the_default_ttl(log, admin_session, keyspace):
+    _connected(log)
+    rec = make_record(1)
+    log.record(rec)
+    assert log.flush()
+    row = admin_session.execute(
+        f"SELECT TTL(model_version) AS ttl FROM {keyspace}.predictions_by_day WHERE day = %s AND id = %s",
+        (datetime.now(UTC).date(), rec.id),
+    ).one()
+    assert 90 * 86_400 - 60 < row.ttl <= 90 * 86_400
+
+
+def test_forged_page_states_are_rejected(log):
+    _connected(log)
+    today = datetime.now(UTC).date()
+    for i in range(3):
+        log.record(make_record(i))
+    assert log.flush()
+    token = log.list_day(today, limit=1).page_state
+    assert token is not None
+    with pytest.raises(InvalidPageState):
+        log.list_day(today.replace(year=2001), page_state=token)  # another day's token
+    payload = decode_token(token)
+    payload["p"] = base64.urlsafe_b64encode(b"\x00\xffnot a paging state").decode()
+    with pytest.raises(InvalidPageState):
+        log.list_day(today, page_state=encode_token(payload))
+    with pytest.raises(InvalidPageState):
+        log.list_day(today, page_state="definitely-not-a-token")
+
+
+def test_ids_without_time_are_refused_not_spooled(log, tmp_path):
+    _connected(log)
+    log.record(make_record(1, id=uuid.uuid4()))
+    assert log.flush()
+    assert list((tmp_path / "spool").glob("*.jsonl")) == []
+
+
+def test_history_and_migrate_commands_read_the_cluster(log, keyspace, tmp_path, monkeypatch, capsys):
+    from fashion_classifier.cli import main
+
+    _connected(log)
+    recs = [make_record(i, filename=f"h{i}.png") for i in range(3)]
+    for rec in recs:
+        log.record(rec)
+    assert log.flush()
+    monkeypatch.setenv("FC_PREDLOG", "cassandra")
+    monkeypatch.setenv("FC_CASSANDRA_HOSTS", "127.0.0.1,127.0.0.2")
+    monkeypatch.setenv("FC_CASSANDRA_KEYSPACE", keyspace)
+    monkeypatch.setenv("FC_SPOOL_DIR", str(tmp_path / "cli-spool"))
+    assert main(["migrate"]) == 0
+    assert "schema up to date" in capsys.readouterr().out
+    assert main(["history", "--limit", "2", "--wait", "30"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4  # header, rule, two rows, newest first
+    assert str(recs[2].id) in lines[2] and "h2.png" in lines[2] and str(recs[1].id) in lines[3]
