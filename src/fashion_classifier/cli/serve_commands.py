@@ -1,0 +1,81 @@
+"""``fashion-classifier serve``: run the serving app under gunicorn (see ``web.gunicorn_conf``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from fashion_classifier.cli import EXIT_UNAVAILABLE, CliError
+from fashion_classifier.config import Settings
+
+APP = "fashion_classifier.web:create_app()"
+CONFIG = "python:fashion_classifier.web.gunicorn_conf"
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return int(text)
+
+
+def _workers(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 1")
+    return int(text)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve the web page and the APIs with gunicorn",
+        description="Serve the upload page, /api/v1, /v1 (TF-Serving style), /v2 (Open Inference "
+        "Protocol), /metrics and /openapi.json with gunicorn sync workers. The current model of "
+        "the store (FC_MODEL_DIR) is loaded and new versions are picked up without a restart.",
+    )
+    p.add_argument("--host", help="address to bind (default: FC_HOST, 127.0.0.1)")
+    p.add_argument("--port", type=_port, help="port (default: FC_PORT, 8000)")
+    p.add_argument("--workers", type=_workers, help="worker processes (default: FC_WORKERS, else one per CPU)")
+    p.add_argument("--model-dir", help="model store (default: FC_MODEL_DIR, else ./model)")
+    p.set_defaults(handler=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from fashion_classifier.artifacts import store
+    from fashion_classifier.web import runtime
+
+    # Flags become the environment that gunicorn's config module and every worker read (this
+    # process is replaced by gunicorn below, so changing its environment is the hand-over).
+    for name, value in (
+        ("FC_HOST", args.host),
+        ("FC_PORT", args.port),
+        ("FC_WORKERS", args.workers),
+        ("FC_MODEL_DIR", args.model_dir),
+    ):
+        if value is not None:
+            os.environ[name] = str(value)
+    settings = Settings.from_env()  # fail here, with one line, on a bad FC_* value
+    try:
+        version = store.current_version(settings.model_dir)
+    except store.ArtifactError as exc:
+        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
+    if version is None:
+        print(
+            f"fashion-classifier serve: warning: no model in {settings.model_dir} yet; not ready until "
+            "`fashion-classifier train` publishes one",
+            file=sys.stderr,
+        )
+    runtime.pin_threads()
+    runtime.prepare_metrics_dir()
+    workers = settings.workers or runtime.cpu_count()
+    print(
+        f"fashion-classifier serve: http://{settings.host}:{settings.port} ({workers} workers, model "
+        f"{version or 'none yet'}, prediction log {settings.predlog})",
+        file=sys.stderr,
+        flush=True,
+    )
+    argv = [sys.executable, "-m", "gunicorn", "--config", CONFIG, APP]
+    # exec: gunicorn's master takes this process's place, so signals (Ctrl-C, SIGTERM from
+    # Kubernetes) reach it directly and shut down gracefully.
+    os.execv(sys.executable, argv)
+    return 0  # not reached

@@ -1,0 +1,77 @@
+"""The serving application: ``create_app()`` builds the Flask app for one process.
+
+Routes: ``/`` upload page, ``/predictions`` and ``/model`` pages, ``/api/v1/*`` (predict,
+feedback, prediction history, model), ``/v1/models/<name>:predict`` (TF-Serving style),
+``/v2/*`` (Open Inference Protocol and health), ``/metrics`` (Prometheus), ``/openapi.json``.
+
+Under gunicorn the app is created in each worker after the fork (no preload), so the model,
+the prediction log's connections and the reload thread all belong to that worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+# Nothing heavy at import time: the gunicorn master imports this package (for the config
+# module) and must not load NumPy or prometheus_client before PROMETHEUS_MULTIPROC_DIR is set.
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from fashion_classifier.config import Settings
+    from fashion_classifier.predlog.base import PredictionLog
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, predlog: PredictionLog | None = None) -> Flask:
+    from importlib import resources
+
+    from flask import Flask, Response
+
+    from fashion_classifier.config import Settings
+    from fashion_classifier.inference.reloader import ModelHolder
+    from fashion_classifier.web import api, errors, observability, oip, pages, tfserving
+    from fashion_classifier.web.classify import Classifier
+    from fashion_classifier.web.state import EXTENSION, ServingState
+
+    settings = settings or Settings.from_env()
+    if predlog is None:
+        from fashion_classifier.predlog import open_log
+
+        predlog = open_log(settings)
+
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes,
+        # Werkzeug keeps non-file form fields in memory up to this size; files may use the
+        # whole upload limit.
+        MAX_FORM_MEMORY_SIZE=min(settings.max_upload_bytes, 1024 * 1024),
+    )
+    holder = ModelHolder(settings.model_dir, settings.reload_interval)
+    holder.check()  # load now, so a worker is ready as soon as it serves
+    if holder.model is None:
+        log.warning(
+            "no model loaded from %s yet (%s); not ready until one is published",
+            settings.model_dir,
+            holder.last_error or "no CURRENT version",
+        )
+    holder.start()
+    state = ServingState(settings, holder, predlog, Classifier(holder, predlog, settings.client_salt))
+    app.extensions[EXTENSION] = state
+
+    @app.context_processor
+    def _model() -> dict[str, object]:
+        return {"model": state.model}
+
+    openapi = resources.files("fashion_classifier.web").joinpath("openapi.json").read_bytes()
+
+    @app.get("/openapi.json")
+    def openapi_document() -> Response:
+        return Response(openapi, mimetype="application/json")
+
+    observability.install(app)
+    errors.install(app)
+    for blueprint in (pages.bp, api.bp, tfserving.bp, oip.bp):
+        app.register_blueprint(blueprint)
+    return app

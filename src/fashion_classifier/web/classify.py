@@ -1,0 +1,223 @@
+"""One classification step shared by every API: run a batch, count it, log it.
+
+Each API parses its own input format into a float32 batch [N, 28, 28], calls
+:meth:`Classifier.classify` (one LiteRT invoke for the whole batch), formats its own response
+and then calls :meth:`Outcome.log`, which hands the whole request to the prediction log as one
+:class:`PredictionBatch` (queued, never waited on) and remembers the ids for feedback. The batch
+holds the arrays as they are: labels, Python floats and the backend's encoding are made in the
+log's writer thread, not here (the request thread's budget is ~300 µs in all).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fashion_classifier import metrics
+from fashion_classifier.inference.loader import LoadedModel
+from fashion_classifier.inference.reloader import ModelHolder
+from fashion_classifier.predlog.base import PredictionBatch, PredictionLog
+from fashion_classifier.predlog.null_log import NullLog
+from fashion_classifier.web.responses import ApiError
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    filename: str | None = None  # data only: never used as a path
+    width: int | None = None
+    height: int | None = None
+
+
+class TimeIds:
+    """Version-1 (time-based) UUIDs, cheap and unique across workers.
+
+    ``uuid.uuid1()`` goes through libuuid's clock file (a file lock, ~8 µs); these are built
+    from the clock directly: 60-bit timestamp in 100-ns steps, strictly increasing within the
+    process (a batch takes consecutive steps), a random clock sequence and a random node with
+    the multicast bit set, as RFC 4122 prescribes for random nodes. The random parts are drawn
+    again after a fork, so gunicorn workers never collide.
+    """
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._low_bits = 0  # variant, clock sequence and node: the UUID's lower 64 bits
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> list[uuid.UUID]:
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            clock_seq = secrets.randbits(14)
+            node = secrets.randbits(48) | (1 << 40)
+            self._low_bits = (0x8000 | clock_seq) << 48 | node
+        with self._lock:
+            start = max(time.time_ns() // 100 + _UUID_EPOCH_OFFSET, self._last + 1)
+            self._last = start + n - 1
+        low = self._low_bits
+        ids = []
+        for ts in range(start, start + n):
+            high = (ts & 0xFFFFFFFF) << 32 | ((ts >> 32) & 0xFFFF) << 16 | 0x1000 | (ts >> 48) & 0x0FFF
+            ids.append(uuid.UUID(int=high << 64 | low))
+        return ids
+
+
+class RecentPredictions:
+    """The last predictions of this process (id -> version, class), so feedback that follows a
+    prediction at once does not depend on the prediction log having written it yet.
+
+    Two generations of plain dicts instead of a locked LRU: every request adds to it, and a dict
+    store is atomic under the GIL, so no lock is needed; when the new generation is full it
+    becomes the old one (the previous old one is dropped). It keeps the last ``size`` to
+    ``2 * size`` predictions.
+    """
+
+    def __init__(self, size: int = 20_000) -> None:
+        self._size = size
+        self._new: dict[uuid.UUID, tuple[str, int]] = {}
+        self._old: dict[uuid.UUID, tuple[str, int]] = {}
+
+    def add(self, ids: Sequence[uuid.UUID], version: str, classes: Sequence[int]) -> None:
+        new = self._new
+        for pid, cls in zip(ids, classes, strict=True):
+            new[pid] = (version, cls)
+        if len(new) >= self._size:
+            self._old, self._new = new, {}
+
+    def get(self, prediction_id: uuid.UUID) -> tuple[str, int] | None:
+        found = self._new.get(prediction_id)
+        return found if found is not None else self._old.get(prediction_id)
+
+
+@dataclass(slots=True)
+class Outcome:
+    model: LoadedModel
+    probs: np.ndarray  # float32 [N, 10]
+    classes: np.ndarray  # int64 [N]
+    top3: np.ndarray  # int64 [N, 3], best first
+    source: str
+    infos: Sequence[ImageInfo] | None
+    started: float
+    _classifier: Classifier
+    _ids: list[uuid.UUID] | None = None
+
+    @property
+    def ids(self) -> list[uuid.UUID]:
+        """Prediction ids, made when first needed (a response that shows none, with the log
+        off, skips them: ~1 µs per image in a 256-image batch)."""
+        if self._ids is None:
+            self._ids = self._classifier.ids.take(len(self.classes))
+        return self._ids
+
+    @property
+    def labels(self) -> list[str]:
+        names = self.model.class_names
+        return [names[k] for k in self.classes.tolist()]
+
+    def log(self, client_address: str | None) -> None:
+        """Record every image in the prediction log (after the response body is built)."""
+        self._classifier.log(self, client_address)
+
+
+class Classifier:
+    def __init__(self, holder: ModelHolder, predlog: PredictionLog, client_salt: str = "") -> None:
+        self.holder = holder
+        self.predlog = predlog
+        self.logging = not isinstance(predlog, NullLog)  # FC_PREDLOG=off: no records to build
+        self.ids = TimeIds()
+        self.recent = RecentPredictions()
+        # Without a configured salt, hashes are stable within a process only.
+        self._salt = (client_salt or secrets.token_hex(16)).encode()
+        self._hash_cache: dict[str, str] = {}
+
+    def model(self) -> LoadedModel:
+        model = self.holder.model  # read once: a reload during the request does not affect it
+        if model is None:
+            raise ApiError(503, "no model loaded yet; retry shortly")
+        return model
+
+    def classify(
+        self,
+        pixels: np.ndarray,
+        source: str,
+        infos: Sequence[ImageInfo] | None,
+        started: float,
+        model: LoadedModel | None = None,
+    ) -> Outcome:
+        model = model or self.model()
+        probs = model.predictor.predict(pixels)
+        # Stable, so ties resolve to the lowest class index, as argmax does.
+        top3 = np.argsort(-probs, axis=1, kind="stable")[:, :3]
+        classes = top3[:, 0].copy()
+        metrics.observe_predictions(classes, probs, model.class_names, source)
+        return Outcome(model, probs, classes, top3, source, infos, started, self)
+
+    def client_hash(self, address: str | None) -> str | None:
+        if not address:
+            return None
+        cached = self._hash_cache.get(address)
+        if cached is None:
+            if len(self._hash_cache) > 10_000:
+                self._hash_cache.clear()
+            cached = hashlib.blake2b(address.encode(), key=self._salt[:64], digest_size=8).hexdigest()
+            self._hash_cache[address] = cached
+        return cached
+
+    def log(self, outcome: Outcome, client_address: str | None) -> None:
+        if not self.logging:
+            if outcome._ids is not None:  # ids went to the client: feedback may follow
+                self.recent.add(outcome._ids, outcome.model.version, outcome.classes.tolist())
+            return
+        model = outcome.model
+        ids = outcome.ids
+        self.predlog.record_batch(
+            PredictionBatch(
+                ids,
+                time.time_ns() // 1000,
+                model.version,
+                model.class_names,
+                outcome.classes,
+                outcome.top3,
+                outcome.probs,
+                outcome.source,
+                outcome.infos,
+                (time.perf_counter() - outcome.started) * 1e3,
+                self.client_hash(client_address),
+            )
+        )
+        self.recent.add(ids, model.version, outcome.classes.tolist())
+
+    def find(self, prediction_id: uuid.UUID, wait: float = 2.0) -> tuple[str, int] | None:
+        """(model version, predicted class) of a prediction, from this process or the log.
+
+        A prediction made a moment ago by another worker may still be queued for writing; for
+        an id whose embedded time is that recent, the log is polled for up to ``wait`` seconds.
+        """
+        found = self.recent.get(prediction_id)
+        if found is not None:
+            return found
+        deadline = time.monotonic() + wait
+        while True:
+            rec = self.predlog.get(prediction_id)
+            if rec is not None:
+                return rec.model_version, rec.predicted_class
+            if not _recent_uuid1(prediction_id, seconds=10.0) or time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+
+
+_UUID_EPOCH_OFFSET = 0x01B21DD213814000  # 100-ns intervals from 1582-10-15 to 1970-01-01
+
+
+def _recent_uuid1(value: uuid.UUID, seconds: float) -> bool:
+    if value.version != 1:
+        return False
+    made = (value.time - _UUID_EPOCH_OFFSET) / 1e7
+    return -1.0 <= time.time() - made <= seconds

@@ -1,0 +1,63 @@
+"""Every error is an answer: JSON ``{"error": ...}`` with a 4xx, or an HTML page for browsers.
+
+Handlers cover the service's own :class:`ApiError`, every Werkzeug ``HTTPException`` (404,
+405, 413 from ``MAX_CONTENT_LENGTH``, malformed multipart, ...) and, as a last resort, any
+other exception: that one is logged with its traceback and answered with a JSON 500, so a bug
+never kills the worker or leaves a client without a body.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, render_template, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from fashion_classifier.predlog.base import PredictionLogUnavailable
+from fashion_classifier.web.responses import ApiError, json_response
+
+log = logging.getLogger(__name__)
+
+
+def wants_html() -> bool:
+    """Browsers (Accept prefers text/html) get pages; API clients and ``*/*`` get JSON."""
+    return request.accept_mimetypes.best_match(("application/json", "text/html")) == "text/html"
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    if wants_html():
+        page = render_template("error.html", status=status, message=message)
+        return Response(page, status=status, headers=headers, mimetype="text/html")
+    return json_response({"error": message}, status, headers)
+
+
+def install(app: Flask) -> None:
+    limit = app.config.get("MAX_CONTENT_LENGTH")
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.message)
+
+    @app.errorhandler(PredictionLogUnavailable)
+    def _predlog_down(exc: PredictionLogUnavailable) -> Response:
+        log.warning("prediction log unavailable: %s", exc)
+        return error_response(503, f"prediction log unavailable: {exc}")
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        if isinstance(exc, RequestEntityTooLarge) and limit:
+            message = f"request body too large: the limit is {limit:,} bytes"
+        else:
+            message = exc.description or exc.name
+        headers = {}
+        if status == 405:
+            allow = exc.get_response().headers.get("Allow")
+            if allow:
+                headers["Allow"] = allow
+        return error_response(status, message, headers or None)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal error; the request was logged")

@@ -1,0 +1,173 @@
+"""Turn request bodies into a float32 batch [N, 28, 28]: uploaded files, JSON instances.
+
+Every failure is an :class:`ApiError` naming the offending item: 400 for malformed requests,
+415 for unsupported file types, 422 for images that cannot be decoded (corrupt, truncated,
+decompression bombs), 413 for too many images.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from flask import Request
+
+from fashion_classifier.inference.preprocess import (
+    SIZE,
+    ImageError,
+    Prepared,
+    pixels_from_values,
+    prepare_image,
+    scale_pixels,
+    to_float32,
+)
+from fashion_classifier.web.classify import ImageInfo
+from fashion_classifier.web.responses import ApiError
+
+FILE_FIELDS = ("file", "files")
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    data: bytes
+    filename: str | None  # as sent; display and logging only
+
+
+@dataclass(slots=True)
+class Batch:
+    pixels: np.ndarray  # float32 [N, 28, 28]
+    infos: list[ImageInfo]
+    prepared: list[Prepared | None]  # per image, None for pixel arrays
+
+
+def uploaded_files(request: Request) -> list[Upload]:
+    """Files of a multipart request (fields ``file``, repeatable, or ``files``)."""
+    if not request.mimetype.startswith("multipart/"):
+        raise ApiError(415, "send images as multipart/form-data in a field named 'file' (or JSON instances)")
+    files = request.files  # parsing errors and size limits surface here as HTTP errors
+    uploads = []
+    for field in FILE_FIELDS:
+        for storage in files.getlist(field):
+            data = storage.read()
+            name = storage.filename or None
+            if not data and not name:  # a browser's empty file input
+                continue
+            uploads.append(Upload(data, name))
+    if not uploads:
+        raise ApiError(400, "no image: send a file in a multipart field named 'file'")
+    return uploads
+
+
+def check_count(n: int, max_batch: int) -> None:
+    if n == 0:
+        raise ApiError(400, "no images in the request")
+    if n > max_batch:
+        raise ApiError(413, f"too many images in one request: {n} (the limit is {max_batch})")
+
+
+def decode_uploads(uploads: Sequence[Upload], max_batch: int) -> Batch:
+    check_count(len(uploads), max_batch)
+    prepared = [_prepare(up.data, _describe(i, up.filename, len(uploads))) for i, up in enumerate(uploads)]
+    infos = [ImageInfo(up.filename, p.width, p.height) for up, p in zip(uploads, prepared, strict=True)]
+    pixels = prepared[0].pixels[None] if len(prepared) == 1 else np.stack([p.pixels for p in prepared])
+    return Batch(pixels, infos, list(prepared))
+
+
+def _describe(index: int, filename: str | None, count: int) -> str:
+    if filename:
+        return f"file {json.dumps(filename)}"
+    return "the image" if count == 1 else f"image {index}"
+
+
+def _prepare(data: bytes, what: str) -> Prepared:
+    try:
+        return prepare_image(data)
+    except ImageError as exc:
+        raise ApiError(exc.status, f"{what}: {exc}") from None
+
+
+def parse_json(request: Request) -> object:
+    """The request body as JSON; 415 when it is not JSON, 400 when it is malformed."""
+    if not request.is_json:
+        raise ApiError(415, "send a JSON body with Content-Type: application/json")
+    data = request.get_data(cache=False)
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ApiError(400, f"malformed JSON: {exc}") from None
+
+
+def decode_b64(text: object, what: str) -> bytes:
+    """Base64 (standard or URL-safe, padding optional, ``data:`` URLs accepted) to bytes."""
+    if not isinstance(text, str):
+        raise ApiError(400, f"{what}: expected a base64 string")
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    text = "".join(text.split())
+    text += "=" * (-len(text) % 4)
+    try:
+        if "-" in text or "_" in text:
+            return base64.urlsafe_b64decode(text.encode("ascii"))
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise ApiError(400, f"{what}: not valid base64") from None
+
+
+def decode_instances(instances: object, max_batch: int, field: str = "instances") -> Batch:
+    """JSON instances: 28×28 (or 784) pixel arrays, ``{"b64": ...}`` objects or base64 strings.
+
+    Pixel values are in [0, 1]; an array with any value above 1 is read as 0–255 gray levels
+    (decided per array). Arrays are tensors in the
+    dataset's convention and are not preprocessed; encoded images are (see ``preprocess``).
+    """
+    if not isinstance(instances, list):
+        raise ApiError(400, f"'{field}' must be a list")
+    check_count(len(instances), max_batch)
+    if all(isinstance(item, list) for item in instances):
+        return Batch(_pixel_batch(instances, field), [ImageInfo() for _ in instances], [None] * len(instances))
+    pixels = np.empty((len(instances), SIZE, SIZE), dtype=np.float32)
+    infos: list[ImageInfo] = []
+    prepared: list[Prepared | None] = []
+    for i, item in enumerate(instances):
+        what = f"{field}[{i}]"
+        if isinstance(item, dict) and len(item) == 1 and "pixels" in item:  # TF-Serving named input
+            item = item["pixels"]
+        if isinstance(item, list):
+            try:
+                pixels[i] = pixels_from_values(item)
+            except ValueError as exc:
+                raise ApiError(400, f"{what}: {exc}") from None
+            infos.append(ImageInfo())
+            prepared.append(None)
+            continue
+        if isinstance(item, dict):
+            if set(item) != {"b64"}:
+                raise ApiError(400, f'{what}: an object instance must be {{"b64": "<base64 image>"}}')
+            item = item["b64"]
+        if not isinstance(item, str):
+            raise ApiError(400, f'{what}: expected a 28×28 array, a base64 string or {{"b64": ...}}')
+        image = _prepare(decode_b64(item, what), what)
+        pixels[i] = image.pixels
+        infos.append(ImageInfo(None, image.width, image.height))
+        prepared.append(image)
+    return Batch(pixels, infos, prepared)
+
+
+def _pixel_batch(instances: list, field: str) -> np.ndarray:
+    try:
+        arr = to_float32(instances)
+    except (ValueError, TypeError, OverflowError):
+        raise ApiError(400, f"'{field}' arrays must all be 28×28 (or 784) numbers") from None
+    n = len(instances)
+    if arr.shape in ((n, SIZE * SIZE), (n, SIZE, SIZE)):
+        arr = arr.reshape(n, SIZE, SIZE)
+    else:
+        raise ApiError(400, f"'{field}' arrays must be 28×28 (or 784) numbers, got shape {list(arr.shape[1:])}")
+    try:
+        return scale_pixels(arr)
+    except ValueError as exc:
+        raise ApiError(400, f"'{field}': {exc}") from None

@@ -1,0 +1,87 @@
+"""Open Inference Protocol (KServe V2) REST endpoints under ``/v2``, health checks included.
+
+Health follows the protocol: 200 means true and a 4xx (400) means false. Liveness depends on
+nothing but the process answering (never on the model or the prediction log); readiness is
+true once a model is loaded. Errors are ``{"error": "..."}`` with 400 (bad request) or 404
+(unknown model or version). The request and tensor formats are in ``oip_codec``.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from fashion_classifier import __version__
+from fashion_classifier.web import oip_codec
+from fashion_classifier.web.observability import request_started
+from fashion_classifier.web.responses import ApiError, json_response
+from fashion_classifier.web.state import serving_state
+
+bp = Blueprint("oip", __name__, url_prefix="/v2")
+
+SERVER_NAME = "fashion-classifier"
+EXTENSIONS = ["binary_tensor_data"]
+
+
+@bp.get("/health/live")
+def live() -> Response:
+    return json_response({"live": True})
+
+
+@bp.get("/health/ready")
+def ready() -> Response:
+    if serving_state().model is None:
+        return json_response({"ready": False, "error": "no model loaded yet"}, 400)
+    return json_response({"ready": True})
+
+
+@bp.get("")
+def server_metadata() -> Response:
+    return json_response({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
+
+
+def _check(model_name: str, version: str | None = None) -> None:
+    state = serving_state()
+    if model_name != state.settings.model_name:
+        raise ApiError(404, f"model {model_name!r} not found; this server serves {state.settings.model_name!r}")
+    if version is not None:
+        model = state.model
+        if model is None or model.version != version:
+            raise ApiError(404, f"version {version!r} of model {model_name!r} is not loaded")
+
+
+@bp.get("/models/<model_name>")
+@bp.get("/models/<model_name>/versions/<model_version>")
+def model_metadata(model_name: str, model_version: str | None = None) -> Response:
+    _check(model_name, model_version)
+    model = serving_state().model
+    return json_response(oip_codec.model_metadata(model_name, [model.version] if model else []))
+
+
+@bp.get("/models/<model_name>/ready")
+@bp.get("/models/<model_name>/versions/<model_version>/ready")
+def model_ready(model_name: str, model_version: str | None = None) -> Response:
+    _check(model_name)
+    model = serving_state().model
+    is_ready = model is not None and (model_version is None or model.version == model_version)
+    body = {"name": model_name, "ready": is_ready}
+    if model_version is not None:
+        body["version"] = model_version
+    return json_response(body, 200 if is_ready else 400)
+
+
+@bp.post("/models/<model_name>/infer")
+@bp.post("/models/<model_name>/versions/<model_version>/infer")
+def infer(model_name: str, model_version: str | None = None) -> Response:
+    _check(model_name)
+    state = serving_state()
+    started = request_started()
+    model = state.classifier.model()  # read once: this request uses this version throughout
+    if model_version is not None and model.version != model_version:
+        raise ApiError(404, f"version {model_version!r} of model {model_name!r} is not loaded")
+    body = request.get_data(cache=False)
+    req = oip_codec.parse(body, request.headers.get(oip_codec.HEADER_LENGTH), state.settings.max_batch)
+    outcome = state.classifier.classify(req.pixels, "v2", req.infos, started, model=model)
+    payload, headers = oip_codec.encode(outcome, req, model_name)
+    response = Response(payload, status=200, headers=headers)
+    outcome.log(request.remote_addr)
+    return response

@@ -1,0 +1,126 @@
+"""The human side: upload form and result, recent predictions, model card. No JavaScript.
+
+Templates are Jinja with autoescaping, so file names and every other client-supplied string
+are escaped. Element ids used by the browser test: ``upload-form``, ``predicted-label``,
+``model-version``, ``top3``.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from flask import Blueprint, Response, abort, render_template, request, send_file
+
+from fashion_classifier.config import CLASS_NAMES
+from fashion_classifier.inference.preprocess import EXTENSIONS, to_png
+from fashion_classifier.predlog.base import PredictionLogUnavailable
+from fashion_classifier.web import feedback, inputs
+from fashion_classifier.web.errors import wants_html
+from fashion_classifier.web.observability import request_started
+from fashion_classifier.web.responses import ApiError
+from fashion_classifier.web.state import serving_state
+
+bp = Blueprint("pages", __name__)
+
+# The uploaded image is shown back as a data URL up to this size; larger ones show only the
+# 28×28 model input.
+_PREVIEW_LIMIT = 2 * 1024 * 1024
+_MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "BMP": "image/bmp"}
+_ACCEPT = ",".join(f".{ext}" for ext in EXTENSIONS) + ",image/png,image/jpeg,image/gif,image/bmp"
+
+
+def _page(template: str, status: int = 200, **context: object) -> Response:
+    html = render_template(template, extensions=EXTENSIONS, accept=_ACCEPT, class_names=CLASS_NAMES, **context)
+    return Response(html, status=status, mimetype="text/html")
+
+
+@bp.get("/")
+def index() -> Response:
+    return _page("index.html")
+
+
+@bp.post("/")
+def upload() -> Response:
+    state = serving_state()
+    started = request_started()
+    try:
+        uploads = inputs.uploaded_files(request)
+        if len(uploads) != 1:
+            raise ApiError(400, "choose one image")
+        batch = inputs.decode_uploads(uploads, state.settings.max_batch)
+        outcome = state.classifier.classify(batch.pixels, "upload", batch.infos, started)
+    except ApiError as exc:
+        if not wants_html():
+            raise
+        return _page("index.html", status=exc.status, error=exc.message)
+    image = batch.prepared[0]
+    upload_data = uploads[0].data
+    original = None
+    if len(upload_data) <= _PREVIEW_LIMIT:
+        original = f"data:{_MIME[image.format]};base64,{base64.b64encode(upload_data).decode()}"
+    model_input = "data:image/png;base64," + base64.b64encode(to_png(image.pixels, scale=1)).decode()
+    probs = outcome.probs[0].tolist()
+    names = outcome.model.class_names
+    top3 = [(names[k], probs[k]) for k in outcome.top3[0].tolist()]
+    html = _page(
+        "result.html",
+        model=outcome.model,
+        filename=uploads[0].filename,
+        image=image,
+        original=original,
+        model_input=model_input,
+        label=outcome.labels[0],
+        confidence=probs[int(outcome.classes[0])],
+        top3=top3,
+        prediction_id=str(outcome.ids[0]),
+    )
+    outcome.log(request.remote_addr)
+    return html
+
+
+@bp.post("/feedback")
+def feedback_form() -> Response:
+    state = serving_state()
+    try:
+        result = feedback.submit(state, request.form.get("prediction_id", ""), request.form.get("true_label", ""))
+    except ApiError as exc:
+        if not wants_html():
+            raise
+        return _page("feedback.html", status=exc.status, error=exc.message)
+    return _page("feedback.html", result=result)
+
+
+@bp.get("/predictions")
+def recent() -> Response:
+    error = None
+    try:
+        rows = serving_state().predlog.recent(limit=50)
+    except PredictionLogUnavailable as exc:
+        rows, error = [], f"prediction log unavailable: {exc}"
+    return _page(
+        "predictions.html",
+        status=200 if error is None else 503,
+        rows=rows,
+        error=error,
+        predlog=serving_state().settings.predlog,
+    )
+
+
+@bp.get("/model")
+def model_card() -> Response:
+    model = serving_state().model
+    if model is None:
+        return _page("model.html", status=503, meta=None)
+    return _page("model.html", meta=model.metadata)
+
+
+@bp.get("/model/<any('confusion_matrix', 'training_curves'):name>.png")
+def model_image(name: str) -> Response:
+    model = serving_state().model
+    if model is None:
+        abort(404)
+    # The path is the served version's directory plus a fixed name: nothing from the client.
+    path = model.path / f"{name}.png"
+    if not path.is_file():
+        abort(404)
+    return send_file(path, mimetype="image/png", max_age=300)

@@ -1,0 +1,58 @@
+"""Process setup for serving, done before NumPy or prometheus_client are imported.
+
+Used by ``fashion-classifier serve`` (before it execs gunicorn) and by the gunicorn config
+(when gunicorn is started directly). Deliberately imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Each sync worker owns one core: BLAS/OpenMP pools would oversubscribe the other worker's.
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Set when this code created the metrics directory, so the gunicorn master removes it on exit.
+OWNED_ENV = "FC_METRICS_DIR_OWNED"
+
+
+def pin_threads(env: dict[str, str] | None = None) -> None:
+    env = os.environ if env is None else env
+    for name in THREAD_VARS:
+        env.setdefault(name, "1")
+
+
+def prepare_metrics_dir(env: dict[str, str] | None = None) -> Path:
+    """Make ``PROMETHEUS_MULTIPROC_DIR`` name an empty directory and export it.
+
+    Unset: a fresh temporary directory (marked as owned, removed when gunicorn exits). Set: it
+    is created if missing and emptied of a previous run's ``*.db`` files, whose values would
+    otherwise be added to this run's.
+    """
+    env = os.environ if env is None else env
+    raw = env.get(MULTIPROC_ENV)
+    if not raw:
+        path = Path(tempfile.mkdtemp(prefix="fc-prometheus-"))
+        env[MULTIPROC_ENV] = str(path)
+        env[OWNED_ENV] = "1"
+        return path
+    path = Path(raw)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink(missing_ok=True)
+    return path
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (respects affinity masks, e.g. taskset and cgroups cpusets)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)

@@ -1,0 +1,34 @@
+"""Publish new versions into a test copy of the model store (for hot-reload tests)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from fashion_classifier.artifacts import store
+
+
+def publish_copy(model_dir: Path, tag: str, tflite: bytes | None = None) -> str:
+    """Publish the current version again under a new id (optionally with other export bytes,
+    checksummed correctly) and make it current; returns the new version id."""
+    source = store.current_path(model_dir)
+    meta = store.load_metadata(source)
+    version = f"{meta['version']}-{tag}"
+    staged = store.staging_dir(model_dir)
+    for item in source.iterdir():
+        if item.name != store.METADATA:
+            shutil.copy2(item, staged / item.name)
+    if tflite is not None:
+        (staged / store.TFLITE).write_bytes(tflite)
+    meta["version"] = version
+    store.write_metadata(staged, meta)
+    store.publish(model_dir, staged, version, keep=10)
+    return version
+
+
+def corrupt_current(model_dir: Path) -> None:
+    """Change the current export's bytes after publication, so its checksum no longer matches."""
+    path = store.current_path(model_dir) / store.TFLITE
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))

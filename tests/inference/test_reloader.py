@@ -1,0 +1,113 @@
+"""Hot reload: new versions are swapped in atomically; bad ones are refused, the old one serves."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from prometheus_client import REGISTRY
+
+from fashion_classifier.artifacts import store
+from fashion_classifier.inference.reloader import ModelHolder
+
+from .store_copies import corrupt_current, publish_copy
+
+
+def sample(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+def test_initial_load_sets_ready_and_model_info(model_store):
+    holder = ModelHolder(model_store, reload_interval=0)
+    assert not holder.ready
+    assert holder.check() is True
+    assert holder.ready and holder.model.version == store.current_version(model_store)
+    assert sample("fc_model_ready") == 1.0
+    assert sample("fc_model_info", {"version": holder.model.version, "architecture": "mlp"}) == 1.0
+    assert holder.check() is False  # same version: nothing to do
+
+
+def test_new_version_is_swapped_in_and_old_references_stay_valid(model_store):
+    holder = ModelHolder(model_store, reload_interval=0)
+    holder.check()
+    in_flight = holder.model  # what a running request holds
+    reloads = sample("fc_model_reloads_total")
+    new = publish_copy(model_store, "v2")
+    assert holder.check() is True
+    assert holder.model.version == new and holder.model is not in_flight
+    assert in_flight.predictor.predict(np.zeros((1, 28, 28), np.float32)).shape == (1, 10)
+    assert sample("fc_model_reloads_total") == reloads + 1
+    assert sample("fc_model_info", {"version": new, "architecture": "mlp"}) == 1.0
+    assert sample("fc_model_info", {"version": in_flight.version, "architecture": "mlp"}) == 0.0
+
+
+def test_checksum_mismatch_is_refused_and_not_retried(model_store, caplog):
+    holder = ModelHolder(model_store, reload_interval=0)
+    holder.check()
+    serving = holder.model
+    failures = sample("fc_model_load_failures_total")
+    publish_copy(model_store, "bad")
+    corrupt_current(model_store)
+    assert holder.check() is False
+    assert holder.model is serving
+    assert "checksum" in holder.last_error
+    assert sample("fc_model_load_failures_total") == failures + 1
+    assert holder.check() is False
+    assert sample("fc_model_load_failures_total") == failures + 1  # refused once, not every poll
+    assert any("refused" in r.message for r in caplog.records)
+
+
+def test_export_that_cannot_load_is_refused(model_store):
+    holder = ModelHolder(model_store, reload_interval=0)
+    holder.check()
+    serving = holder.model
+    publish_copy(model_store, "garbage", tflite=b"\x00" * 4096)
+    assert holder.check() is False
+    assert holder.model is serving and holder.ready
+
+
+def test_a_fixed_version_after_a_bad_one_is_loaded(model_store):
+    holder = ModelHolder(model_store, reload_interval=0)
+    holder.check()
+    publish_copy(model_store, "garbage", tflite=b"\x00" * 4096)
+    assert holder.check() is False
+    store.set_current(model_store, store.list_versions(model_store)[0])
+    good = publish_copy(model_store, "good")
+    assert holder.check() is True and holder.model.version == good
+
+
+def test_empty_store_is_not_ready_until_a_version_appears(tmp_path, model_store):
+    empty = tmp_path / "empty"
+    holder = ModelHolder(empty, reload_interval=0)
+    assert holder.check() is False and not holder.ready
+    assert sample("fc_model_ready") == 0.0
+    store.versions_dir(empty).mkdir(parents=True)
+    version = store.current_version(model_store)
+    import shutil
+
+    shutil.copytree(store.version_path(model_store, version), store.version_path(empty, version))
+    store.set_current(empty, version)
+    assert holder.check() is True and holder.ready
+
+
+def test_watcher_thread_picks_up_new_versions(model_store):
+    holder = ModelHolder(model_store, reload_interval=0.05)
+    holder.check()
+    holder.start()
+    try:
+        new = publish_copy(model_store, "watched")
+        deadline = time.monotonic() + 10
+        while holder.model.version != new and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert holder.model.version == new
+    finally:
+        holder.stop()
+    assert holder._thread is None
+
+
+@pytest.mark.parametrize("interval", [0, -1])
+def test_no_watcher_without_an_interval(model_store, interval):
+    holder = ModelHolder(model_store, reload_interval=interval)
+    holder.start()
+    assert holder._thread is None

@@ -1,0 +1,91 @@
+"""GET /metrics and the request/prediction metrics, in one process (multiprocess: test_gunicorn)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.parser import text_string_to_metric_families
+
+from fashion_classifier.metrics import observe_many
+
+
+def scrape(client) -> dict[tuple[str, tuple], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.mimetype == "text/plain"
+    samples = {}
+    for family in text_string_to_metric_families(response.get_data(as_text=True)):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def value(samples, name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_request_prediction_and_model_metrics(client, state, png):
+    before = scrape(client)
+    for i in range(3):
+        client.post("/api/v1/predict", data={"file": (io.BytesIO(png(i)), "x.png")})
+    client.post("/api/v1/predict", data={"file": (io.BytesIO(b"junk"), "x.txt")})
+    client.get("/v2/health/ready")
+    after = scrape(client)
+    ep = {"endpoint": "/api/v1/predict", "method": "POST"}
+    assert (
+        value(after, "fc_http_requests_total", **ep, status="200")
+        - value(before, "fc_http_requests_total", **ep, status="200")
+        == 3
+    )
+    assert (
+        value(after, "fc_http_requests_total", **ep, status="415")
+        - value(before, "fc_http_requests_total", **ep, status="415")
+        == 1
+    )
+    count = "fc_http_request_duration_seconds_count"
+    assert value(after, count, endpoint="/api/v1/predict") - value(before, count, endpoint="/api/v1/predict") == 4
+    predicted = sum(
+        v for (name, labels), v in after.items() if name == "fc_predictions_total" and ("source", "api") in labels
+    )
+    predicted_before = sum(
+        v for (name, labels), v in before.items() if name == "fc_predictions_total" and ("source", "api") in labels
+    )
+    assert predicted - predicted_before == 3
+    assert value(after, "fc_prediction_confidence_count") - value(before, "fc_prediction_confidence_count") == 3
+    assert value(after, "fc_model_info", version=state.model.version, architecture="mlp") == 1.0
+    assert value(after, "fc_model_ready") == 1.0
+    assert value(after, "fc_http_requests_in_flight") == 1.0  # the scrape itself
+    assert ("fc_model_load_seconds_count", ()) in after
+
+
+def test_unknown_paths_share_one_label(client):
+    for path in ("/a", "/b/c", "/d?e=f"):
+        client.get(path)
+    samples = scrape(client)
+    endpoints = {dict(labels).get("endpoint") for (name, labels) in samples if name == "fc_http_requests_total"}
+    assert "unmatched" in endpoints and "/a" not in endpoints
+
+
+def test_observe_many_equals_observing_one_by_one():
+    values = np.random.default_rng(1).random(500) * 1.2
+    values[:5] = [0.5, 0.2, 1.0, 0.0, 1.2]  # bucket edges and beyond the last bound
+    one, many = CollectorRegistry(), CollectorRegistry()
+    buckets = (0.2, 0.5, 0.9, 1.0)
+    h_one = Histogram("h", "h", buckets=buckets, registry=one)
+    h_many = Histogram("h", "h", buckets=buckets, registry=many)
+    for v in values:
+        h_one.observe(float(v))
+    observe_many(h_many, values)
+
+    def samples(registry):
+        return {
+            (s.name, s.labels.get("le")): s.value
+            for s in next(iter(registry.collect())).samples
+            if s.name != "h_created"
+        }
+
+    a, b = samples(one), samples(many)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert abs(a[key] - b[key]) <= 1e-9 * max(1.0, abs(a[key])), key
