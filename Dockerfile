@@ -1,0 +1,104 @@
+# syntax=docker/dockerfile:1
+# Two images from one file, both running the same package:
+#   serve  (default, small): gunicorn + LiteRT, no TensorFlow; embeds the default model.
+#     docker build --target serve -t fashion-classifier:0.1.0 .
+#   train: adds the [train] extra (TensorFlow CPU, matplotlib) for `fashion-classifier train`.
+#     docker build --target train -t fashion-classifier-train:0.1.0 .
+# BASE must be a Debian-like image with Python 3.11 and its venv module; CI passes one made with
+# debootstrap (scripts/image-build) because it has no registry to pull from.
+ARG BASE=python:3.11-slim-bookworm
+
+# ---- build: one virtualenv per target, compiled and trimmed, then copied whole ----------------
+FROM ${BASE} AS build-base
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+COPY pyproject.toml README*.md ./
+COPY src ./src
+
+FROM build-base AS build-serve
+# Dependencies the serving processes never import: `kubernetes` serves the cluster commands, which
+# run from a workstation (or the train image), and is half the size of the serving image.
+ARG SERVE_WITHOUT=kubernetes
+COPY model ./model
+COPY docker/check-serving-venv.py ./
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/python -c "import re, sys, tomllib; skip = set(sys.argv[1:]); \
+deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
+print(chr(10).join(d for d in deps if re.split(r'[^A-Za-z0-9_.-]', d, maxsplit=1)[0].lower() not in skip))" \
+      $SERVE_WITHOUT > /tmp/serve-requirements.txt \
+ && /opt/venv/bin/pip install --no-warn-script-location -r /tmp/serve-requirements.txt \
+ && /opt/venv/bin/pip install --no-warn-script-location --no-deps . \
+ && /opt/venv/bin/pip uninstall -y -q pip setuptools \
+ # Not needed to serve on a CPU: LiteRT's WebGPU accelerator, vendor NPU plugins and compiler
+ # tools (31 MB); the test suites numpy ships; and Pillow's optional decoders and font engine
+ # (AVIF, WebP, FreeType: 9 MB): uploads are PNG, JPEG, GIF or BMP only, and fewer decoders
+ # exposed to untrusted bytes is safer too.
+ && cd /opt/venv/lib/python3.11/site-packages \
+ && rm -rf ai_edge_litert/libLiteRtWebGpuAccelerator.so ai_edge_litert/vendors ai_edge_litert/tools \
+      numpy/*/tests numpy/tests \
+      PIL/_avif.* PIL/_webp.* PIL/_imagingft.* PIL/_imagingtk.* pillow.libs/libavif-* pillow.libs/libwebp* \
+      pillow.libs/libsharpyuv-* pillow.libs/libfreetype-* pillow.libs/libharfbuzz-* pillow.libs/libbrotli* \
+ && cd /src && /opt/venv/bin/python check-serving-venv.py model
+
+FROM build-base AS build-train
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-warn-script-location '.[train]' \
+ && /opt/venv/bin/pip uninstall -y -q pip
+
+# ---- runtime: what both targets share ----------------------------------------------------------
+FROM ${BASE} AS runtime
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/fashion-classifier/fashion-classifier" \
+      org.opencontainers.image.vendor="fashion-classifier"
+# The app runs as uid 10001 (the Kubernetes manifests set the same ids); /models is the model
+# store (a volume in practice) and /var/lib/fashion-classifier holds the prediction-log spool.
+RUN groupadd --system --gid 10001 app \
+ && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin app \
+ && mkdir -p /models /var/lib/fashion-classifier/spool \
+ && chown -R app:app /models /var/lib/fashion-classifier
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    FC_HOST=0.0.0.0 \
+    FC_PORT=8000 \
+    FC_MODEL_DIR=/models \
+    FC_SPOOL_DIR=/var/lib/fashion-classifier/spool \
+    FC_SQLITE_PATH=/var/lib/fashion-classifier/predictions.sqlite3
+WORKDIR /var/lib/fashion-classifier
+
+# ---- train --------------------------------------------------------------------------------------
+FROM runtime AS train
+COPY --from=build-train /opt/venv /opt/venv
+# keras caches downloads under $HOME; the app user has none.
+ENV HOME=/tmp
+USER 10001:10001
+CMD ["fashion-classifier", "train", "--model-dir", "/models", "--quiet"]
+# The revision label comes last: a per-build value would invalidate every cached layer below it.
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="fashion-classifier-train" \
+      org.opencontainers.image.description="Fashion-MNIST classifier: training image (TensorFlow CPU)" \
+      org.opencontainers.image.revision="${REVISION}"
+
+# ---- serve (last, so a plain `docker build .` gives the serving image) -------------------------
+FROM runtime AS serve
+COPY --from=build-serve /opt/venv /opt/venv
+COPY docker/fc-seed-model /usr/local/bin/fc-seed-model
+# The default model, served by a plain `docker run`; Kubernetes points FC_MODEL_DIR at the shared
+# volume (/models) and its init container seeds an empty volume from here (fc-seed-model).
+COPY model /opt/fashion-classifier/model
+ENV FC_MODEL_DIR=/opt/fashion-classifier/model
+USER 10001:10001
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/v2/health/live' % os.environ.get('FC_PORT', '8000'), timeout=4)"]
+CMD ["fashion-classifier", "serve"]
+# The revision label comes last: a per-build value would invalidate every cached layer below it.
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="fashion-classifier" \
+      org.opencontainers.image.description="Fashion-MNIST classifier: LiteRT serving (gunicorn), no TensorFlow" \
+      org.opencontainers.image.revision="${REVISION}"

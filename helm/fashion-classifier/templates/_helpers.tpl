@@ -1,0 +1,119 @@
+{{/* Chart name, possibly overridden. */}}
+{{- define "fashion-classifier.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Prefix of every object name: the release name, plus the chart name unless already in it. */}}
+{{- define "fashion-classifier.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "fashion-classifier.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Selector labels: (dict "ctx" $ "component" "classifier"). */}}
+{{- define "fashion-classifier.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "fashion-classifier.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/* Standard labels of every object: (dict "ctx" $ "component" "classifier"). */}}
+{{- define "fashion-classifier.labels" -}}
+{{ include "fashion-classifier.selectorLabels" . }}
+helm.sh/chart: {{ include "fashion-classifier.chart" .ctx }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: {{ include "fashion-classifier.name" .ctx }}
+{{- end }}
+
+{{- define "fashion-classifier.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "fashion-classifier.trainImage" -}}
+{{- printf "%s:%s" .Values.trainImage.repository (default .Chart.AppVersion .Values.trainImage.tag) }}
+{{- end }}
+
+{{- define "fashion-classifier.cassandraName" -}}
+{{- printf "%s-cassandra" (include "fashion-classifier.fullname" .) }}
+{{- end }}
+
+{{/* Stable DNS names of the first n Cassandra pods: (dict "ctx" $ "n" 2), comma-separated. */}}
+{{- define "fashion-classifier.cassandraPods" -}}
+{{- $name := include "fashion-classifier.cassandraName" .ctx }}
+{{- $hosts := list }}
+{{- range $i := until (int .n) }}
+{{- $hosts = append $hosts (printf "%s-%d.%s" $name $i $name) }}
+{{- end }}
+{{- join "," $hosts }}
+{{- end }}
+
+{{/* FC_CASSANDRA_HOSTS: every StatefulSet pod, or the external hosts. */}}
+{{- define "fashion-classifier.cassandraHosts" -}}
+{{- if .Values.cassandra.enabled }}
+{{- include "fashion-classifier.cassandraPods" (dict "ctx" . "n" .Values.cassandra.replicas) }}
+{{- else }}
+{{- join "," .Values.cassandra.externalHosts }}
+{{- end }}
+{{- end }}
+
+{{- define "fashion-classifier.cassandraSecretName" -}}
+{{- default (include "fashion-classifier.cassandraName" .) .Values.cassandra.auth.existingSecret }}
+{{- end }}
+
+{{/* Checks that values.schema.json cannot express (they compare two values). */}}
+{{- define "fashion-classifier.validate" -}}
+{{- if and .Values.cassandra.enabled (gt (int .Values.cassandra.replicationFactor) (int .Values.cassandra.replicas)) }}
+{{- fail (printf "cassandra.replicationFactor (%d) cannot exceed cassandra.replicas (%d)" (int .Values.cassandra.replicationFactor) (int .Values.cassandra.replicas)) }}
+{{- end }}
+{{- if and (eq .Values.config.predlog "cassandra") (not .Values.cassandra.enabled) (empty .Values.cassandra.externalHosts) }}
+{{- fail "config.predlog is cassandra but cassandra.enabled is false and cassandra.externalHosts is empty" }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
+{{- fail "autoscaling.minReplicas cannot exceed autoscaling.maxReplicas" }}
+{{- end }}
+{{- end }}
+
+{{/* Pod security context of the application's pods (the image's user app, uid 10001). */}}
+{{- define "fashion-classifier.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "fashion-classifier.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+{{- end }}
+
+{{/* Cassandra credentials from the Secret. */}}
+{{- define "fashion-classifier.cassandraCredentials" -}}
+- name: FC_CASSANDRA_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fashion-classifier.cassandraSecretName" . }}
+      key: username
+- name: FC_CASSANDRA_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fashion-classifier.cassandraSecretName" . }}
+      key: password
+{{- end }}

@@ -1,0 +1,94 @@
+"""Shared by the platform checks: where things are, the values matrix, the pinned tools, rendered sets.
+
+The tools come from ``scripts/k8s-tools install`` (a setup step); a missing tool fails the test
+with the command that installs it, never skips it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "fashion-classifier"
+K8S = ROOT / "k8s"
+OVERLAYS = ("kind", "minikube")
+RELEASE = "fashion-classifier"
+NAMESPACE = "fashion-classifier"
+TOOLS_DIR = Path(
+    os.environ.get("FC_K8S_TOOLS_DIR", Path.home() / ".cache" / "fashion-classifier" / "k8s-tools")
+)
+SKAFFOLD_SCHEMA = TOOLS_DIR / "schemas" / "skaffold-v4beta13.json"
+
+# Values sets rendered by every check: the defaults plus the variations users reach for.
+VALUES_MATRIX: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "cassandra-3-nodes": {"cassandra": {"replicas": 3, "replicationFactor": 3}},
+    "ingress-on": {"ingress": {"enabled": True, "className": "nginx", "host": "fc.example.com",
+                               "tls": [{"secretName": "fc-tls", "hosts": ["fc.example.com"]}]}},
+    "auth-on": {"cassandra": {"auth": {"enabled": True, "username": "fc", "password": "s3cret"}}},
+    "hpa-off": {"autoscaling": {"enabled": False}, "replicaCount": 3},
+    "nodeport-plain-training-job": {"service": {"type": "NodePort", "nodePort": 30080},
+                                    "training": {"hooks": "", "arch": "cnn", "epochs": 3}},
+    "no-cassandra-sqlite": {"cassandra": {"enabled": False}, "config": {"predlog": "sqlite"},
+                            "networkPolicy": {"enabled": False}, "training": {"enabled": False},
+                            "metrics": {"serviceMonitor": {"enabled": False},
+                                        "prometheusRule": {"enabled": False},
+                                        "dashboard": {"enabled": False}}},
+}
+KUBERNETES_VERSIONS = ("1.30.0", "1.34.0")
+
+
+@dataclass(frozen=True)
+class Tools:
+    bin: Path
+
+    def path(self, name: str) -> str:
+        candidate = self.bin / name
+        if name == "promtool":
+            found = shutil.which("promtool")
+            if found is None:
+                pytest.fail("promtool not found: install the Debian package prometheus "
+                            "(scripts/apt-packages.txt)")
+            return found
+        if not candidate.exists():
+            pytest.fail(f"{candidate} is missing: run scripts/k8s-tools install")
+        return str(candidate)
+
+    def run(self, name: str, *args: str | Path, check: bool = True, input: str | None = None,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        cmd = [self.path(name), *map(str, args)]
+        env = {**os.environ, "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}"}
+        proc = subprocess.run(cmd, capture_output=True, text=True, input=input, cwd=cwd or ROOT,
+                              env=env, timeout=300)
+        if check and proc.returncode != 0:
+            pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}\n"
+                        f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        return proc
+
+
+def parse_docs(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+@dataclass
+class Rendered:
+    """One rendered set of manifests: its text (for file-based tools) and parsed objects."""
+
+    name: str
+    text: str
+    docs: list[dict[str, Any]]
+    file: Path
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [d for d in self.docs if d["kind"] == kind]
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        return next((d for d in self.docs if d["kind"] == kind and d["metadata"]["name"] == name), None)

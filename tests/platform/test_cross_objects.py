@@ -1,0 +1,301 @@
+"""Checks across objects that only an API server (or a failed rollout) would otherwise catch.
+
+Each test runs on every rendered set: all Helm values in the matrix and every kustomize target.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from k8s_support import Rendered
+
+WORKLOADS = ("Deployment", "StatefulSet", "Job", "Pod")
+CONTRACT_METRICS = {
+    "fc_http_requests_total", "fc_http_request_duration_seconds", "fc_http_requests_in_flight",
+    "fc_predictions_total", "fc_prediction_confidence", "fc_model_info", "fc_model_load_seconds",
+    "fc_model_reloads_total", "fc_model_load_failures_total", "fc_model_ready", "fc_feedback_total",
+    "fc_predlog_queue_depth", "fc_predlog_spool_rows", "fc_predlog_spool_bytes",
+    "fc_predlog_written_rows_total", "fc_predlog_write_errors_total", "fc_predlog_spooled_rows_total",
+    "fc_predlog_replayed_rows_total", "fc_predlog_connected",
+}
+
+
+def pod_template(obj: dict[str, Any]) -> dict[str, Any]:
+    """metadata + spec of the pods a workload creates (a Pod is its own template)."""
+    return obj if obj["kind"] == "Pod" else obj["spec"]["template"]
+
+
+def pod_labels(obj: dict[str, Any]) -> dict[str, str]:
+    return pod_template(obj)["metadata"].get("labels", {})
+
+
+def containers(obj: dict[str, Any], init: bool = True) -> list[dict[str, Any]]:
+    spec = pod_template(obj)["spec"]
+    return [*spec.get("initContainers", []), *spec["containers"]] if init else list(spec["containers"])
+
+
+def workloads(r: Rendered) -> list[dict[str, Any]]:
+    return [d for d in r.docs if d["kind"] in WORKLOADS]
+
+
+def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Label-selector semantics: matchLabels plus In/NotIn/Exists/DoesNotExist expressions."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
+        ok = {"In": labels.get(key) in values, "NotIn": labels.get(key) not in values,
+              "Exists": key in labels, "DoesNotExist": key not in labels}[op]
+        if not ok:
+            return False
+    return True
+
+
+def selected(r: Rendered, selector: dict[str, Any]) -> list[dict[str, Any]]:
+    return [w for w in workloads(r) if matches(selector, pod_labels(w))]
+
+
+def container_ports(obj: dict[str, Any]) -> dict[str, int]:
+    return {p.get("name", str(p["containerPort"])): p["containerPort"]
+            for c in containers(obj, init=False) for p in c.get("ports", [])}
+
+
+def test_workload_selectors_match_their_pod_labels(rendered):
+    for w in workloads(rendered):
+        if w["kind"] in ("Deployment", "StatefulSet"):
+            selector = w["spec"]["selector"]
+            assert selector["matchLabels"], w["metadata"]["name"]
+            assert matches(selector, pod_labels(w)), f"{w['kind']}/{w['metadata']['name']}"
+
+
+def test_workload_selectors_do_not_overlap(rendered):
+    owners = [w for w in workloads(rendered) if w["kind"] in ("Deployment", "StatefulSet")]
+    for w in owners:
+        claimed = [o["metadata"]["name"] for o in owners if matches(w["spec"]["selector"], pod_labels(o))]
+        assert claimed == [w["metadata"]["name"]], f"{w['metadata']['name']} also selects {claimed}"
+
+
+def test_services_select_pods_and_target_existing_ports(rendered):
+    for svc in rendered.of_kind("Service"):
+        name = svc["metadata"]["name"]
+        pods = selected(rendered, {"matchLabels": svc["spec"]["selector"]})
+        assert pods, f"Service {name} selects no pods"
+        for port in svc["spec"]["ports"]:
+            target = port.get("targetPort", port["port"])
+            for pod in pods:
+                ports = container_ports(pod)
+                if isinstance(target, str):
+                    assert target in ports, f"Service {name}: no container port named {target!r}"
+                else:
+                    assert target in ports.values(), f"Service {name}: no container port {target}"
+
+
+def test_every_volume_mount_has_a_volume_and_every_volume_is_used(rendered):
+    for w in workloads(rendered):
+        spec = pod_template(w)["spec"]
+        volumes = {v["name"] for v in spec.get("volumes", [])}
+        if w["kind"] == "StatefulSet":
+            volumes |= {t["metadata"]["name"] for t in w["spec"].get("volumeClaimTemplates", [])}
+        mounted = {m["name"] for c in containers(w) for m in c.get("volumeMounts", [])}
+        label = f"{w['kind']}/{w['metadata']['name']}"
+        assert mounted <= volumes, f"{label}: mounts without a volume: {mounted - volumes}"
+        assert volumes <= mounted, f"{label}: volumes never mounted: {volumes - mounted}"
+        for c in containers(w):
+            own = [m["mountPath"] for m in c.get("volumeMounts", [])]
+            assert len(own) == len(set(own)), f"{label}/{c['name']}: a path is mounted twice"
+
+
+def test_claims_exist(rendered):
+    claims = {p["metadata"]["name"] for p in rendered.of_kind("PersistentVolumeClaim")}
+    for w in workloads(rendered):
+        for v in pod_template(w)["spec"].get("volumes", []):
+            if "persistentVolumeClaim" in v:
+                assert v["persistentVolumeClaim"]["claimName"] in claims, w["metadata"]["name"]
+
+
+def test_config_maps_secrets_and_service_accounts_exist(rendered):
+    config_maps = {c["metadata"]["name"] for c in rendered.of_kind("ConfigMap")}
+    secrets = {s["metadata"]["name"]: {**s.get("data", {}), **s.get("stringData", {})}
+               for s in rendered.of_kind("Secret")}
+    accounts = {a["metadata"]["name"] for a in rendered.of_kind("ServiceAccount")}
+    for w in workloads(rendered):
+        spec = pod_template(w)["spec"]
+        assert spec.get("serviceAccountName") in accounts, w["metadata"]["name"]
+        for c in containers(w):
+            for source in c.get("envFrom", []):
+                assert source["configMapRef"]["name"] in config_maps
+            for env in c.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    assert ref["name"] in secrets, f"{w['metadata']['name']}: no Secret {ref['name']}"
+                    assert ref["key"] in secrets[ref["name"]], f"Secret {ref['name']} has no key {ref['key']}"
+
+
+def test_statefulset_service_is_headless_and_selects_it(rendered):
+    for sts in rendered.of_kind("StatefulSet"):
+        svc = rendered.get("Service", sts["spec"]["serviceName"])
+        assert svc is not None, f"StatefulSet {sts['metadata']['name']}: no governing Service"
+        assert svc["spec"].get("clusterIP") == "None", "the governing Service must be headless"
+        assert svc["spec"].get("publishNotReadyAddresses") is True, "seeds must resolve before readiness"
+        assert matches({"matchLabels": svc["spec"]["selector"]}, pod_labels(sts))
+
+
+def test_cassandra_hosts_and_seeds_are_statefulset_pods(rendered):
+    config = rendered.get("ConfigMap", _fullname(rendered))["data"]
+    [sts] = rendered.of_kind("StatefulSet") or [None]
+    if sts is None:
+        assert config["FC_PREDLOG"] != "cassandra"
+        return
+    name, service, replicas = sts["metadata"]["name"], sts["spec"]["serviceName"], sts["spec"]["replicas"]
+    valid = {f"{name}-{i}.{service}" for i in range(replicas)}
+    hosts = config["FC_CASSANDRA_HOSTS"].split(",")
+    assert set(hosts) <= valid and len(hosts) >= 2, hosts
+    cassandra = next(c for c in containers(sts, init=False) if c["name"] == "cassandra")
+    env = {e["name"]: e.get("value") for e in cassandra["env"]}
+    seeds = env["CASSANDRA_SEEDS"].split(",")
+    assert set(seeds) <= valid and seeds[0] == f"{name}-0.{service}", seeds
+    assert 2 <= int(config["FC_CASSANDRA_REPLICATION"]) <= replicas
+    assert env["CASSANDRA_DC"] == config["FC_CASSANDRA_LOCAL_DC"]
+
+
+def test_probes_and_scrape_annotations_point_at_real_ports(rendered):
+    for w in workloads(rendered):
+        ports = container_ports(w)
+        for c in containers(w, init=False):
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                handler = c.get(probe, {})
+                port = (handler.get("httpGet") or handler.get("tcpSocket") or {}).get("port")
+                if port is not None:
+                    assert port in ports or port in ports.values(), f"{w['metadata']['name']} {probe}: {port}"
+        annotations = pod_template(w)["metadata"].get("annotations", {})
+        if annotations.get("prometheus.io/scrape") == "true":
+            assert int(annotations["prometheus.io/port"]) in ports.values()
+            assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_classifier_contract(rendered):
+    """The conventions the application relies on (see the platform issue)."""
+    deploy = rendered.get("Deployment", _fullname(rendered))
+    spec = deploy["spec"]["template"]["spec"]
+    [app] = spec["containers"]
+    assert app["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert app["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert app["securityContext"]["readOnlyRootFilesystem"] is True
+    assert app["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    mounts = {m["mountPath"]: m for m in app["volumeMounts"]}
+    config = rendered.get("ConfigMap", _fullname(rendered))["data"]
+    assert config["FC_MODEL_DIR"] in mounts and mounts[config["FC_MODEL_DIR"]].get("readOnly") is True
+    assert config["PROMETHEUS_MULTIPROC_DIR"] in mounts
+    spool = config["FC_SPOOL_DIR"]
+    assert any(spool.startswith(path + "/") for path in mounts), "the spool must be on a writable volume"
+    assert config["FC_HOST"] == "0.0.0.0"
+    # The seeding init container writes the same volume the server reads.
+    [seed] = spec["initContainers"]
+    assert seed["command"][-1] == config["FC_MODEL_DIR"]
+    assert {m["name"] for m in seed["volumeMounts"]} == {mounts[config["FC_MODEL_DIR"]]["name"]}
+
+
+def test_training_job_writes_the_store_the_classifier_reads(rendered):
+    train = rendered.get("Job", f"{_fullname(rendered)}-train")
+    if train is None:
+        return
+    deploy = rendered.get("Deployment", _fullname(rendered))
+    claim = {v["name"]: v["persistentVolumeClaim"]["claimName"]
+             for v in pod_template(deploy)["spec"]["volumes"] if "persistentVolumeClaim" in v}
+    train_claims = {v["persistentVolumeClaim"]["claimName"]
+                    for v in pod_template(train)["spec"]["volumes"] if "persistentVolumeClaim" in v}
+    assert train_claims == set(claim.values())
+    [container] = containers(train)
+    assert container["command"][:4] == ["fashion-classifier", "train", "--model-dir", "/models"]
+    assert not any(m.get("readOnly") for m in container["volumeMounts"] if m["mountPath"] == "/models")
+    assert "-train:" in container["image"], "training needs the image with TensorFlow"
+    assert "-train:" not in containers(deploy)[0]["image"]
+
+
+def test_hpa_and_pdbs_target_existing_workloads(rendered):
+    for hpa in rendered.of_kind("HorizontalPodAutoscaler"):
+        ref = hpa["spec"]["scaleTargetRef"]
+        target = rendered.get(ref["kind"], ref["name"])
+        assert target is not None
+        assert "replicas" not in target["spec"], "a Deployment with replicas fights its HPA on every apply"
+    for pdb in rendered.of_kind("PodDisruptionBudget"):
+        assert selected(rendered, pdb["spec"]["selector"]), pdb["metadata"]["name"]
+
+
+def test_network_policies_let_the_right_pods_in(rendered):
+    policies = rendered.of_kind("NetworkPolicy")
+    if not policies:
+        return
+    fullname = _fullname(rendered)
+    cassandra_policy = next(p for p in policies if p["metadata"]["name"] == f"{fullname}-cassandra")
+    [sts] = rendered.of_kind("StatefulSet")
+    assert matches(cassandra_policy["spec"]["podSelector"], pod_labels(sts))
+    cql_sources = [peer["podSelector"] for rule in cassandra_policy["spec"]["ingress"]
+                   if any(p["port"] == "cql" for p in rule["ports"]) for peer in rule["from"]]
+    allowed = {w["metadata"]["name"] for w in workloads(rendered)
+               if any(matches(sel, pod_labels(w)) for sel in cql_sources)}
+    assert {fullname, f"{fullname}-cassandra"} <= allowed
+    assert f"{fullname}-train" not in allowed, "training does not need Cassandra"
+    for policy in policies:
+        for rule in policy["spec"]["ingress"]:
+            for port in rule["ports"]:
+                targets = selected(rendered, policy["spec"]["podSelector"])
+                assert any(port["port"] in container_ports(t) for t in targets), policy["metadata"]["name"]
+
+
+def test_service_monitor_scrapes_the_classifier_service(rendered):
+    for sm in rendered.of_kind("ServiceMonitor"):
+        assert sm["metadata"]["labels"].get("release") == "kube-prometheus-stack"
+        services = [s for s in rendered.of_kind("Service")
+                    if matches(sm["spec"]["selector"], s["metadata"]["labels"])]
+        assert [s["metadata"]["name"] for s in services] == [_fullname(rendered)]
+        names = {p["name"] for p in services[0]["spec"]["ports"]}
+        for endpoint in sm["spec"]["endpoints"]:
+            assert endpoint["port"] in names
+            assert endpoint["path"] == "/metrics"
+
+
+def test_alerts_and_dashboard_use_contract_metrics(rendered):
+    for rule in rendered.of_kind("PrometheusRule"):
+        assert rule["metadata"]["labels"].get("release") == "kube-prometheus-stack"
+        exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+        alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+        assert {"FashionClassifierHighErrorRate", "FashionClassifierHighLatency",
+                "FashionClassifierPredlogSpoolGrowing", "FashionClassifierModelLoadFailures"} <= alerts
+        _assert_contract_metrics(exprs)
+    for cm in rendered.of_kind("ConfigMap"):
+        if cm["metadata"].get("labels", {}).get("grafana_dashboard") == "1":
+            dashboard = json.loads(cm["data"]["fashion-classifier.json"])
+            exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+            assert len(exprs) > 10
+            _assert_contract_metrics(exprs)
+
+
+def test_standard_labels_on_every_object(rendered):
+    for d in rendered.docs:
+        labels = d["metadata"].get("labels", {})
+        for key in ("app.kubernetes.io/name", "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by"):
+            assert key in labels, f"{d['kind']}/{d['metadata']['name']} lacks {key}"
+        if d["kind"] != "Namespace":
+            assert labels.get("app.kubernetes.io/instance"), f"{d['kind']}/{d['metadata']['name']}"
+
+
+def test_images_are_the_project_images_or_cassandra(rendered):
+    for w in workloads(rendered):
+        for c in containers(w):
+            image = c["image"]
+            assert re.fullmatch(r"(fashion-classifier(-train)?:[\w.-]+|cassandra:5\.0)", image), image
+            assert c.get("resources", {}).get("limits", {}).get("memory"), f"{c['name']}: no memory limit"
+
+
+def _fullname(r: Rendered) -> str:
+    return next(d["metadata"]["name"] for d in r.docs if d["kind"] == "Deployment")
+
+
+def _assert_contract_metrics(exprs: list[str]) -> None:
+    used = {m for e in exprs for m in re.findall(r"\bfc_[a-z_]+", e)}
+    base = {re.sub(r"_(bucket|sum|count)$", "", m) for m in used}
+    assert base <= CONTRACT_METRICS, f"metrics outside the contract: {sorted(base - CONTRACT_METRICS)}"
