@@ -11,7 +11,7 @@ stage() {
   echo "=== [$name] $(date -u +%H:%M:%S) $*"
   "$@"; rc=$?
   end=$(date +%s)
-  STAGE_LOG+=("$(printf '%-28s %5ss  %s' "$name" "$((end - start))" "$([ $rc -eq 0 ] && echo ok || echo "FAILED ($rc)")")")
+  STAGE_LOG+=("$(printf '%-48s %5ss  %s' "$name" "$((end - start))" "$([ $rc -eq 0 ] && echo ok || echo "FAILED ($rc)")")")
   echo "=== [$name] took $((end - start))s (exit $rc)"
   [ $rc -eq 0 ] || STAGE_FAILED=1
   return $rc
