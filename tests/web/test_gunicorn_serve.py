@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 from harness.ports import free_port
+from harness.rawhttp import send
 from harness.server import ServerProcess, serve_command
 from inference.store_copies import publish_copy
 from prometheus_client.parser import text_string_to_metric_families
@@ -98,6 +100,11 @@ def test_serve_end_to_end(server, model_store, png):
     assert response.status_code == 422 and response.json()["error"]
     response = predict(base, b"\x89PNG\r\n\x1a\n" + bytes(300_000), "big.png")
     assert response.status_code == 413 and "200,000 bytes" in response.json()["error"]
+    # Requests gunicorn's own parser refuses get JSON too, not its HTML page.
+    for raw in (send(server.host, server.port, "GET", "/" + "a" * 9000, {}, b""),
+                send(server.host, server.port, "GET", "/", {"X-Big": "b" * 9000}, b"")):
+        assert raw.status in (400, 414, 431), raw
+        assert raw.headers["content-type"] == "application/json" and json.loads(raw.body)["error"]
     assert sorted(server.worker_pids()) == sorted(workers)
 
     # Hot reload: both workers switch to the new version without a restart.

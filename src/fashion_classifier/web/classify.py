@@ -65,8 +65,19 @@ class TimeIds:
         ids = []
         for ts in range(start, start + n):
             high = (ts & 0xFFFFFFFF) << 32 | ((ts >> 32) & 0xFFFF) << 16 | 0x1000 | (ts >> 48) & 0x0FFF
-            ids.append(uuid.UUID(int=high << 64 | low))
+            ids.append(_uuid_from_int(high << 64 | low))
         return ids
+
+
+def _uuid_from_int(
+    value: int, _new=object.__new__, _set=object.__setattr__, _cls=uuid.UUID, _safe=uuid.SafeUUID.unknown
+) -> uuid.UUID:
+    """``uuid.UUID(int=value)`` without its argument checks (~1 µs instead of ~2 per id: a
+    256-image batch makes 256). ``value`` is a valid 128-bit version-1 UUID by construction."""
+    made = _new(_cls)
+    _set(made, "int", value)
+    _set(made, "is_safe", _safe)
+    return made
 
 
 class RecentPredictions:

@@ -9,6 +9,8 @@
   A worker is ready in ~0.3 s, since nothing imports TensorFlow.
 * ``PROMETHEUS_MULTIPROC_DIR`` is prepared here, in the master, before any worker imports
   prometheus_client; dead workers' live gauges are dropped in ``child_exit``.
+* Requests gunicorn's own HTTP parser refuses (header or URL too long, ...) get a JSON error
+  body like every other error (``protocol_errors``).
 * Graceful shutdown: SIGTERM lets in-flight requests finish within ``FC_GRACEFUL_TIMEOUT``;
   each worker flushes its prediction-log queue (to the backend or the spool) as it exits.
 """
@@ -19,9 +21,10 @@ import os
 import shutil
 
 from fashion_classifier.config import Settings
-from fashion_classifier.web import runtime
+from fashion_classifier.web import protocol_errors, runtime
 
 runtime.pin_threads()
+protocol_errors.install()
 _metrics_dir = runtime.prepare_metrics_dir()
 _settings = Settings.from_env()
 
