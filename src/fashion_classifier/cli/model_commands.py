@@ -10,17 +10,10 @@ import sys
 from pathlib import Path
 
 from fashion_classifier.cli import EXIT_FAILED, EXIT_UNAVAILABLE, CliError
+from fashion_classifier.cli.argtypes import whole_number
 from fashion_classifier.config import Settings
 
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+POSITIVE = whole_number(1)
 
 
 def _store_args(p: argparse.ArgumentParser) -> None:
@@ -34,7 +27,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
         help="directory with the four official Fashion-MNIST .gz files (default: FC_DATA_DIR; "
         "unset = download with keras.datasets, needs internet)",
     )
-    p.add_argument("--limit", type=_positive, help="use only the first N training and test images (quick runs)")
+    p.add_argument("--limit", type=POSITIVE, help="use only the first N training and test images (quick runs)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,10 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     _store_args(p)
     _data_args(p)
     p.add_argument("--arch", default="mlp", choices=("mlp", "cnn"), help="architecture (default: mlp)")
-    p.add_argument("--epochs", type=_positive, help="epochs (default: FC_EPOCHS, 15)")
-    p.add_argument("--batch-size", type=_positive, help="batch size (default: FC_BATCH_SIZE, else mlp 32, cnn 64)")
+    p.add_argument("--epochs", type=POSITIVE, help="epochs (default: FC_EPOCHS, 15)")
+    p.add_argument("--batch-size", type=POSITIVE, help="batch size (default: FC_BATCH_SIZE, else mlp 32, cnn 64)")
     p.add_argument("--seed", type=int, help="random seed (default: FC_SEED, 42)")
-    p.add_argument("--keep", type=_positive, help="versions to keep (default: FC_KEEP_VERSIONS, 5)")
+    p.add_argument("--keep", type=POSITIVE, help="versions to keep (default: FC_KEEP_VERSIONS, 5)")
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     p.add_argument("--json", action="store_true", help="print the published metadata as JSON at the end")
     p.set_defaults(handler=cmd_train)

@@ -5,37 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from datetime import date
 
-from fashion_classifier.cli import EXIT_UNAVAILABLE, EXIT_USAGE, CliError
+from fashion_classifier.cli import EXIT_UNAVAILABLE, EXIT_USAGE, CliError, argtypes
 from fashion_classifier.config import Settings
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
-
-
-def _limit(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 10_000:
-        raise argparse.ArgumentTypeError(f"{value} must be between 1 and 10000")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be >= 0")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--wait",
-        type=_seconds,
+        type=argtypes.seconds(),
         default=60.0,
         help="seconds to keep trying while Cassandra is not reachable yet (default: 60)",
     )
@@ -58,11 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="print recent predictions as a table",
         description="Print the newest logged predictions (or one UTC day's) from the configured backend.",
     )
-    p.add_argument("--day", type=_day, help="one UTC day, YYYY-MM-DD (default: the newest rows of any day)")
-    p.add_argument("--limit", type=_limit, default=20, help="rows to print (default: 20)")
+    p.add_argument("--day", type=argtypes.day, help="one UTC day, YYYY-MM-DD (default: the newest rows of any day)")
+    p.add_argument("--limit", type=argtypes.whole_number(1, 10_000), default=20, help="rows to print (default: 20)")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     p.add_argument(
-        "--wait", type=_seconds, default=10.0, help="seconds to wait for Cassandra to connect (default: 10)"
+        "--wait", type=argtypes.seconds(), default=10.0, help="seconds to wait for Cassandra to connect (default: 10)"
     )
     p.set_defaults(handler=cmd_history)
 

@@ -7,22 +7,11 @@ import os
 import sys
 
 from fashion_classifier.cli import EXIT_UNAVAILABLE, CliError
+from fashion_classifier.cli.argtypes import whole_number
 from fashion_classifier.config import Settings
 
 APP = "fashion_classifier.web:create_app()"
 CONFIG = "python:fashion_classifier.web.gunicorn_conf"
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
-    return int(text)
-
-
-def _workers(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 1")
-    return int(text)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the store (FC_MODEL_DIR) is loaded and new versions are picked up without a restart.",
     )
     p.add_argument("--host", help="address to bind (default: FC_HOST, 127.0.0.1)")
-    p.add_argument("--port", type=_port, help="port (default: FC_PORT, 8000)")
-    p.add_argument("--workers", type=_workers, help="worker processes (default: FC_WORKERS, else one per CPU)")
+    p.add_argument("--port", type=whole_number(0, 65535), help="port (default: FC_PORT, 8000)")
+    p.add_argument("--workers", type=whole_number(1), help="worker processes (default: FC_WORKERS, else one per CPU)")
     p.add_argument("--model-dir", help="model store (default: FC_MODEL_DIR, else ./model)")
     p.set_defaults(handler=cmd_serve)
 
