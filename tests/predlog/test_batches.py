@@ -199,3 +199,70 @@ def test_cassandra_encoder_puts_rows_in_the_day_of_their_id():
     batch = make_batch(2, ids=[at(ticks), at(ticks + 1)])
     days = [day for day, _ in _Encoder().rows(batch)]
     assert days == [date(2026, 3, 4), date(2026, 3, 5)]
+
+
+class _Future:
+    def add_callbacks(self, ok, error, errback_args=()) -> None:
+        ok(None)
+
+
+class _Session:
+    def __init__(self) -> None:
+        self.statements: list = []
+
+    def execute_async(self, statement):
+        self.statements.append(statement)
+        return _Future()
+
+
+def _offline_sink():
+    """A CassandraSink with a recording session instead of a cluster."""
+    from fashion_classifier.predlog.cassandra_log import CassandraSink, _Encoder
+
+    sink = CassandraSink.__new__(CassandraSink)
+    sink.session = _Session()
+    sink._keyspace = "ks"
+    sink._encoder = _Encoder()
+    sink.insert_prediction = _prepared_insert()
+    return sink
+
+
+def test_cassandra_sink_sends_one_unlogged_batch_per_day_with_every_row():
+    from cassandra.query import BatchType
+
+    from fashion_classifier.predlog.cassandra_log import _prediction_values
+
+    sink = _offline_sink()
+    batches = [make_batch(n, seed=n) for n in (1, 3, 5)]
+    replayed = batch_records(make_batch(2, seed=9))  # records from the spool share the day's batch
+    failed: list = []
+    sink.write([*batches, *replayed], failed.extend)
+    assert failed == []
+    (statement,) = sink.session.statements
+    assert statement.batch_type == BatchType.UNLOGGED and statement.is_idempotent
+    sent = statement._statements_and_parameters
+    assert len(sent) == 11
+    day = day_of_id(batches[0].ids[0])
+    assert statement.routing_key == sink._encoder.day_bytes(day)
+    expected = [_prediction_values(day, rec) for rec in replayed] + [
+        _prediction_values(day, rec) for batch in batches for rec in batch_records(batch)
+    ]
+    prepared = sink.insert_prediction
+    assert [values for _, _, values in sent] == [prepared.bind(v).values for v in expected]
+
+
+def test_cassandra_sink_splits_batches_of_long_filenames():
+    from fashion_classifier.predlog.cassandra_log import _MAX_BATCH_BYTES
+
+    sink = _offline_sink()
+    long_name = "日" * MAX_FILENAME_CHARS  # 48 KiB of UTF-8 per row
+    batch = make_batch(60)
+    batch = batch._replace(infos=[Info(long_name, 28, 28)] * 60)
+    sink.write([batch], lambda failed: None)
+    statements = sink.session.statements
+    assert len(statements) > 1
+    assert sum(len(s._statements_and_parameters) for s in statements) == 60
+    for statement in statements:
+        rows = statement._statements_and_parameters
+        size = sum(len(v) for _, _, values in rows for v in values if isinstance(v, bytes))
+        assert size <= _MAX_BATCH_BYTES

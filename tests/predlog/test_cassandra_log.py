@@ -149,3 +149,26 @@ def test_history_and_migrate_commands_read_the_cluster(log, keyspace, tmp_path, 
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4  # header, rule, two rows, newest first
     assert str(recs[2].id) in lines[2] and "h2.png" in lines[2] and str(recs[1].id) in lines[3]
+
+
+def test_batches_from_the_web_layer_read_back_like_records(log, admin_session, keyspace):
+    """The pre-serialized batch path stores what the records of the batch would store."""
+    from fashion_classifier.predlog.codec import batch_records
+
+    from .test_batches import make_batch
+
+    _connected(log)
+    batches = [make_batch(n, infos=n % 2 == 0, seed=n) for n in (1, 4, 7)]
+    for batch in batches:
+        log.record_batch(batch)
+    log.record_batch(batches[1])  # the same ids again: no new rows
+    assert log.flush()
+    records = [rec for batch in batches for rec in batch_records(batch)]
+    today = datetime.now(UTC).date()
+    assert sorted(stored_ids(admin_session, keyspace, [today])) == sorted(r.id for r in records)
+    for rec in records:
+        got = log.get(rec.id)
+        assert got is not None
+        # CQL timestamps keep milliseconds
+        assert abs(got.created_at - rec.created_at) < timedelta(milliseconds=1)
+        assert dataclasses.replace(got, created_at=rec.created_at) == rec

@@ -289,7 +289,7 @@ class SqliteLog:
         self._writer.submit(limit_record(rec))
 
     def record_batch(self, batch: PredictionBatch) -> None:
-        if batch.ids and batch.ids[0].version != 1:
+        if batch.ids and (batch.ids[0].int >> 76) & 0xF != 1:  # .version costs ~1.5 µs
             # Rows sort by the time inside the id; other ids take the records' slower path.
             for rec in batch_records(batch):
                 self.record(rec)
