@@ -1,0 +1,9 @@
+"""Operating a deployed release through the Kubernetes API (the ``fashion-classifier cluster`` commands).
+
+One module per job: ``connect`` (client, credentials, error translation), ``release`` (the Helm
+release record), ``training`` (a training Job from the release's own template), ``follow``
+(following a Job and its logs), ``status``, ``scaling`` and ``rollout``; ``waiting`` polls.
+
+The official ``kubernetes`` client is imported lazily, only by ``connect``: the serving image is
+built without it (Dockerfile ``SERVE_WITHOUT=kubernetes``) and must still import this package.
+"""
