@@ -108,7 +108,9 @@ def test_model_card_shows_the_artifact(browser, server, store_copy, artifacts_di
     meta = load_metadata(current_path(store_copy))
     assert browser.find_element(By.ID, "test-accuracy").text == f"{meta['test_accuracy']:.4f}"
     rows = browser.find_elements(By.CSS_SELECTOR, "#per-class tbody tr")
-    assert [r.find_element(By.TAG_NAME, "td").text for r in rows] == list(meta["per_class"])
+    # Label order 0-9 (metadata.json stores the classes sorted by name).
+    assert [r.find_element(By.TAG_NAME, "td").text for r in rows] == list(CLASS_NAMES)
+    assert set(CLASS_NAMES) == set(meta["per_class"])
     image = browser.find_element(By.ID, "confusion-matrix")
     assert image.size["width"] > 200, "the confusion matrix image did not load"
     with urllib.request.urlopen(
