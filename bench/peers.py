@@ -72,12 +72,13 @@ sys.path.insert(0, str(ROOT / "tests"))  # the process harness is shared with th
 
 import cassandra_cluster  # noqa: E402
 import machine  # noqa: E402
+import paths  # noqa: E402
 import wrkrun  # noqa: E402
 from harness.images import encode, load_test_split  # noqa: E402
 from harness.ports import free_port  # noqa: E402
 from harness.server import ServerError, ServerProcess, serve_command, serve_env  # noqa: E402
 
-from fashion_classifier.config import CLASS_NAMES, DEFAULT_MODEL_DIR, Settings  # noqa: E402
+from fashion_classifier.config import CLASS_NAMES  # noqa: E402
 
 WORKERS = 2
 CONNECTIONS = 16
@@ -541,17 +542,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, help="warm-up seconds per workload (default 3, quick 1)")
     p.add_argument("--jvm-warmup", type=float, help="logged load before measuring ours-cassandra (default 20, quick 5)")
     p.add_argument("--only", action="append", choices=SERVERS, help="run only these (repeatable)")
-    p.add_argument("--model-dir", type=Path)
-    p.add_argument("--data-dir", type=Path)
-    p.add_argument("--out", type=Path)
+    paths.add_path_args(p)
     args = p.parse_args(argv)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.warmup = args.warmup or (1.0 if args.quick else 3.0)
     args.jvm_warmup = args.jvm_warmup or (5.0 if args.quick else 20.0)
-    args.out = args.out or (ROOT / "var" / "bench" if args.quick else ROOT / "bench" / "results")
-    settings = Settings.from_env()
-    args.model_dir = (args.model_dir or settings.model_dir or DEFAULT_MODEL_DIR).resolve()
-    args.data_dir = args.data_dir or settings.data_dir or ROOT.parent / "shared" / "data" / "fashion-mnist"
+    paths.resolve_paths(args, paths.SCRATCH if args.quick else paths.RESULTS)
     return args
 
 

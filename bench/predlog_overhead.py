@@ -35,11 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the process harness is shared with the tests
 
 import machine  # noqa: E402
+import paths  # noqa: E402
 import wrkrun  # noqa: E402
 from harness.images import encode, load_test_split  # noqa: E402
 from harness.server import ServerError, start_serve  # noqa: E402
-
-from fashion_classifier.config import DEFAULT_MODEL_DIR, Settings  # noqa: E402
 
 SCRIPT = ROOT / "scripts" / "cassandra-local"
 HOSTS = "127.0.0.1,127.0.0.2"
@@ -137,18 +136,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, help="measured seconds per run (default 10, quick 3)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per run (default 3, quick 1)")
     p.add_argument("--jvm-warmup", type=float, help="logged load before the rounds (default 20, quick 10)")
-    p.add_argument("--model-dir", type=Path)
-    p.add_argument("--data-dir", type=Path)
-    p.add_argument("--out", type=Path)
+    paths.add_path_args(p)
     args = p.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.warmup = args.warmup or (1.0 if args.quick else 3.0)
     args.jvm_warmup = args.jvm_warmup or (10.0 if args.quick else 20.0)
-    args.out = args.out or (ROOT / "var" / "bench" if args.quick else ROOT / "bench" / "results")
-    settings = Settings.from_env()
-    args.model_dir = args.model_dir or settings.model_dir or DEFAULT_MODEL_DIR
-    args.data_dir = args.data_dir or settings.data_dir or ROOT.parent / "shared" / "data" / "fashion-mnist"
+    paths.resolve_paths(args, paths.SCRATCH if args.quick else paths.RESULTS)
     return args
 
 

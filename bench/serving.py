@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the process harness is shared with the tests
 
 import machine  # noqa: E402
+import paths  # noqa: E402
 import serving_report  # noqa: E402
 import serving_targets  # noqa: E402
 import wrkrun  # noqa: E402
@@ -69,8 +70,6 @@ from harness.server import (  # noqa: E402
     serve_command,
     serve_env,
 )  # noqa: E402
-
-from fashion_classifier.config import DEFAULT_MODEL_DIR, Settings  # noqa: E402
 
 WORKERS = 2
 BATCH = 256
@@ -265,16 +264,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, help="measured seconds per run (default 10, quick 2)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per run (default 3, quick 1)")
     p.add_argument("--only", action="append", help="run only these servers (repeatable)")
-    p.add_argument("--model-dir", type=Path)
-    p.add_argument("--data-dir", type=Path)
-    p.add_argument("--out", type=Path)
+    paths.add_path_args(p)
     args = p.parse_args(argv)
     args.duration = args.duration or (2.0 if args.quick else 10.0)
     args.warmup = args.warmup or (1.0 if args.quick else 3.0)
-    args.out = args.out or (ROOT / "var" / "bench" if args.quick else ROOT / "bench" / "results")
-    settings = Settings.from_env()
-    args.model_dir = args.model_dir or settings.model_dir or DEFAULT_MODEL_DIR
-    args.data_dir = args.data_dir or settings.data_dir or ROOT.parent / "shared" / "data" / "fashion-mnist"
+    paths.resolve_paths(args, paths.SCRATCH if args.quick else paths.RESULTS)
     return args
 
 

@@ -52,12 +52,12 @@ sys.path.insert(0, str(ROOT / "tests"))  # the process harness is shared with th
 
 import cassandra_cluster  # noqa: E402
 import machine  # noqa: E402
+import paths  # noqa: E402
 import wrkrun  # noqa: E402
 from harness.images import encode, load_test_split  # noqa: E402
 from harness.server import ServerError, rss_bytes, start_serve  # noqa: E402
 from inference.store_copies import publish_copy  # noqa: E402
 
-from fashion_classifier.config import DEFAULT_MODEL_DIR, Settings  # noqa: E402
 from fashion_classifier.predlog.codec import day_of_id  # noqa: E402
 
 KEYSPACE = "bench_soak"
@@ -212,13 +212,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=600.0, help="seconds of load (default 600; CI: 60)")
     p.add_argument("--rate", type=float, help="requests/s (default: --load × our measured maximum)")
     p.add_argument("--load", type=float, default=0.7, help="fraction of the maximum (default 0.7)")
-    p.add_argument("--model-dir", type=Path)
-    p.add_argument("--data-dir", type=Path)
-    p.add_argument("--out", type=Path, help="default var/bench/ (and bench/results/ for runs of >= 600 s)")
+    paths.add_path_args(p, out_help="default var/bench/ (and bench/results/ for runs of >= 600 s)")
     args = p.parse_args(argv)
-    settings = Settings.from_env()
-    args.model_dir = (args.model_dir or settings.model_dir or DEFAULT_MODEL_DIR).resolve()
-    args.data_dir = args.data_dir or settings.data_dir or ROOT.parent / "shared" / "data" / "fashion-mnist"
+    paths.resolve_paths(args, None)  # None: chosen by duration when writing
     return args
 
 

@@ -1,0 +1,25 @@
+"""The options every benchmark shares: which model store, which dataset, where results go."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fashion_classifier.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+SCRATCH = ROOT / "var" / "bench"  # smoke runs: never overwrite real results
+
+
+def add_path_args(p: argparse.ArgumentParser, out_help: str | None = None) -> None:
+    p.add_argument("--model-dir", type=Path, help="model store (default: FC_MODEL_DIR, else ./model)")
+    p.add_argument("--data-dir", type=Path, help="Fashion-MNIST files (default: FC_DATA_DIR, else ../shared/...)")
+    p.add_argument("--out", type=Path, help=out_help or "results directory (default bench/results/, quick var/bench/)")
+
+
+def resolve_paths(args: argparse.Namespace, default_out: Path | None) -> None:
+    settings = Settings.from_env()
+    args.model_dir = (args.model_dir or settings.model_dir).resolve()
+    args.data_dir = args.data_dir or settings.data_dir or ROOT.parent / "shared" / "data" / "fashion-mnist"
+    args.out = args.out or default_out
