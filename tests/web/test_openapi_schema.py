@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
@@ -109,25 +109,30 @@ def openapi_schema(schema_app, document):
     return schemathesis.openapi.from_wsgi("/openapi.json", schema_app)
 
 
-def _check_operation(operation, mode: GenerationMode) -> None:
+def _check_operation(operation, mode: GenerationMode, concrete_paths: set[str]) -> None:
     # One hypothesis run per operation and mode (schemathesis' pytest loader for fixtures does
     # not work with pytest 9, so the operations are driven here).
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     def run(case):
+        # OpenAPI matches concrete paths before templated ones: a generated id of "counts"
+        # (hypothesis draws string constants from our source) asks for /predictions/counts,
+        # another operation with its own response schema.
+        assume(case.path == case.formatted_path or case.formatted_path not in concrete_paths)
         case.call_and_validate(checks=CHECKS)
 
     run()
 
 
-def test_responses_conform_to_the_document(openapi_schema):
+def test_responses_conform_to_the_document(openapi_schema, document):
+    concrete_paths = {path for path in document["paths"] if "{" not in path}
     failures, checked = [], 0
     for result in openapi_schema.get_all_operations():
         operation = result.ok()
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             checked += 1
             try:
-                _check_operation(operation, mode)
+                _check_operation(operation, mode, concrete_paths)
             except Unsatisfiable:
                 continue  # e.g. no invalid request exists for an operation without inputs
             except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - report every operation
