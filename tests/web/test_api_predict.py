@@ -8,12 +8,19 @@ import uuid
 
 import numpy as np
 import pytest
+from urllib3 import encode_multipart_formdata
 
 from fashion_classifier.config import CLASS_NAMES
 
 
 def multipart(*files, field="file"):
-    return {field: [(io.BytesIO(data), name) for data, name in files]}
+    """Request kwargs for a multipart upload encoded as ``requests`` does it (a new random boundary each time).
+
+    Werkzeug's test-client encoder is not used: for an empty file it omits the CRLF that must
+    precede the next boundary, which no browser or HTTP library does.
+    """
+    body, content_type = encode_multipart_formdata([(field, (name, data)) for data, name in files])
+    return {"data": body, "content_type": content_type}
 
 
 def assert_result(result, model_version):
@@ -39,7 +46,7 @@ def assert_result(result, model_version):
 
 
 def test_one_png_upload(client, state, png, sample_images):
-    response = client.post("/api/v1/predict", data=multipart((png(0), "boot.png")))
+    response = client.post("/api/v1/predict", **multipart((png(0), "boot.png")))
     assert response.status_code == 200 and response.mimetype == "application/json"
     body = response.get_json()
     assert body["model_version"] == state.model.version
@@ -107,17 +114,47 @@ def bad(client, status, **kwargs):
 
 def test_bad_uploads_get_json_errors(client, png):
     assert "field named 'file'" in bad(client, 400, data={"other": (io.BytesIO(png()), "x.png")})
-    assert "no image" in bad(client, 400, data={"file": (io.BytesIO(b""), "")})
-    assert "empty" in bad(client, 400, data=multipart((b"", "empty.png")))
-    assert "unsupported" in bad(client, 415, data=multipart((b"plain text", "notes.txt")))
-    assert "decode" in bad(client, 422, data=multipart((png()[:40], "cut.png")))
-    assert '"cut.png"' in bad(client, 422, data=multipart((png()[:40], "cut.png")))
+    assert "no image" in bad(client, 400, **multipart((b"", "")))  # a browser's empty file input
+    assert "empty" in bad(client, 400, **multipart((b"", "empty.png")))
+    assert "unsupported" in bad(client, 415, **multipart((b"plain text", "notes.txt")))
+    assert "decode" in bad(client, 422, **multipart((png()[:40], "cut.png")))
+    assert '"cut.png"' in bad(client, 422, **multipart((png()[:40], "cut.png")))
     assert bad(client, 415, data="x=1", content_type="application/x-www-form-urlencoded")
     assert bad(client, 415, data=b"\x00\x01", content_type="image/png")
 
 
+def test_multipart_edge_cases(client, png):
+    empty_input_and_a_file, content_type = encode_multipart_formdata(
+        [("note", "hello"), ("file", ("", b"")), ("file", ("a.png", png(0)))]
+    )
+    response = client.post("/api/v1/predict", data=empty_input_and_a_file, content_type=content_type)
+    assert response.status_code == 200, response.data[:300]
+    assert len(response.get_json()["predictions"]) == 1
+
+    body, content_type = encode_multipart_formdata([("file", ("a.png", png(0)))])
+    assert "malformed multipart" in bad(client, 400, data=body[:-20], content_type=content_type)
+    assert "no boundary" in bad(client, 400, data=body, content_type="multipart/form-data")
+    assert "malformed multipart" in bad(client, 400, data=b"garbage", content_type=content_type)
+    assert bad(client, 415, data=body, content_type=content_type.replace("form-data", "mixed"))
+
+
+def test_random_boundaries_parse_alike(client, png):
+    """Real clients send a new boundary each request; every one must give the same answer."""
+    answers = {
+        client.post("/api/v1/predict", **multipart((png(0), "a.png"))).get_json()["predictions"][0]["label"]
+        for _ in range(20)
+    }
+    assert len(answers) == 1
+
+
+def test_too_many_parts_is_413(make_app, png):
+    client = make_app(max_batch=2).test_client()
+    body, content_type = encode_multipart_formdata([(f"field{i}", "x") for i in range(100)])
+    assert "too many parts" in bad(client, 413, data=body, content_type=content_type)
+
+
 def test_one_bad_file_names_itself(client, png):
-    error = bad(client, 422, data=multipart((png(), "good.png"), (b"\x89PNG\r\n\x1a\n????", "../../etc/passwd")))
+    error = bad(client, 422, **multipart((png(), "good.png"), (b"\x89PNG\r\n\x1a\n????", "../../etc/passwd")))
     assert "../../etc/passwd" in error
 
 
@@ -136,13 +173,13 @@ def test_malformed_json(client):
 
 def test_oversize_upload_is_413(make_app, png):
     client = make_app(max_upload_bytes=2000).test_client()
-    error = bad(client, 413, data=multipart((b"\x89PNG\r\n\x1a\n" + bytes(5000), "big.png")))
+    error = bad(client, 413, **multipart((b"\x89PNG\r\n\x1a\n" + bytes(5000), "big.png")))
     assert "2,000 bytes" in error
 
 
 def test_too_many_images_is_413(make_app, png):
     client = make_app(max_batch=3).test_client()
-    assert "limit is 3" in bad(client, 413, data=multipart(*[(png(), "a.png")] * 4))
+    assert "limit is 3" in bad(client, 413, **multipart(*[(png(), "a.png")] * 4))
     assert bad(client, 413, json={"instances": [[[0] * 28] * 28] * 4})
 
 
@@ -158,7 +195,7 @@ def test_decompression_bomb_is_422(client):
         + chunk(b"IHDR", struct.pack(">IIBBBBB", 40000, 40000, 8, 0, 0, 0, 0))
         + chunk(b"IEND", b"")
     )
-    assert "decompression bomb" in bad(client, 422, data=multipart((bomb, "bomb.png")))
+    assert "decompression bomb" in bad(client, 422, **multipart((bomb, "bomb.png")))
 
 
 def test_wrong_method_and_unknown_path(client):
@@ -173,5 +210,5 @@ def test_not_ready_is_503(tmp_path, make_app, png):
     client = make_app(model_dir=tmp_path / "no-store").test_client()
     assert client.get("/v2/health/live").status_code == 200
     assert client.get("/v2/health/ready").status_code == 400
-    response = client.post("/api/v1/predict", data=multipart((png(), "a.png")))
+    response = client.post("/api/v1/predict", **multipart((png(), "a.png")))
     assert response.status_code == 503 and "no model" in response.get_json()["error"]

@@ -81,6 +81,12 @@ def test_serve_end_to_end(server, model_store, png):
     )
     assert metrics_dir.name.startswith("fc-prometheus-") and metrics_dir.is_dir()
 
+    # The server is ready when one worker is; the gauge is the minimum over workers, so it
+    # reaches 1 once the other has loaded the model too (slower on a cold start).
+    deadline = time.monotonic() + 20
+    while scrape(base).get(("fc_model_ready", ())) != 1.0:
+        assert time.monotonic() < deadline, f"not every worker reported a loaded model\n{server.log_tail()}"
+        time.sleep(0.1)
     # Metrics are summed over both workers: every scrape, whichever worker answers, agrees.
     for i in range(40):
         assert predict(base, png(i % 16)).status_code == 200
@@ -92,7 +98,7 @@ def test_serve_end_to_end(server, model_store, png):
         )
         assert samples[key] == 40
         assert sum(v for (n, _), v in samples.items() if n == "fc_predictions_total") == 40
-        assert samples[("fc_model_ready", ())] == 1.0
+        assert samples[("fc_model_ready", ())] == 1.0, (workers, server.worker_pids(), server.log_tail())
     assert len(list(metrics_dir.glob("*.db"))) >= 2
 
     # Bad input over real HTTP: JSON 4xx, the workers survive.

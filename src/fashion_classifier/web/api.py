@@ -29,7 +29,7 @@ def predict() -> Response:
     max_batch = state.settings.max_batch
     mimetype = request.mimetype
     if mimetype.startswith("multipart/"):
-        batch = inputs.decode_uploads(inputs.uploaded_files(request), max_batch)
+        batch = inputs.decode_uploads(inputs.uploaded_files(request, max_batch), max_batch)
     elif request.is_json:
         body = inputs.parse_json(request)
         if not isinstance(body, dict) or "instances" not in body:

@@ -21,13 +21,13 @@ One input is accepted, under any name:
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 
 from fashion_classifier.inference.preprocess import SIZE, ImageError, prepare_image, scale_pixels
 from fashion_classifier.web.classify import ImageInfo, Outcome
@@ -65,7 +65,7 @@ def parse(body: bytes, header_length: str | None, max_batch: int) -> InferReques
             raise ApiError(400, f"{HEADER_LENGTH} {n} does not fit the body of {len(body)} bytes")
         body, binary = body[:n], body[n:]
     try:
-        req = json.loads(body)
+        req = orjson.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(400, f"malformed JSON: {exc}") from None
     if not isinstance(req, dict):
@@ -258,7 +258,7 @@ def encode(outcome: Outcome, req: InferRequest, model_name: str) -> tuple[bytes,
     if req.request_id is not None:
         response["id"] = req.request_id
     response["outputs"] = tensors
-    header = json.dumps(response, separators=(",", ":")).encode()
+    header = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
     if not chunks:
         return header, {"Content-Type": "application/json"}
     return header + b"".join(chunks), {

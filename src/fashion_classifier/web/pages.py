@@ -44,7 +44,7 @@ def upload() -> Response:
     state = serving_state()
     started = request_started()
     try:
-        uploads = inputs.uploaded_files(request)
+        uploads = inputs.uploaded_files(request, state.settings.max_batch)
         if len(uploads) != 1:
             raise ApiError(400, "choose one image")
         batch = inputs.decode_uploads(uploads, state.settings.max_batch)
