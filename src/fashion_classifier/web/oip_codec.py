@@ -233,7 +233,7 @@ def _requested_outputs(requested: object, binary_default: bool) -> list[tuple[st
 
 def encode(outcome: Outcome, req: InferRequest, model_name: str) -> tuple[bytes, dict[str, str]]:
     """The response body and its headers (binary outputs follow the JSON header)."""
-    n = len(outcome.ids)
+    n = len(outcome.classes)  # not outcome.ids: those are made only when asked for or logged
     tensors: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for name, binary in req.outputs:
