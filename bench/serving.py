@@ -12,14 +12,21 @@ warm-up, for a fixed duration:
 * ``ours-predlog-off`` and ``ours-predlog-sqlite``: ``fashion-classifier serve`` with the
   prediction log off and on (SQLite in a temporary directory);
 * ``baseline-keras-predict``: ``bench/baseline_app.py``, Flask calling Keras ``model.predict``
-  per request, under the same gunicorn settings.
+  per request, under the same gunicorn settings;
+* ``reference-flask-litert``: ``bench/reference_app.py``, the minimal Flask + LiteRT app the
+  issue's absolute targets were set from (shared/notes, 2026-11-24). Its throughput today against
+  that day's gives the machine's speed factor: the host changes between sessions, and the report
+  shows each absolute target both as set and scaled by that factor.
 
 Workloads (multipart uploads to ``POST /api/v1/predict``, field ``file``): one 28×28 PNG of a
 Fashion-MNIST test image at 16 connections (``png-c16``) and at 1 connection (``png-c1``), a
 600×800 JPEG photo of it (``jpeg-c16``), and 256 images in one request (``batch256-c16``, 256
 PNG files; for our server also a KServe V2 ``UINT8 [256,28,28]`` tensor to
 ``/v2/models/fashion/infer``, in JSON, ``batch256-v2json-c16``, and with the binary tensor
-extension, ``batch256-v2binary-c16``; the images/s target takes the best batch run). For
+extension, ``batch256-v2binary-c16``; the images/s target takes the best batch run). Uploads
+rotate through 1,024 multipart boundaries, as real clients send a new one each time;
+``png-c16-fixed`` repeats one boundary, as the notes' measurement did (the reference is
+calibrated on that run). For
 each server it also records per-worker RSS/PSS (``/proc``), the time from process start to
 ready, and the time a fresh worker takes from respawn to ready (a 1-worker server whose worker is
 killed three times).
@@ -81,7 +88,7 @@ class ServerSpec:
     name: str
     command: Callable[[int], list[str]]  # workers -> argv
     env: Callable[[Path, int, int], dict[str, str]]  # workdir, port, workers -> environment
-    extra_loads: bool = False  # our server also takes the KServe V2 tensor batches
+    workloads: str = "uploads"  # "uploads", "all" (ours: also V2 tensors) or "calibration"
 
 
 def ours(predlog: str, model_dir: Path) -> ServerSpec:
@@ -91,12 +98,24 @@ def ours(predlog: str, model_dir: Path) -> ServerSpec:
         env=lambda workdir, port, workers: serve_env(
             workdir, model_dir, port=port, workers=workers, predlog=predlog
         ),
-        extra_loads=True,
+        workloads="all",
     )
 
 
 def baseline(model_dir: Path) -> ServerSpec:
+    return bench_app("baseline-keras-predict", "baseline_app", model_dir)
+
+
+def reference(model_dir: Path) -> ServerSpec:
+    return bench_app("reference-flask-litert", "reference_app", model_dir, workloads="calibration")
+
+
+def bench_app(name: str, module: str, model_dir: Path, workloads: str = "uploads") -> ServerSpec:
+    """A Flask app from bench/ under gunicorn with our server's settings: sync workers, no access
+    log, the heartbeat file in /dev/shm (on this disk-backed /tmp the default costs a third of an
+    empty Flask route's throughput)."""
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    tmp_dir = ["--worker-tmp-dir", "/dev/shm"] if os.access("/dev/shm", os.W_OK) else []
 
     def command(workers: int) -> list[str]:
         return [
@@ -111,7 +130,8 @@ def baseline(model_dir: Path) -> ServerSpec:
             str(ROOT / "bench"),
             "--log-level",
             "warning",
-            "baseline_app:create_app()",
+            *tmp_dir,
+            f"{module}:create_app()",
         ]
 
     def env(workdir: Path, port: int, workers: int) -> dict[str, str]:
@@ -124,7 +144,7 @@ def baseline(model_dir: Path) -> ServerSpec:
         )
         return environ
 
-    return ServerSpec("baseline-keras-predict", command, env)
+    return ServerSpec(name, command, env, workloads)
 
 
 def prepare_inputs(workdir: Path, data_dir: Path) -> tuple[dict[str, Path], dict[str, str]]:
@@ -154,13 +174,18 @@ def loads(
     jpeg = {"WRK_FILE": str(files["fashion-600x800.jpg"])}
     batch = {**png, "WRK_COUNT": str(BATCH)}
     predict = "/api/v1/predict"
-    out = [
-        ("png-c16", wrkrun.Load("png", predict, "multipart.lua", png), 16),
+    out = [("png-c16", wrkrun.Load("png", predict, "multipart.lua", png), 16)]
+    if spec.workloads != "uploads":
+        fixed = {**png, "WRK_BOUNDARIES": "1"}
+        out.append(("png-c16-fixed", wrkrun.Load("png", predict, "multipart.lua", fixed), 16))
+    out += [
         ("png-c1", wrkrun.Load("png", predict, "multipart.lua", png), 1),
         ("jpeg-c16", wrkrun.Load("jpeg", predict, "multipart.lua", jpeg), 16),
-        ("batch256-c16", wrkrun.Load("batch", predict, "multipart.lua", batch, BATCH), 16),
     ]
-    if spec.extra_loads:
+    if spec.workloads == "calibration":
+        return out
+    out.append(("batch256-c16", wrkrun.Load("batch", predict, "multipart.lua", batch, BATCH), 16))
+    if spec.workloads == "all":
         infer = "/v2/models/fashion/infer"
         json_body = {"WRK_BODY": str(files["v2.json"])}
         binary_body = {"WRK_BODY": str(files["v2.bin"]), "WRK_CONTENT_TYPE": "application/octet-stream",
@@ -274,7 +299,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    specs = [ours("off", args.model_dir), ours("sqlite", args.model_dir), baseline(args.model_dir)]
+    specs = [
+        ours("off", args.model_dir),
+        ours("sqlite", args.model_dir),
+        baseline(args.model_dir),
+        reference(args.model_dir),
+    ]
     unknown = set(args.only or []) - {s.name for s in specs}
     if unknown:
         print(
@@ -310,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"serving.py: {exc}", file=sys.stderr)
         return 1
     results["ratios"] = serving_targets.ratios(results["servers"])
-    results["targets"] = serving_targets.check(results["servers"])
+    results["calibration"] = serving_targets.calibration(results["servers"])
+    results["targets"] = serving_targets.check(results["servers"], results["calibration"].get("factor"))
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"serving-{now:%Y-%m-%d}"
     text = serving_report.markdown(results)

@@ -26,16 +26,24 @@ def markdown(results: dict) -> str:
         f"{results['duration_s']} s measured; 2 sync gunicorn workers per server, "
         "one server at a time on 127.0.0.1.",
         "",
+    ]
+    lines += _calibration(results.get("calibration") or {})
+    lines += [
         "## Targets (issue 3, Speed)",
         "",
-        "| server | target | value | limit | from | result |",
-        "|---|---|---|---|---|---|",
+        "Result: against the limit as the issue states it. Scaled: the limit times the machine factor",
+        "(latency limits divided by it), i.e. the same target on the machine the issue was written on.",
+        "",
+        "| server | target | value | limit | from | result | scaled limit | scaled result |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for t in results["targets"]:
         digits = 2 if t["value"] is not None and t["value"] < 100 else 0
+        scaled = t.get("scaled_limit")
         lines.append(
             f"| {t['server']} | {t['target']} | {_num(t['value'], digits)} | {t['limit']} | {t['source']} "
-            f"| {'PASS' if t['pass'] else '**FAIL**'} |"
+            f"| {_verdict(t['pass'])} | {_num(scaled, 2 if scaled is not None and scaled < 100 else 0)} "
+            f"| {'—' if t.get('pass_scaled') is None else _verdict(t['pass_scaled'])} |"
         )
     lines += ["", "## Ratios ours (logging off) / baseline", "", "| run | ratio |", "|---|---|"]
     lines += [f"| {k} | {v:,.1f}× |" for k, v in results["ratios"].items()]
@@ -77,3 +85,32 @@ def markdown(results: dict) -> str:
     if results.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in results["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "**FAIL**"
+
+
+def _calibration(cal: dict) -> list[str]:
+    if not cal.get("reference_today_req_s"):
+        return []
+    lines = [
+        "## Machine calibration",
+        "",
+        "The minimal Flask + LiteRT app the targets were set from (bench/reference_app.py), run here",
+        "alongside ours, against its figures in shared/notes/serving-performance.md (2026-11-24).",
+        "",
+        "| run | reference then req/s | reference now req/s | machine factor | ours / reference now |",
+        "|---|---|---|---|---|",
+    ]
+    then, now = cal["reference_notes_req_s"], cal["reference_today_req_s"]
+    for run in now:
+        factor = cal["factor_per_run"].get(run)
+        versus = cal["ours_vs_reference"].get(run)
+        lines.append(
+            f"| {run} | {_num(then.get(run))} | {_num(now[run])} | {_num(factor, 2)} "
+            f"| {'—' if versus is None else f'{versus:.2f}×'} |"
+        )
+    factor = cal.get("factor")
+    lines += ["", f"Machine factor (from png-c16-fixed): {_num(factor, 2)}.", ""]
+    return lines
