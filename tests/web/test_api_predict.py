@@ -147,6 +147,15 @@ def test_random_boundaries_parse_alike(client, png):
     assert len(answers) == 1
 
 
+def test_long_filenames_are_accepted(client, png):
+    name = "n" * 10_000 + ".png"
+    response = client.post("/api/v1/predict", **multipart((png(0), name)))
+    assert response.status_code == 200, response.data[:300]
+    assert response.get_json()["predictions"][0]["filename"] == name
+    body, content_type = encode_multipart_formdata([("file", ("x" * 100_000 + ".png", png(0)))])
+    assert "header too large" in bad(client, 413, data=body, content_type=content_type)
+
+
 def test_too_many_parts_is_413(make_app, png):
     client = make_app(max_batch=2).test_client()
     body, content_type = encode_multipart_formdata([(f"field{i}", "x") for i in range(100)])

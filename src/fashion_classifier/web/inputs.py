@@ -63,16 +63,20 @@ def uploaded_files(request: Request, max_batch: int) -> list[Upload]:
     body = request.get_data(cache=False)
     uploads: list[Upload] = []
     try:
-        # A few parts beyond the batch limit leave room for form fields; more is an abuse.
-        with PushMultipartParser(boundary, max_segment_count=max_batch + _EXTRA_PARTS) as parser:
-            for segment, data in _segments(parser, body):
+        # The body is already bounded by MAX_CONTENT_LENGTH; the header limit only has to let
+        # long filenames through (they are data, stored as sent).
+        with PushMultipartParser(boundary, max_header_size=_MAX_PART_HEADER) as parser:
+            for count, (segment, data) in enumerate(_segments(parser, body), 1):
+                # A few parts beyond the batch limit leave room for form fields; more is an abuse.
+                if count > max_batch + _EXTRA_PARTS:
+                    raise ApiError(413, f"too many parts in one request (the limit is {max_batch} images)")
                 if segment.name not in FILE_FIELDS:
                     continue
                 name = segment.filename or None
                 if data or name:  # else a browser's empty file input
                     uploads.append(Upload(data, name))
-    except ParserLimitReached:
-        raise ApiError(413, f"too many parts in one request (the limit is {max_batch} images)") from None
+    except ParserLimitReached as exc:
+        raise ApiError(413, f"multipart part header too large: {exc}") from None
     except MultipartError as exc:
         raise ApiError(400, f"malformed multipart body: {exc}") from None
     if not uploads:
@@ -81,6 +85,7 @@ def uploaded_files(request: Request, max_batch: int) -> list[Upload]:
 
 
 _EXTRA_PARTS = 16
+_MAX_PART_HEADER = 64 * 1024
 
 
 def _segments(parser: PushMultipartParser, body: bytes) -> Iterator[tuple[MultipartSegment, bytes]]:
