@@ -22,9 +22,13 @@ class ClusterError(RuntimeError):
     pass
 
 
-def script(*args: str, timeout: float = 400) -> str:
-    """Run ``scripts/cassandra-local ARGS``; raise with its output when it fails."""
-    proc = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False)
+def script(*args: str, timeout: float = 400, nice: int = 0) -> str:
+    """Run ``scripts/cassandra-local ARGS``; raise with its output when it fails.
+
+    ``nice``: CPU priority of the nodes it starts (``FC_CASSANDRA_NICE``)."""
+    environ = {**os.environ, "FC_CASSANDRA_NICE": str(nice)}
+    proc = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False,
+                          env=environ)
     if proc.returncode != 0:
         raise ClusterError(f"cassandra-local {' '.join(args)} failed ({proc.returncode}):\n"
                            f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")

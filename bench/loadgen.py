@@ -57,6 +57,7 @@ class Generator:
         self.failure_kinds: dict[str, int] = {}  # e.g. "recv: ConnectionResetError" -> count
         self.versions: dict[str, dict] = {}
         self.seconds: dict[int, list[int]] = {}  # second -> [answered ok, failed]
+        self.second_latencies: dict[int, list[float]] = {}  # second -> latencies of its answers
         self.max_lag = 0.0
         self.send_seconds = duration
 
@@ -84,6 +85,7 @@ class Generator:
             return
         self.ok_ids.append(pid)
         self.latencies.append(now - due)
+        self.second_latencies.setdefault(second, []).append(now - due)
         self.seconds.setdefault(second, [0, 0])[0] += 1
         seen = self.versions.setdefault(version, {"first_s": round(due - t0, 3), "count": 0})
         seen["count"] += 1
@@ -155,6 +157,13 @@ class Generator:
         sel.unregister(sock)
         sock.close()
 
+    def _second_latency(self, second: int) -> dict[str, float]:
+        lat = self.second_latencies.get(second)
+        if not lat:
+            return {}
+        p50, p99 = np.percentile(np.asarray(lat) * 1000, (50, 99))
+        return {"p50_ms": round(float(p50), 1), "p99_ms": round(float(p99), 1)}
+
     def report(self, cpu_seconds: float) -> dict:
         lat = np.asarray(self.latencies) * 1000 if self.latencies else np.zeros(1)
         return {
@@ -174,7 +183,9 @@ class Generator:
             "latency_ms": {p: round(float(np.percentile(lat, q)), 2)
                            for p, q in (("p50", 50), ("p90", 90), ("p99", 99), ("p999", 99.9), ("max", 100))},
             "versions": self.versions,
-            "timeline": [{"s": s, "ok": v[0], "failed": v[1]} for s, v in sorted(self.seconds.items())],
+            # Per second of due time: when the server fell behind, and for how long.
+            "timeline": [{"s": s, "ok": v[0], "failed": v[1], **self._second_latency(s)}
+                         for s, v in sorted(self.seconds.items())],
             "generator_cpu_share": round(cpu_seconds / self.send_seconds, 3),
         }
 
