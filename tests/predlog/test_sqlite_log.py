@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from fashion_classifier.config import Settings
-from fashion_classifier.predlog import InvalidPageState, open_log
+from fashion_classifier.predlog import InvalidPageState, metrics, open_log
 from fashion_classifier.predlog.null_log import NullLog
-from fashion_classifier.predlog.sqlite_log import SqliteLog
+from fashion_classifier.predlog.sqlite_log import SqliteLog, SqliteSink
 
 from .conftest import make_record
 
@@ -31,6 +31,30 @@ def test_open_log_picks_the_backend(tmp_path):
     assert isinstance(open_log(settings), SqliteLog)
     assert isinstance(open_log(Settings(predlog="off")), NullLog)
     assert not (tmp_path / "x.sqlite3").exists()  # opening connects to nothing
+
+
+def test_start_opens_the_file_before_the_first_prediction(tmp_path):
+    # An idle worker must not look disconnected: the alert on fc_predlog_connected would fire.
+    metrics.CONNECTED.set(0)
+    lg = SqliteLog(tmp_path / "log.sqlite3", tmp_path / "spool")
+    try:
+        lg.start()
+        lg.start()  # idempotent
+        assert (tmp_path / "log.sqlite3").is_file()
+        assert metrics.CONNECTED._value.get() == 1
+    finally:
+        lg.close()
+
+
+def test_a_failed_write_reports_disconnected_and_returns_the_items(tmp_path):
+    sink = SqliteSink(tmp_path / "log.sqlite3")
+    assert metrics.CONNECTED._value.get() == 1
+    sink.close()  # every statement now fails with sqlite3.ProgrammingError
+    items = [make_record(0)]
+    failed: list = []
+    sink.write(items, failed.extend)
+    assert failed == items
+    assert metrics.CONNECTED._value.get() == 0
 
 
 def test_round_trip_with_feedback(log):

@@ -87,6 +87,11 @@ def test_serve_end_to_end(server, model_store, png):
     while scrape(base).get(("fc_model_ready", ())) != 1.0:
         assert time.monotonic() < deadline, f"not every worker reported a loaded model\n{server.log_tail()}"
         time.sleep(0.1)
+    # Each worker opens the prediction log at boot: an idle server is not "disconnected".
+    while scrape(base).get(("fc_predlog_connected", ())) != 1.0:
+        assert time.monotonic() < deadline, f"the prediction log was not opened at boot\n{server.log_tail()}"
+        time.sleep(0.1)
+    assert Path(server.env["FC_SQLITE_PATH"]).is_file()
     # Metrics are summed over both workers: every scrape, whichever worker answers, agrees.
     for i in range(40):
         assert predict(base, png(i % 16)).status_code == 200

@@ -2,7 +2,8 @@
 
 ``open_log(settings)`` picks the backend from ``FC_PREDLOG``: ``sqlite`` (embedded default, a
 local file), ``cassandra`` (the cluster, with a durable local spool), or ``off``. Opening never
-connects or starts threads; that happens on first use, inside each worker process.
+connects or starts threads; ``start()`` does, inside each worker process (the app factory calls
+it, so an idle worker has its backend open), or else the first prediction.
 """
 
 from __future__ import annotations

@@ -72,6 +72,10 @@ class InvalidPageState(ValueError):
 
 
 class PredictionLog(Protocol):
+    def start(self) -> None:
+        """Open the backend for this process in the background, before the first prediction, so
+        that ``fc_predlog_connected`` describes an idle worker too. Idempotent; never raises."""
+
     def record(self, rec: PredictionRecord) -> None:
         """Queue one record for writing. Returns at once; never raises."""
 

@@ -412,6 +412,9 @@ class CassandraLog:
         )
 
     # --- writing ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._writer.start()  # the sink connects in its own thread
+
     def record(self, rec: PredictionRecord) -> None:
         if rec.id.version != 1:
             # The id is the row's timeuuid; the cluster would reject it (and it has no day).

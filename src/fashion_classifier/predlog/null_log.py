@@ -9,6 +9,9 @@ from fashion_classifier.predlog.base import Page, PredictionBatch, PredictionRec
 
 
 class NullLog:
+    def start(self) -> None:
+        pass
+
     def record(self, rec: PredictionRecord) -> None:
         pass
 

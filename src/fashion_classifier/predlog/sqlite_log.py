@@ -19,6 +19,7 @@ import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from fashion_classifier.predlog import metrics
 from fashion_classifier.predlog.base import (
     InvalidPageState,
     Page,
@@ -241,6 +242,7 @@ class SqliteSink:
         self._conn = connect(path)
         migrate(self._conn)
         self._batch_rows = _BatchRows()
+        metrics.CONNECTED.set(1)
 
     def writable(self) -> bool:
         return True
@@ -270,8 +272,10 @@ class SqliteSink:
                 raise
         except sqlite3.Error as exc:
             log.warning("prediction log: sqlite write failed (%s); items go to the spool", exc)
+            metrics.CONNECTED.set(0)
             done(items)
             return
+        metrics.CONNECTED.set(1)
         done([])
 
     def close(self) -> None:
@@ -285,6 +289,9 @@ class SqliteLog:
         self._local = threading.local()
 
     # --- writing ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._writer.start()
+
     def record(self, rec: PredictionRecord) -> None:
         self._writer.submit(limit_record(rec))
 

@@ -6,8 +6,8 @@ appends it to the spool file) and returns. One writer thread per process wakes e
 batches of about ``batch_size`` rows, with a bounded number of batches in flight. A batch the
 backend rejects, or cannot take because it is down or too slow, goes to the spool; the same
 thread replays spool files (this process's and those left by dead workers) once the backend is
-writable again. The thread starts lazily on first use, so it is created in each gunicorn worker
-after the fork, never in the master.
+writable again. The thread starts on ``start()`` or the first use, so it is created in each gunicorn
+worker after the fork, never in the master.
 
 Why not ``queue.Queue``: at ~1,500 predictions/s per worker on two cores every microsecond on the
 request thread counts. ``Queue.put`` costs a Python-level condition notify and ``qsize()`` two
@@ -79,6 +79,13 @@ class AsyncWriter:
         self._closed = False
 
     # --- public ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start this process's writer thread and sink now rather than on the first ``submit``."""
+        try:
+            self._ensure_started()
+        except Exception:  # the sink retries on the next submit; serving must not depend on it
+            log.exception("prediction log: could not start the writer")
+
     def submit(self, item: Item, rows: int = 1) -> None:
         """Queue ``item`` (``rows`` predictions). Never blocks, never raises."""
         try:

@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, predlog: PredictionLog | None =
             holder.last_error or "no CURRENT version",
         )
     holder.start()
+    predlog.start()
     state = ServingState(settings, holder, predlog, Classifier(holder, predlog, settings.client_salt))
     app.extensions[EXTENSION] = state
 
