@@ -292,6 +292,27 @@ def test_scale_pixels_strict_mode_refuses_0_255():
     assert np.allclose(scaled[0], 50 / 255)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64, np.uint8])
+def test_scale_pixels_in_range_fast_path_matches_the_checked_path(dtype):
+    rng = np.random.default_rng(3)
+    values = rng.random((3, 28, 28)) if np.dtype(dtype).kind == "f" else rng.integers(0, 2, (3, 28, 28))
+    values = values.astype(dtype)
+    values[0, 0, :2] = [0.0, 1.0]  # both bounds are in range
+    scaled = scale_pixels(values, allow_0_255=False)
+    # What the full check makes of the same values (float32, clipped to [0, 1]).
+    assert scaled.dtype == np.float32 and np.array_equal(scaled, np.clip(values.astype(np.float32), 0.0, 1.0))
+    scaled[0, 0, 0] = 0.5  # a copy: the caller's array is not the model input
+    assert values[0, 0, 0] == 0
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -1e-3, 1.001, 1e300])
+def test_scale_pixels_still_refuses_what_the_fast_path_passes_on(bad):
+    values = np.full((2, 28, 28), 0.5)
+    values[1, 3, 4] = bad
+    with pytest.raises(ValueError, match="finite|in \\[0, 1\\]"):
+        scale_pixels(values, allow_0_255=False)
+
+
 def test_to_png_enlarges_the_model_input(test_split):
     pixels = dataset_float(test_split[0][0])
     png = to_png(pixels, scale=6)

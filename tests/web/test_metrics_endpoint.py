@@ -67,6 +67,20 @@ def test_unknown_paths_share_one_label(client):
     assert "unmatched" in endpoints and "/a" not in endpoints
 
 
+def test_a_failing_view_is_counted_as_500_and_leaves_no_request_in_flight(app, client):
+    def boom():
+        raise RuntimeError("a bug")
+
+    app.add_url_rule("/boom", "boom", boom)
+    before = scrape(client)
+    assert client.get("/boom").status_code == 500
+    after = scrape(client)
+    key = {"endpoint": "/boom", "method": "GET", "status": "500"}
+    assert value(after, "fc_http_requests_total", **key) - value(before, "fc_http_requests_total", **key) == 1
+    assert value(after, "fc_http_request_duration_seconds_count", endpoint="/boom") == 1
+    assert value(after, "fc_http_requests_in_flight") == 1.0  # only the scrape itself
+
+
 def test_observe_many_equals_observing_one_by_one():
     values = np.random.default_rng(1).random(500) * 1.2
     values[:5] = [0.5, 0.2, 1.0, 0.0, 1.2]  # bucket edges and beyond the last bound

@@ -231,7 +231,13 @@ def scale_pixels(batch: np.ndarray, allow_0_255: bool = True) -> np.ndarray:
     an image whose largest value exceeds 1 is read as 0–255 gray levels and divided by 255
     (decided per image). Raises ``ValueError`` for values that are not finite or out of range.
     """
-    batch = to_float32(batch)
+    values = np.asarray(batch)
+    # The common case, checked first in the input's own dtype: every value already in [0, 1]
+    # (NaN fails both comparisons). The dozen small NumPy calls below cost ~25 µs, a tenth of
+    # a V2 request's time in the app; these cost ~5.
+    if values.dtype.kind in "fiu" and values.size and values.min() >= 0.0 and values.max() <= 1.0:
+        return values.astype(np.float32)  # a copy, like every other path here
+    batch = to_float32(values)
     if batch.size == 0:
         return batch
     if not np.isfinite(batch).all():

@@ -28,7 +28,7 @@ from fashion_classifier.inference.preprocess import (
     scale_pixels,
     to_float32,
 )
-from fashion_classifier.web.classify import ImageInfo
+from fashion_classifier.web.classify import NO_INFO, ImageInfo
 from fashion_classifier.web.responses import ApiError
 
 FILE_FIELDS = ("file", "files")
@@ -167,7 +167,7 @@ def decode_instances(instances: object, max_batch: int, field: str = "instances"
         raise ApiError(400, f"'{field}' must be a list")
     check_count(len(instances), max_batch)
     if all(isinstance(item, list) for item in instances):
-        return Batch(_pixel_batch(instances, field), [ImageInfo() for _ in instances], [None] * len(instances))
+        return Batch(_pixel_batch(instances, field), [NO_INFO] * len(instances), [None] * len(instances))
     pixels = np.empty((len(instances), SIZE, SIZE), dtype=np.float32)
     infos: list[ImageInfo] = []
     prepared: list[Prepared | None] = []
@@ -180,7 +180,7 @@ def decode_instances(instances: object, max_batch: int, field: str = "instances"
                 pixels[i] = pixels_from_values(item)
             except ValueError as exc:
                 raise ApiError(400, f"{what}: {exc}") from None
-            infos.append(ImageInfo())
+            infos.append(NO_INFO)
             prepared.append(None)
             continue
         if isinstance(item, dict):

@@ -79,9 +79,13 @@ def infer(model_name: str, model_version: str | None = None) -> Response:
     if model_version is not None and model.version != model_version:
         raise ApiError(404, f"version {model_version!r} of model {model_name!r} is not loaded")
     body = request.get_data(cache=False)
-    req = oip_codec.parse(body, request.headers.get(oip_codec.HEADER_LENGTH), state.settings.max_batch)
+    # From the environ: request.headers builds a header view first (~5 µs of a ~250 µs request).
+    header_length = request.environ.get(oip_codec.HEADER_LENGTH_ENVIRON)
+    req = oip_codec.parse(body, header_length, state.settings.max_batch)
     outcome = state.classifier.classify(req.pixels, "v2", req.infos, started, model=model)
-    payload, headers = oip_codec.encode(outcome, req, model_name)
-    response = Response(payload, status=200, headers=headers)
+    payload, content_type, header_length = oip_codec.encode(outcome, req, model_name)
+    response = Response(payload, content_type=content_type)
+    if header_length is not None:
+        response.headers[oip_codec.HEADER_LENGTH] = header_length
     outcome.log(request.remote_addr)
     return response

@@ -30,11 +30,12 @@ import numpy as np
 import orjson
 
 from fashion_classifier.inference.preprocess import SIZE, ImageError, prepare_image, scale_pixels
-from fashion_classifier.web.classify import ImageInfo, Outcome
+from fashion_classifier.web.classify import NO_INFO, ImageInfo, Outcome
 from fashion_classifier.web.inputs import check_count, decode_b64
 from fashion_classifier.web.responses import ApiError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+HEADER_LENGTH_ENVIRON = "HTTP_" + HEADER_LENGTH.upper().replace("-", "_")
 INPUT_NAME = "pixels"
 OUTPUTS = {
     "probabilities": ("FP32", [-1, 10]),
@@ -127,7 +128,7 @@ def _decode_input(tensor: dict, binary: bytes, max_batch: int) -> tuple[np.ndarr
             pixels = _numeric_from_binary(binary[:size], datatype, shape, what)
         else:
             pixels = _numeric_from_json(tensor["data"], datatype, shape, what)
-        return pixels, [ImageInfo() for _ in range(count)], size or 0
+        return pixels, [NO_INFO] * count, size or 0
     if datatype == "BYTES":
         if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
             raise ApiError(400, f"{what}: BYTES shape must be [N] or [N, 1] (one encoded image per element)")
@@ -231,8 +232,9 @@ def _requested_outputs(requested: object, binary_default: bool) -> list[tuple[st
     return chosen
 
 
-def encode(outcome: Outcome, req: InferRequest, model_name: str) -> tuple[bytes, dict[str, str]]:
-    """The response body and its headers (binary outputs follow the JSON header)."""
+def encode(outcome: Outcome, req: InferRequest, model_name: str) -> tuple[bytes, str, str | None]:
+    """The response body, its content type and, when binary outputs follow the JSON header,
+    the value of the ``Inference-Header-Content-Length`` header."""
     n = len(outcome.classes)  # not outcome.ids: those are made only when asked for or logged
     tensors: list[dict[str, Any]] = []
     chunks: list[bytes] = []
@@ -260,11 +262,8 @@ def encode(outcome: Outcome, req: InferRequest, model_name: str) -> tuple[bytes,
     response["outputs"] = tensors
     header = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
     if not chunks:
-        return header, {"Content-Type": "application/json"}
-    return header + b"".join(chunks), {
-        "Content-Type": "application/octet-stream",
-        HEADER_LENGTH: str(len(header)),
-    }
+        return header, "application/json", None
+    return header + b"".join(chunks), "application/octet-stream", str(len(header))
 
 
 def _to_binary(values: object, datatype: str) -> bytes:
