@@ -132,6 +132,28 @@ def cassandra_settings(keyspace: str, spool_dir: Path, **changes) -> Settings:
     )
 
 
+def wait_until_settled(session, timeout: float = 60.0) -> None:
+    """Every node up in the driver's view and on one schema version.
+
+    A node restarted by the previous test's teardown answers CQL before the driver has marked it
+    up again. The driver then waits for schema agreement among the other nodes only. Once it
+    marks the restarted node up, it may send that node a statement on a keyspace it does not
+    have yet (seen in CI: "keyspace ... does not exist" from the migration's first insert).
+    """
+    cluster = session.cluster
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        hosts = cluster.metadata.all_hosts()
+        if len(hosts) == len(HOSTS) and all(host.is_up for host in hosts):
+            try:
+                if cluster.control_connection.wait_for_schema_agreement(wait_time=5):
+                    return
+            except Exception as exc:  # noqa: BLE001 - the control connection may be reconnecting
+                print(f"schema agreement check failed, retrying: {exc}")
+        time.sleep(0.5)
+    pytest.fail(f"the cluster did not settle in {timeout:.0f} s: hosts {[(h.address, h.is_up) for h in hosts]}")
+
+
 @pytest.fixture
 def keyspace(admin_session, request) -> Iterator[str]:
     """A fresh, migrated keyspace for one test, dropped afterwards."""
@@ -139,6 +161,7 @@ def keyspace(admin_session, request) -> Iterator[str]:
 
     name = f"t_{request.node.name[:30]}_{uuid.uuid4().hex[:6]}".lower()
     name = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name)
+    wait_until_settled(admin_session)
     cassandra_schema.migrate(admin_session, name, "datacenter1", 2, 90)
     yield name
     try:
