@@ -68,6 +68,57 @@ def test_unreachable_cassandra_fails_migrate_quickly(monkeypatch, tmp_path, caps
     assert "not reachable" in capsys.readouterr().err
 
 
+class _FakeCluster:
+    """Stands in for the driver's Cluster, so that these tests check the retry alone; the real
+    migration runs on the real cluster in test_cassandra_log.py."""
+
+    def __init__(self) -> None:
+        self.shut_down = False
+
+    def connect(self) -> object:
+        return object()
+
+    def shutdown(self) -> None:
+        self.shut_down = True
+
+
+def _failing_migration(monkeypatch, failures: int) -> tuple[list[int], _FakeCluster]:
+    from cassandra import InvalidRequest
+
+    from fashion_classifier.predlog import cassandra_schema, cassandra_session
+
+    calls, cluster = [], _FakeCluster()
+
+    def migrate(*args, **kwargs) -> list[int]:
+        calls.append(1)
+        if len(calls) <= failures:
+            raise InvalidRequest('Error from server: code=2200 message="keyspace fashion does not exist"')
+        return [1]
+
+    monkeypatch.setenv("FC_PREDLOG", "cassandra")
+    monkeypatch.setattr(cassandra_session, "build_cluster", lambda settings: cluster)
+    monkeypatch.setattr(cassandra_schema, "migrate", migrate)
+    return calls, cluster
+
+
+def test_migrate_runs_again_after_a_transient_cassandra_error(monkeypatch, capsys):
+    calls, cluster = _failing_migration(monkeypatch, failures=1)
+    assert main(["migrate", "--wait", "30"]) == 0
+    out, err = capsys.readouterr()
+    assert len(calls) == 2 and "applied migration(s) 1" in out
+    assert "retrying" in err and "does not exist" in err
+    assert cluster.shut_down
+
+
+def test_migrate_that_keeps_failing_ends_with_one_line(monkeypatch, capsys):
+    calls, cluster = _failing_migration(monkeypatch, failures=100)
+    assert main(["migrate", "--wait", "0"]) == 3
+    err = capsys.readouterr().err
+    assert len(calls) == 1 and cluster.shut_down
+    assert "schema migration on Cassandra" in err and "does not exist" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_bad_keyspace_name_is_refused(monkeypatch, capsys):
     monkeypatch.setenv("FC_PREDLOG", "cassandra")
     monkeypatch.setenv("FC_CASSANDRA_KEYSPACE", "x; DROP KEYSPACE y")

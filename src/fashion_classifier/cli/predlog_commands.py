@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 from fashion_classifier.cli import EXIT_UNAVAILABLE, EXIT_USAGE, CliError, argtypes
@@ -21,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--wait",
         type=argtypes.seconds(),
         default=60.0,
-        help="seconds to keep trying while Cassandra is not reachable yet (default: 60)",
+        help="seconds to keep trying while Cassandra is not reachable yet or a schema change fails "
+        "on a transient error (default: 60)",
     )
     p.set_defaults(handler=cmd_migrate)
 
@@ -58,7 +60,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _migrate_cassandra(settings: Settings, wait: float) -> tuple[list[int], str]:
-    from cassandra import AuthenticationFailed
+    from cassandra import AuthenticationFailed, DriverException
     from cassandra.cluster import NoHostAvailable
 
     from fashion_classifier.predlog import cassandra_schema
@@ -86,13 +88,27 @@ def _migrate_cassandra(settings: Settings, wait: float) -> tuple[list[int], str]
                 ) from None
             time.sleep(2)
     try:
-        applied = cassandra_schema.migrate(
-            session,
-            settings.cassandra_keyspace,
-            settings.cassandra_local_dc,
-            settings.cassandra_replication,
-            settings.cassandra_ttl_days,
-        )
+        while True:
+            try:
+                applied = cassandra_schema.migrate(
+                    session,
+                    settings.cassandra_keyspace,
+                    settings.cassandra_local_dc,
+                    settings.cassandra_replication,
+                    settings.cassandra_ttl_days,
+                )
+                break
+            except (DriverException, NoHostAvailable) as exc:
+                # Every step is idempotent (IF NOT EXISTS, a table of applied versions), so a run
+                # that failed half-way is simply run again. The usual failure is transient: a
+                # node restarted a moment ago is sent a statement on a keyspace it has not
+                # received yet ("keyspace ... does not exist").
+                if time.monotonic() >= deadline:
+                    raise CliError(
+                        f"schema migration on Cassandra at {hosts} failed: {exc}", EXIT_UNAVAILABLE
+                    ) from None
+                print(f"schema migration failed, retrying: {exc}", file=sys.stderr)
+                time.sleep(1)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     finally:
