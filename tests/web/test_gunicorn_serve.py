@@ -118,20 +118,23 @@ def test_serve_end_to_end(server, model_store, png):
         assert raw.headers["content-type"] == "application/json" and json.loads(raw.body)["error"]
     assert sorted(server.worker_pids()) == sorted(workers)
 
-    # Hot reload: both workers switch to the new version without a restart.
+    # Hot reload: both workers switch to the new version without a restart. Answers alone cannot
+    # show that: sequential requests may all land on the worker that reloaded first (an idle
+    # sync worker's accept is not round-robin), so the loop also waits for both workers' counts.
     new = publish_copy(model_store, "hot")
+    reloads = ("fc_model_reloads_total", ())
     deadline = time.monotonic() + 15
     seen: list[str] = []
     predicted_during_reload = 0
     while time.monotonic() < deadline:
         seen = [predict(base, png(0)).json()["predictions"][0]["model_version"] for _ in range(8)]
         predicted_during_reload += len(seen)
-        if set(seen) == {new}:
+        if set(seen) == {new} and scrape(base).get(reloads, 0) >= 2:
             break
         time.sleep(0.2)
-    assert set(seen) == {new}
+    assert set(seen) == {new}, server.log_tail()
     samples = scrape(base)
-    assert samples[("fc_model_reloads_total", ())] == 2  # once per worker
+    assert samples[reloads] == 2, server.log_tail()  # once per worker
     assert samples[("fc_model_info", (("architecture", "mlp"), ("version", new)))] == 1.0
     assert sorted(server.worker_pids()) == sorted(workers)
 
