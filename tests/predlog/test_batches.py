@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pytest
 
+from fashion_classifier.predlog import metrics
 from fashion_classifier.predlog.base import PredictionBatch
 from fashion_classifier.predlog.codec import (
     MAX_FILENAME_CHARS,
@@ -19,8 +20,9 @@ from fashion_classifier.predlog.codec import (
     batch_records,
     created_datetime,
     day_of_id,
-    expand,
+    item_from_json,
     item_rows,
+    item_to_json,
     uuid_ticks,
 )
 from fashion_classifier.predlog.sqlite_log import SqliteLog, _BatchRows, _row
@@ -70,7 +72,7 @@ def test_batch_records_hold_every_prediction():
         assert rec.top3 == tuple((NAMES[k], probs[i][k]) for k in batch.top3[i].tolist())
         assert rec.created_at == created_datetime(batch.created_us)
         assert rec.filename is None or len(rec.filename) <= MAX_FILENAME_CHARS
-    assert item_rows(batch) == 4 and len(expand([batch, recs[0]])) == 5
+    assert item_rows(batch) == 4 and item_rows(recs[0]) == 1
 
 
 @pytest.mark.parametrize("micros", [0, 1, 999_999, 123_456])
@@ -120,27 +122,103 @@ def test_sqlite_log_stores_batches_like_records(tmp_path):
         log.close()
 
 
-def test_batches_count_as_rows_in_the_bounded_queue_and_spool_as_records(tmp_path):
-    class DownSink:
-        def writable(self) -> bool:
-            return False
+class _DownSink:
+    def writable(self) -> bool:
+        return False
 
-        def write(self, items, done) -> None:
-            done(items)
+    def write(self, items, done) -> None:
+        done(items)
 
-        def close(self) -> None:
-            pass
+    def close(self) -> None:
+        pass
 
-    writer = AsyncWriter(DownSink, tmp_path / "spool", queue_size=10, replay_interval=60)
+
+def test_batches_count_as_rows_in_the_bounded_queue_and_spool_as_one_line_each(tmp_path):
+    writer = AsyncWriter(_DownSink, tmp_path / "spool", queue_size=10, replay_interval=60)
     try:
         writer.submit(make_batch(8), 8)
         writer.submit(make_batch(8, seed=1), 8)  # would exceed 10 rows: spooled at once
         assert writer.queued_rows == 8
         assert writer.flush(10)
+        assert metrics.SPOOL_ROWS._value.get() == 16
     finally:
         writer.close()
-    lines = [json.loads(line) for p in (tmp_path / "spool").glob("*.jsonl") for line in p.open()]
-    assert len(lines) == 16 and {line["kind"] for line in lines} == {"prediction"}
+    lines = [json.loads(line) for p in (tmp_path / "spool").glob("*.ndjson") for line in p.open()]
+    assert [(line["kind"], line["rows"]) for line in lines] == [("batch", 8), ("batch", 8)]
+
+
+def _sqlite_rows(batch: PredictionBatch) -> list[tuple]:
+    rows: list[tuple] = []
+    _BatchRows().extend(rows, batch)
+    return rows
+
+
+@pytest.mark.parametrize("infos", [True, False])
+def test_a_spooled_batch_reads_back_as_the_same_rows(infos):
+    batch = make_batch(6, infos=infos)
+    line = item_to_json(batch)
+    assert "\n" not in line and "\u2028" not in line and line.isascii()
+    back = item_from_json(line)
+    assert type(back) is PredictionBatch and item_rows(back) == 6
+    assert _sqlite_rows(back) == _sqlite_rows(batch)  # every stored column, probabilities to the bit
+    assert batch_records(back) == batch_records(batch)
+    assert np.asarray(back.probs).dtype == np.float32
+
+
+def test_a_spooled_batch_keeps_float64_list_probabilities_exactly():
+    batch = make_batch(3)._replace(probs=[[0.1, 0.2, 0.7] + [0.0] * 7] * 3, classes=[2, 2, 2],
+                                   top3=[(2, 1, 0)] * 3)
+    assert batch_records(item_from_json(item_to_json(batch))) == batch_records(batch)
+
+
+def test_a_spooled_batch_line_is_bounded_like_its_records():
+    batch = make_batch(2)
+    long = batch._replace(infos=[type(batch.infos[0])("n" * 100_000, 28, 28)] * 2)
+    line = item_to_json(long)
+    assert len(line) < 2 * MAX_FILENAME_CHARS + 2_000
+    assert batch_records(item_from_json(line)) == batch_records(long)  # both cut to the same name
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda d: d.update(classes=d["classes"][:-1]),
+        lambda d: d.update(ids=["not a uuid"] * len(d["ids"])),
+        lambda d: d["probs"].update(data="!!not base64!!"),
+        lambda d: d["probs"].update(shape=[1, 2, 3]),
+        lambda d: d["probs"].update(shape=[40]),
+        lambda d: d.update(classes=[10] * len(d["classes"])),
+        lambda d: d.update(top3=[[0, 1, -1]] * len(d["top3"])),
+        lambda d: d.update(names=d["names"][:5]),
+        lambda d: d.pop("model_version"),
+    ],
+)
+def test_a_damaged_batch_line_is_refused_not_misread(change):
+    data = json.loads(item_to_json(make_batch(4)))
+    change(data)
+    with pytest.raises((ValueError, KeyError, TypeError)):
+        item_from_json(json.dumps(data))
+
+
+def test_an_overflowing_queue_loses_nothing_in_sqlite(tmp_path):
+    """Batches spooled by the request thread (queue full) are replayed into the database."""
+    log = SqliteLog(tmp_path / "log.sqlite3", tmp_path / "spool", queue_size=8)
+    batches = [make_batch(5, seed=i) for i in range(12)]
+    spooled = metrics.SPOOLED._value.get()
+    try:
+        for batch in batches:
+            log.record_batch(batch)  # 60 rows for room of 8: most go to the spool at once
+        assert metrics.SPOOLED._value.get() - spooled >= 20
+        log._writer.replay_now()
+        deadline = time.monotonic() + 20
+        while sum(log.counts(datetime.now(UTC).date()).values()) < 60:
+            assert time.monotonic() < deadline, "spooled batches were not replayed"
+            time.sleep(0.05)
+        for rec in (rec for batch in batches for rec in batch_records(batch)):
+            assert log.get(rec.id) == rec
+    finally:
+        log.close()
+    assert list((tmp_path / "spool").glob("*.ndjson")) == []
 
 
 # --- Cassandra: the pre-serialized values equal the driver's own binding -----------------------

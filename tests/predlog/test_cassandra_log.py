@@ -128,7 +128,7 @@ def test_ids_without_time_are_refused_not_spooled(log, tmp_path):
     _connected(log)
     log.record(make_record(1, id=uuid.uuid4()))
     assert log.flush()
-    assert list((tmp_path / "spool").glob("*.jsonl")) == []
+    assert list((tmp_path / "spool").glob("*.ndjson")) == []
 
 
 def test_history_and_migrate_commands_read_the_cluster(log, keyspace, tmp_path, monkeypatch, capsys):

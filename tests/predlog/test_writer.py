@@ -6,9 +6,11 @@ from __future__ import annotations
 import threading
 import time
 
+from fashion_classifier.predlog import metrics
 from fashion_classifier.predlog.writer import AsyncWriter
 
 from .conftest import make_record
+from .test_batches import make_batch
 
 
 class ScriptedSink:
@@ -62,7 +64,7 @@ def test_records_are_written_and_flush_waits_for_them(tmp_path):
     assert writer.flush(10)
     assert sorted(r.id for r in sink.written) == sorted(r.id for r in recs)
     writer.close()
-    assert list((tmp_path / "spool").glob("*.jsonl")) == []
+    assert list((tmp_path / "spool").glob("*.ndjson")) == []
 
 
 def test_backend_down_spools_then_replays_everything_once(tmp_path):
@@ -74,11 +76,27 @@ def test_backend_down_spools_then_replays_everything_once(tmp_path):
         writer.submit(rec)
     assert writer.flush(10)
     assert sink.written == []
-    assert sum(1 for p in (tmp_path / "spool").glob("*.jsonl") for _ in p.open()) == 30
+    assert sum(1 for p in (tmp_path / "spool").glob("*.ndjson") for _ in p.open()) == 30
     sink.up = True
     assert _wait(lambda: len(sink.written) == 30)
     assert sorted(r.id for r in sink.written) == sorted(r.id for r in recs)
-    assert _wait(lambda: list((tmp_path / "spool").glob("*.jsonl")) == [])
+    assert _wait(lambda: list((tmp_path / "spool").glob("*.ndjson")) == [])
+    writer.close()
+
+
+def test_spooled_batches_are_replayed_as_batches_and_counted_as_rows(tmp_path):
+    sink = ScriptedSink()
+    sink.up = False
+    writer = _writer(tmp_path, sink, batch_size=10)
+    batches = [make_batch(7, seed=i) for i in range(3)]
+    replayed = metrics.REPLAYED._value.get()
+    for batch in batches:
+        writer.submit(batch, 7)
+    assert writer.flush(10)
+    sink.up = True
+    assert _wait(lambda: len(sink.written) == 3)
+    assert [b.ids for b in sink.written] == [b.ids for b in batches]
+    assert metrics.REPLAYED._value.get() - replayed == 21
     writer.close()
 
 
@@ -117,5 +135,5 @@ def test_close_spools_what_could_not_be_written(tmp_path):
     for i in range(20):
         writer.submit(make_record(i))
     writer.close(timeout=0.5)
-    lines = sum(1 for p in (tmp_path / "spool").glob("*.jsonl") for _ in p.open())
+    lines = sum(1 for p in (tmp_path / "spool").glob("*.ndjson") for _ in p.open())
     assert lines == 20  # queued and unanswered items alike

@@ -2,8 +2,10 @@
 
 The spool stores items as JSON lines, so everything a backend writes must survive a round trip
 through :func:`item_to_json` / :func:`item_from_json` unchanged. A :class:`PredictionBatch`
-(one request's predictions, as queued by the web layer) is spooled as its records, one line
-each: replay reads records back, never batches.
+(one request's predictions, as queued by the web layer) is spooled as one line, its
+probabilities as the array's raw bytes: the request thread spools a batch itself when the
+in-memory queue is full, so spooling must cost far less than writing (about 1 µs a row, against
+12 for a line per record), and replay then takes the backends' batch path.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import json
 import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from fashion_classifier.predlog.base import InvalidPageState, PredictionBatch, PredictionRecord
 
@@ -98,17 +102,6 @@ def batch_records(batch: PredictionBatch) -> list[PredictionRecord]:
                 client_hash=batch.client_hash,
             )
         )
-    return out
-
-
-def expand(items: list[Item]) -> list[PredictionRecord | Feedback]:
-    """Items with every batch replaced by its records."""
-    out: list[PredictionRecord | Feedback] = []
-    for item in items:
-        if type(item) is PredictionBatch:
-            out.extend(batch_records(item))
-        else:
-            out.append(item)
     return out
 
 
@@ -233,8 +226,92 @@ def record_from_dict(data: dict[str, Any]) -> PredictionRecord:
     )
 
 
+class SpooledImage(NamedTuple):
+    """An uploaded image's data kept with a spooled batch (the web layer's info objects)."""
+
+    filename: str | None
+    width: int | None
+    height: int | None
+
+
+def _batch_to_dict(batch: PredictionBatch) -> dict[str, Any]:
+    probs = np.asarray(batch.probs)
+    probs = probs.astype(probs.dtype.newbyteorder("<"), copy=False)
+    infos = batch.infos
+    return {
+        "kind": "batch",
+        "rows": len(batch.ids),  # first after kind: the spool counts rows from the line's start
+        "ids": [str(pid) for pid in batch.ids],
+        "created_us": batch.created_us,
+        "model_version": batch.model_version,
+        "names": list(batch.names),
+        "classes": _tolist(batch.classes),
+        "top3": _tolist(batch.top3),
+        # The exact values (float32 as served), at a fraction of the cost of writing each as text.
+        "probs": {
+            "dtype": probs.dtype.str,
+            "shape": list(probs.shape),
+            "data": base64.b64encode(probs.tobytes()).decode("ascii"),
+        },
+        "source": batch.source,
+        "infos": None
+        if infos is None
+        else [[limit_filename(info.filename), info.width, info.height] for info in infos],
+        "latency_ms": batch.latency_ms,
+        "client_hash": batch.client_hash,
+    }
+
+
+def _batch_from_dict(data: dict[str, Any]) -> PredictionBatch:
+    ids = [uuid.UUID(pid) for pid in data["ids"]]
+    spec = data["probs"]
+    probs = np.frombuffer(base64.b64decode(spec["data"], validate=True), dtype=np.dtype(spec["dtype"]))
+    probs = probs.reshape(spec["shape"])
+    classes, top3 = [int(c) for c in data["classes"]], [[int(k) for k in row] for row in data["top3"]]
+    names = tuple(str(name) for name in data["names"])
+    infos = data["infos"]
+    # A line that decodes but cannot be written would block its file's replay for good: refuse it
+    # here, where an unreadable line is skipped with a warning.
+    if not len(ids) == len(classes) == len(top3) == len(probs) or (infos is not None and len(infos) != len(ids)):
+        raise ValueError("a spooled batch's columns differ in length")
+    known = range(len(names))
+    if probs.ndim != 2 or probs.shape[1] != len(names) or not all(
+        c in known and all(k in known for k in top) for c, top in zip(classes, top3, strict=True)
+    ):
+        raise ValueError("a spooled batch's classes do not match its class names")
+    return PredictionBatch(
+        ids=ids,
+        created_us=int(data["created_us"]),
+        model_version=data["model_version"],
+        names=names,
+        classes=classes,
+        top3=top3,
+        probs=probs,
+        source=data["source"],
+        infos=None if infos is None else [SpooledImage(*info) for info in infos],
+        latency_ms=float(data["latency_ms"]),
+        client_hash=data["client_hash"],
+    )
+
+
+_BATCH_PREFIX = b'{"kind":"batch","rows":'
+
+
+def line_rows(raw: bytes) -> int:
+    """Rows in one spool line, read from its start without decoding it (1 for any other line)."""
+    if raw.startswith(_BATCH_PREFIX):
+        end = raw.find(b",", len(_BATCH_PREFIX))
+        try:
+            return int(raw[len(_BATCH_PREFIX) : end])
+        except ValueError:
+            return 1
+    return 1
+
+
 def item_to_json(item: Item) -> str:
-    if isinstance(item, Feedback):
+    if type(item) is PredictionBatch:
+        body = _batch_to_dict(item)
+    elif isinstance(item, Feedback):
         body = {
             "kind": "feedback",
             "id": str(item.prediction_id),
@@ -249,7 +326,10 @@ def item_to_json(item: Item) -> str:
 
 def item_from_json(line: str) -> Item:
     data = json.loads(line)
-    if data.get("kind") == "feedback":
+    kind = data.get("kind")
+    if kind == "batch":
+        return _batch_from_dict(data)
+    if kind == "feedback":
         return Feedback(
             prediction_id=uuid.UUID(data["id"]),
             true_label=int(data["true_label"]),

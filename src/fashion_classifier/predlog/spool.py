@@ -20,11 +20,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fashion_classifier.predlog import metrics
-from fashion_classifier.predlog.codec import Item, expand, item_from_json, item_to_json
+from fashion_classifier.predlog.codec import Item, item_from_json, item_rows, item_to_json, line_rows
 
 log = logging.getLogger(__name__)
 
-SUFFIX = ".jsonl"
+SUFFIX = ".ndjson"
+# Files of versions that spooled a batch as one line per record. They are still replayed; the
+# new suffix keeps such a version (after a rollback) from claiming files with batch lines, which
+# it cannot read and would drop.
+LEGACY_SUFFIX = ".jsonl"
 
 
 class ClaimedFile:
@@ -38,24 +42,28 @@ class ClaimedFile:
         self.size = os.fstat(handle.fileno()).st_size
 
     def chunks(self, size: int) -> Iterator[list[Item]]:
-        """Items in file order, ``size`` at a time; unreadable lines (a torn last write) are skipped."""
+        """Items in file order, about ``size`` rows at a time; unreadable lines (a torn last
+        write) are skipped."""
         self._handle.seek(0)
         chunk: list[Item] = []
+        rows = 0
         for number, raw in enumerate(self._handle, start=1):
             try:
-                chunk.append(item_from_json(raw.decode("utf-8")))
-            except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                item = item_from_json(raw.decode("utf-8"))
+            except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
                 log.warning("spool %s line %d is unreadable, skipped", self.path.name, number)
                 continue
-            if len(chunk) >= size:
+            chunk.append(item)
+            rows += item_rows(item)
+            if rows >= size:
                 yield chunk
-                chunk = []
+                chunk, rows = [], 0
         if chunk:
             yield chunk
 
     def count_rows(self) -> int:
         self._handle.seek(0)
-        self.rows = sum(1 for _ in self._handle)
+        self.rows = sum(line_rows(raw) for raw in self._handle)
         return self.rows
 
     def done(self) -> None:
@@ -90,25 +98,24 @@ class Spool:
 
     # --- writing (any thread) --------------------------------------------------------------
     def append(self, items: list[Item]) -> bool:
-        """Append items (a batch as its records, one line each); False (and logged) when the disk
-        refuses them."""
+        """Append items, one line each; False (and logged) when the disk refuses them."""
         if not items:
             return True
-        items = expand(items)
         data = "".join(item_to_json(item) + "\n" for item in items).encode("utf-8")
+        rows = sum(item_rows(item) for item in items)
         with self._lock:
             try:
                 handle = self._active()
                 handle.write(data)
                 handle.flush()
             except OSError as exc:
-                log.error("prediction log: spool write failed, %d item(s) lost: %s", len(items), exc)
-                metrics.WRITE_ERRORS.inc(len(items))
+                log.error("prediction log: spool write failed, %d row(s) lost: %s", rows, exc)
+                metrics.WRITE_ERRORS.inc(rows)
                 return False
-            self._rows += len(items)
+            self._rows += rows
             self._bytes += len(data)
             self._dirty = True
-        metrics.SPOOLED.inc(len(items))
+        metrics.SPOOLED.inc(rows)
         self._update_gauges()
         return True
 
@@ -142,7 +149,9 @@ class Spool:
     def claim(self) -> Iterator[ClaimedFile]:
         """Spool files no live writer holds, locked for this process, oldest first."""
         try:
-            paths = sorted(self.directory.glob("*" + SUFFIX), key=_mtime)
+            paths = sorted(
+                [*self.directory.glob("*" + SUFFIX), *self.directory.glob("*" + LEGACY_SUFFIX)], key=_mtime
+            )
         except OSError:
             return
         for path in paths:

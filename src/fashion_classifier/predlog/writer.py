@@ -280,10 +280,11 @@ class AsyncWriter:
                 if failed is None or failed:
                     ok = False
                     break
-                metrics.REPLAYED.inc(len(chunk))
-                metrics.WRITTEN.inc(len(chunk))
+                rows = _rows(chunk)
+                metrics.REPLAYED.inc(rows)
+                metrics.WRITTEN.inc(rows)
             if ok:
-                log.info("prediction log: replayed %s (%d items)", claimed.path.name, claimed.rows)
+                log.info("prediction log: replayed %s (%d rows)", claimed.path.name, claimed.rows)
                 claimed.done()
             else:
                 claimed.release()
@@ -308,5 +309,5 @@ class AsyncWriter:
         if not finished.wait(self._replay_timeout):
             return None
         if result[0]:
-            metrics.WRITE_ERRORS.inc(len(result[0]))
+            metrics.WRITE_ERRORS.inc(_rows(result[0]))
         return result[0]
