@@ -190,6 +190,12 @@ def test_a_spooled_batch_line_is_bounded_like_its_records():
         lambda d: d.update(classes=[10] * len(d["classes"])),
         lambda d: d.update(top3=[[0, 1, -1]] * len(d["top3"])),
         lambda d: d.update(names=d["names"][:5]),
+        lambda d: d["probs"].update(dtype="|S4"),
+        lambda d: d.update(infos=[[7, 28, 28]] * len(d["ids"])),
+        lambda d: d.update(infos=[["a.png", 2**40, 28]] * len(d["ids"])),
+        lambda d: d.update(created_us=1e400),
+        lambda d: d.update(model_version=5),
+        lambda d: d.update(client_hash=["x"]),
         lambda d: d.pop("model_version"),
     ],
 )
@@ -197,7 +203,7 @@ def test_a_damaged_batch_line_is_refused_not_misread(change):
     data = json.loads(item_to_json(make_batch(4)))
     change(data)
     with pytest.raises((ValueError, KeyError, TypeError)):
-        item_from_json(json.dumps(data))
+        item_from_json(json.dumps(data).replace("Infinity", "1e400"))
 
 
 def test_an_overflowing_queue_loses_nothing_in_sqlite(tmp_path):
@@ -260,6 +266,49 @@ def test_cassandra_encoded_values_equal_the_drivers_binding(infos):
             assert day == day_of_id(rec.id)
             assert values == prepared.bind(_prediction_values(day, rec)).values
             assert prepared.bind(_prediction_values(day, rec)).routing_key == encoder.day_bytes(day)
+
+
+@pytest.mark.parametrize("infos", [True, False])
+def test_a_spooled_batch_encodes_to_the_same_cassandra_values(infos):
+    from fashion_classifier.predlog.cassandra_log import _Encoder
+
+    batch = make_batch(6, infos=infos)
+    assert list(_Encoder().rows(item_from_json(item_to_json(batch)))) == list(_Encoder().rows(batch))
+
+
+def test_cassandra_write_failures_report_a_split_batch_once():
+    """A batch split over several statements (long filenames) that all fail comes back once: the
+    writer spools what comes back, and counted the batch's rows as often as it was returned."""
+
+    class _FailingFuture:
+        def add_callbacks(self, ok, error, errback_args=()) -> None:
+            error(OperationTimedOut("timed out"), *errback_args)
+
+    from cassandra import OperationTimedOut
+
+    sink = _offline_sink()
+    sink.session.execute_async = lambda statement: _FailingFuture()
+    batch = make_batch(60)._replace(infos=[Info("日" * MAX_FILENAME_CHARS, 28, 28)] * 60)
+    failed: list = []
+    sink.write([batch, make_batch(2, seed=1)], failed.extend)
+    assert [item_rows(item) for item in failed] == [60, 2]
+
+
+def test_a_failed_write_is_spooled_even_when_the_backend_returns_an_item_twice(tmp_path):
+    class TwiceSink(_DownSink):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, items, done) -> None:
+            done([*items, *items])
+
+    writer = AsyncWriter(TwiceSink, tmp_path / "spool", queue_size=100, replay_interval=60)
+    try:
+        writer.submit(make_batch(5), 5)
+        assert writer.flush(10)
+    finally:
+        writer.close()
+    assert sum(1 for p in (tmp_path / "spool").glob("*.ndjson") for _ in p.open()) == 2
 
 
 def test_cassandra_encoder_puts_rows_in_the_day_of_their_id():

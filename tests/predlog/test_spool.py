@@ -103,7 +103,7 @@ def test_files_of_earlier_versions_are_still_replayed(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_torn_batch_line_is_skipped_and_counted_as_one_row(tmp_path):
+def test_a_torn_batch_line_is_skipped_and_counted_by_the_rows_it_states(tmp_path):
     spool = Spool(tmp_path)
     spool.append([make_record(0)])
     spool.rotate()

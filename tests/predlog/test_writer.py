@@ -96,7 +96,7 @@ def test_spooled_batches_are_replayed_as_batches_and_counted_as_rows(tmp_path):
     sink.up = True
     assert _wait(lambda: len(sink.written) == 3)
     assert [b.ids for b in sink.written] == [b.ids for b in batches]
-    assert metrics.REPLAYED._value.get() - replayed == 21
+    assert _wait(lambda: metrics.REPLAYED._value.get() - replayed == 21)  # counted after done()
     writer.close()
 
 

@@ -47,6 +47,7 @@ from fashion_classifier.predlog.codec import (
     day_of_id,
     decode_token,
     encode_token,
+    item_rows,
     limit_filename,
     limit_record,
     utc,
@@ -244,8 +245,9 @@ class _FanIn:
             if isinstance(exc, InvalidRequest):
                 # The cluster will never accept these rows (e.g. a malformed value): spooling
                 # them would block the replay forever, so they are logged and dropped.
-                log.error("prediction log: Cassandra rejected %d item(s): %s", len(items), exc)
-                metrics.WRITE_ERRORS.inc(len(items))
+                rows = sum(item_rows(item) for item in items)
+                log.error("prediction log: Cassandra rejected %d row(s): %s", rows, exc)
+                metrics.WRITE_ERRORS.inc(rows)
             else:
                 log.debug("prediction log: write failed (%s), %d item(s) to the spool", exc, len(items))
         with self._lock:
@@ -254,7 +256,9 @@ class _FanIn:
             self._pending -= 1
             last = self._pending == 0
         if last:
-            self._done(self._failed)
+            # A batch split over several statements is in the items of each: report it once, or
+            # it would be spooled (and counted) once per failed statement.
+            self._done(list({id(item): item for item in self._failed}.values()))
 
 
 _int32 = struct.Struct(">i").pack

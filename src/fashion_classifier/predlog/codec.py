@@ -275,22 +275,44 @@ def _batch_from_dict(data: dict[str, Any]) -> PredictionBatch:
     if not len(ids) == len(classes) == len(top3) == len(probs) or (infos is not None and len(infos) != len(ids)):
         raise ValueError("a spooled batch's columns differ in length")
     known = range(len(names))
-    if probs.ndim != 2 or probs.shape[1] != len(names) or not all(
+    if probs.dtype.kind != "f" or probs.ndim != 2 or probs.shape[1] != len(names) or not all(
         c in known and all(k in known for k in top) for c, top in zip(classes, top3, strict=True)
     ):
         raise ValueError("a spooled batch's classes do not match its class names")
+    if infos is not None:
+        infos = [SpooledImage(*info) for info in infos]
+        if not all(_image_ok(info) for info in infos):
+            raise ValueError("a spooled batch's image data has the wrong types")
+    created_us, version, source, client = data["created_us"], data["model_version"], data["source"], data["client_hash"]
+    if not (
+        type(created_us) is int
+        and 0 <= created_us < 2**62
+        and isinstance(version, str)
+        and isinstance(source, str)
+        and (client is None or isinstance(client, str))
+    ):
+        raise ValueError("a spooled batch's request data has the wrong types")
     return PredictionBatch(
         ids=ids,
-        created_us=int(data["created_us"]),
-        model_version=data["model_version"],
+        created_us=created_us,
+        model_version=version,
         names=names,
         classes=classes,
         top3=top3,
         probs=probs,
-        source=data["source"],
-        infos=None if infos is None else [SpooledImage(*info) for info in infos],
+        source=source,
+        infos=infos,
         latency_ms=float(data["latency_ms"]),
-        client_hash=data["client_hash"],
+        client_hash=client,
+    )
+
+
+_INT32 = range(-(2**31), 2**31)
+
+
+def _image_ok(info: SpooledImage) -> bool:
+    return (info.filename is None or isinstance(info.filename, str)) and all(
+        size is None or (type(size) is int and size in _INT32) for size in (info.width, info.height)
     )
 
 

@@ -10,12 +10,12 @@ from prometheus_client import Counter, Gauge
 
 QUEUE_DEPTH = Gauge(
     "fc_predlog_queue_depth",
-    "Prediction-log items waiting in memory to be written",
+    "Prediction-log rows waiting in memory to be written",
     multiprocess_mode="livesum",
 )
 SPOOL_ROWS = Gauge(
     "fc_predlog_spool_rows",
-    "Items in the durable local spool, waiting for replay",
+    "Rows in the durable local spool, waiting for replay",
     multiprocess_mode="livesum",
 )
 SPOOL_BYTES = Gauge(
@@ -29,7 +29,7 @@ CONNECTED = Gauge(
     "1 when the prediction-log backend session is up (minimum over workers)",
     multiprocess_mode="livemin",
 )
-WRITTEN = Counter("fc_predlog_written_rows", "Items written to the prediction-log backend")
-WRITE_ERRORS = Counter("fc_predlog_write_errors", "Failed writes to the prediction-log backend (items)")
-SPOOLED = Counter("fc_predlog_spooled_rows", "Items written to the durable local spool")
-REPLAYED = Counter("fc_predlog_replayed_rows", "Spooled items replayed into the backend")
+WRITTEN = Counter("fc_predlog_written_rows", "Rows written to the prediction-log backend")
+WRITE_ERRORS = Counter("fc_predlog_write_errors", "Failed writes to the prediction-log backend (rows)")
+SPOOLED = Counter("fc_predlog_spooled_rows", "Rows written to the durable local spool")
+REPLAYED = Counter("fc_predlog_replayed_rows", "Spooled rows replayed into the backend")

@@ -50,7 +50,7 @@ class ClaimedFile:
         for number, raw in enumerate(self._handle, start=1):
             try:
                 item = item_from_json(raw.decode("utf-8"))
-            except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+            except Exception:  # noqa: BLE001 - any line that cannot be read must not stop the file's replay
                 log.warning("spool %s line %d is unreadable, skipped", self.path.name, number)
                 continue
             chunk.append(item)

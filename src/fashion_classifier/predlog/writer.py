@@ -249,11 +249,12 @@ class AsyncWriter:
                 if self._pending.pop(id(batch), None) is None:
                     failed = []  # close() already spooled this batch
             try:
-                failed_rows = _rows(failed) if failed else 0
-                metrics.WRITTEN.inc(rows - failed_rows)
                 if failed:
+                    self._spool.append(failed)  # first: nothing below may stand between rows and the spool
+                failed_rows = min(_rows(failed), rows) if failed else 0
+                metrics.WRITTEN.inc(rows - failed_rows)
+                if failed_rows:
                     metrics.WRITE_ERRORS.inc(failed_rows)
-                    self._spool.append(failed)
             finally:
                 self._slots.release()
                 self._release_flight()
