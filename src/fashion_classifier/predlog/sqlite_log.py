@@ -15,6 +15,7 @@ import math
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -99,9 +100,27 @@ def connect(path: Path) -> sqlite3.Connection:
         path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
     )
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
+    _enable_wal(conn)
     conn.execute("PRAGMA synchronous = NORMAL")  # durable at each WAL checkpoint; fine for a log
     return conn
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting for other processes doing the same.
+
+    The switch needs an exclusive lock, and SQLite does not call the busy handler for it: when
+    two gunicorn workers open a new database at the same moment, one of them got "database is
+    locked" at once (4 runs in 30) and its prediction log never opened.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def migrate(conn: sqlite3.Connection) -> list[int]:
