@@ -2,8 +2,8 @@
 
 wrk keeps a fixed number of connections busy (closed loop) and wrk2, which holds a rate, is not
 packaged in Debian. This sends one multipart 28×28 PNG upload to ``POST /api/v1/predict`` every
-``1/rate`` seconds whatever the server's latency, one TCP connection per request (gunicorn's sync
-workers close the connection after each answer anyway), and records every prediction id the
+``1/rate`` seconds whatever the server's latency, one TCP connection per request (the way many
+clients call an API; the soak's maximum is measured the same way), and records every prediction id the
 server answered, so that the soak can compare them with the rows in Cassandra one by one.
 Latency is measured from the moment a request was due, not sent, so a stalled generator or
 server shows up in it (no coordinated omission).

@@ -199,7 +199,7 @@ def ours(predlog: str, model_dir: Path, workdir: Path, name: str | None = None) 
             else "prediction log off")
     if name == "ours-alone":
         what += ", no Cassandra JVMs running (the peers' conditions)"
-    return Server(name or f"ours-{predlog}", f"fashion-classifier serve, gunicorn 2 sync workers, LiteRT; {what}",
+    return Server(name or f"ours-{predlog}", f"fashion-classifier serve, gunicorn 2 keep-alive workers, LiteRT; {what}",
                   serve_command(), env, port, "/v2/health/ready", ("png", "v2", "batch256", "batch256-upload"),
                   gunicorn_workers=WORKERS)
 

@@ -7,7 +7,7 @@ Run it on a quiet machine, from the repository root::
 
 The local 2-node cluster (scripts/cassandra-local) runs during the whole benchmark, so both
 sides share the cores with the same idle JVMs and only the logging differs. The same
-``fashion-classifier serve`` (2 sync workers) is measured with ``FC_PREDLOG=off`` and with
+``fashion-classifier serve`` (2 workers) is measured with ``FC_PREDLOG=off`` and with
 ``FC_PREDLOG=cassandra``, alternating, ``--rounds`` times each; wrk (bench/wrk/multipart.lua,
 one 28×28 PNG, 16 connections) drives ``POST /api/v1/predict``. The ratio of the median
 throughputs must be >= 0.9. After the Cassandra runs, the rows in the cluster are counted: a

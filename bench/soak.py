@@ -11,13 +11,13 @@ Steps:
 1. The local 2-node Cassandra cluster (scripts/cassandra-local) is started when down (and stopped
    at the end when this run started it); the keyspace ``bench_soak`` is dropped and migrated.
 2. Unless ``--rate`` is given, our maximum is measured first: ``fashion-classifier serve`` (2
-   sync workers, Cassandra logging on, a scratch keyspace) under wrk, one 28×28 PNG upload per
-   request at 16 connections; the soak rate is ``--load`` (default 0.7) of it. CI's 60-second
-   run uses 0.5: wrk (closed loop, ~0.13 core) measures more than the two cores can serve while
-   this open-loop Python generator takes ~0.3 core beside them, and the maximum measured on this
-   shared machine varied from 1,061 to 1,599 req/s between runs minutes apart, so 70% of a high
-   reading was the whole capacity of the next minute (the server then falls behind for good:
-   every late answer is a timed-out request whose work was still done).
+   workers, Cassandra logging on, a scratch keyspace) under wrk, one 28×28 PNG upload per request
+   at 16 connections, each on a new connection like the generator's; the soak rate is ``--load``
+   (default 0.7) of it. CI's 60-second run uses 0.5: wrk (closed loop, ~0.13 core) measures more
+   than the two cores can serve while this open-loop Python generator takes ~0.3 core beside them,
+   and the maximum measured on this shared machine varied from 1,061 to 1,599 req/s between runs
+   minutes apart, so 70% of a high reading was the whole capacity of the next minute (the server
+   then falls behind for good: every late answer is a timed-out request whose work was still done).
 3. A fresh server (Cassandra logging on, a private copy of ``model/``) gets that rate from
    bench/loadgen.py, a constant-rate generator that records every prediction id it is answered.
    The first 15% (at most 60 s) is warm-up: each worker's RSS at its end is the reference.
@@ -84,10 +84,14 @@ def server_env(keyspace: str) -> dict[str, str]:
 
 
 def measure_max(model_dir: Path, png: Path, workdir: Path, seconds: float) -> dict:
-    """Our maximum throughput for single-PNG uploads with Cassandra logging on (wrk, 16 connections)."""
+    """Our maximum throughput for single-PNG uploads with Cassandra logging on (wrk, 16 connections).
+
+    Each request on a new connection, as the load generator sends them: over kept-alive
+    connections the server answers ~25% more, and 70% of that would overload it here.
+    """
     server = start_serve(workdir, model_dir, workers=WORKERS, predlog="cassandra",
                          extra_env=server_env(PROBE_KEYSPACE), timeout=120)
-    load = wrkrun.Load("png", "/api/v1/predict", "multipart.lua", {"WRK_FILE": str(png)})
+    load = wrkrun.Load("png", "/api/v1/predict", "multipart.lua", {"WRK_FILE": str(png), "WRK_CLOSE": "1"})
     try:
         # The warm-up also lets a freshly started cluster's JIT compile the write path.
         wrkrun.run(server.base_url, load, 16, max(5.0, seconds / 2))

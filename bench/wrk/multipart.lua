@@ -4,6 +4,7 @@
 --              WRK_FIELD       form field name (default "file")
 --              WRK_BOUNDARIES  distinct boundaries to rotate through (default 1024, fewer when the
 --                              bodies are large; 1 reproduces a fixed boundary)
+--              WRK_CLOSE       "1": send "Connection: close", a new TCP connection per request
 -- Browsers, curl and requests send a new boundary with every request. A parser that compiles a
 -- regex per boundary (Werkzeug's) hides that cost behind Python's 512-entry regex cache when a
 -- benchmark repeats one boundary, so each thread rotates through more boundaries than that.
@@ -43,7 +44,11 @@ function init(args)
   local n = math.max(1, math.min(wanted, math.floor(POOL_BYTES / size)))
   for i = 1, n do
     local boundary = string.format("----fcbench%02d%06d%08x", thread_id or 0, i, math.random(0, 0x7fffffff))
-    pool[i] = wrk.format("POST", nil, { ["Content-Type"] = "multipart/form-data; boundary=" .. boundary }, body(boundary))
+    local headers = { ["Content-Type"] = "multipart/form-data; boundary=" .. boundary }
+    if os.getenv("WRK_CLOSE") == "1" then
+      headers["Connection"] = "close"
+    end
+    pool[i] = wrk.format("POST", nil, headers, body(boundary))
   end
 end
 

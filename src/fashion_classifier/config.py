@@ -103,6 +103,9 @@ class Settings:
     workers: int = 0  # FC_WORKERS; 0 = one per CPU core
     timeout: int = 30  # FC_TIMEOUT gunicorn worker timeout (s)
     graceful_timeout: int = 20  # FC_GRACEFUL_TIMEOUT (s)
+    # FC_KEEPALIVE seconds an idle client connection stays open; 0 closes each connection
+    # after its response
+    keepalive: int = 5
     max_upload_bytes: int = 10 * 1024 * 1024  # FC_MAX_UPLOAD_BYTES; larger bodies get 413
     max_batch: int = 1024  # FC_MAX_BATCH images per request
     model_name: str = "fashion"  # FC_MODEL_NAME used in /v1 and /v2 URLs
@@ -151,6 +154,7 @@ class Settings:
             workers=_int("FC_WORKERS", 0, minimum=0),
             timeout=_int("FC_TIMEOUT", 30, minimum=1),
             graceful_timeout=_int("FC_GRACEFUL_TIMEOUT", 20, minimum=0),
+            keepalive=_int("FC_KEEPALIVE", 5, minimum=0),
             max_upload_bytes=_int("FC_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1),
             max_batch=_int("FC_MAX_BATCH", 1024, minimum=1),
             model_name=_env("FC_MODEL_NAME", "fashion"),

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "serve",
         help="serve the web page and the APIs with gunicorn",
         description="Serve the upload page, /api/v1, /v1 (TF-Serving style), /v2 (Open Inference "
-        "Protocol), /metrics and /openapi.json with gunicorn sync workers. The current model of "
+        "Protocol), /metrics and /openapi.json with gunicorn (one keep-alive worker per CPU). The current model of "
         "the store (FC_MODEL_DIR) is loaded and new versions are picked up without a restart.",
     )
     p.add_argument("--host", help="address to bind (default: FC_HOST, 127.0.0.1)")

@@ -2,8 +2,10 @@
 
 ``fashion-classifier serve`` uses this module; values come from ``Settings.from_env()``.
 
-* sync workers, one per CPU by default (``FC_WORKERS``): the request cost is CPU, so more
-  workers than cores only add memory, and sync workers have the best tail latency here.
+* ``KeepAliveWorker`` workers (``keepalive_worker``: the sync worker's one request at a time,
+  plus HTTP keep-alive), one per CPU by default (``FC_WORKERS``): the request cost is CPU, so
+  more workers than cores only add memory. ``GUNICORN_CMD_ARGS="--worker-class sync"`` brings
+  back gunicorn's own sync worker.
 * No ``preload_app``: each worker imports the app after the fork and owns its interpreter,
   reload thread and prediction-log connections (threads and sockets do not survive a fork).
   A worker is ready in ~0.3 s, since nothing imports TensorFlow.
@@ -30,10 +32,10 @@ _settings = Settings.from_env()
 
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers or runtime.cpu_count()
-worker_class = "sync"
+worker_class = "fashion_classifier.web.keepalive_worker.KeepAliveWorker"
 timeout = _settings.timeout
 graceful_timeout = _settings.graceful_timeout
-keepalive = 5
+keepalive = _settings.keepalive
 backlog = 2048
 preload_app = False
 # The heartbeat file lives in memory: a disk-backed /tmp can stall workers under I/O load.

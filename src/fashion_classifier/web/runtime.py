@@ -10,7 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
-# Each sync worker owns one core: BLAS/OpenMP pools would oversubscribe the other worker's.
+# Each worker owns one core: BLAS/OpenMP pools would oversubscribe the other worker's.
 THREAD_VARS = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
