@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 from harness.ports import free_port
-from harness.rawhttp import send
+from harness.rawhttp import parse, send
 from harness.server import ServerProcess, serve_command
 from inference.store_copies import publish_copy
 from prometheus_client.parser import text_string_to_metric_families
@@ -146,3 +147,18 @@ def test_serve_end_to_end(server, model_store, png):
         assert sum(log.counts(datetime.now(UTC).date()).values()) == 40 + predicted_during_reload
     finally:
         log.close()
+
+
+def test_a_body_that_stops_arriving_gets_a_json_408(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
+        sock.sendall(
+            b"POST /v2/models/fashion/infer HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{\"inputs\""
+        )
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    response = parse(raw)
+    assert response.status == 408
+    assert "stopped arriving" in json.loads(response.body)["error"]
+    assert requests.get(f"{server.base_url}/v2/health/live", timeout=5).status_code == 200

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, render_template, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
 from fashion_classifier.predlog.base import PredictionLogUnavailable
 from fashion_classifier.web.responses import ApiError, json_response
@@ -48,6 +48,11 @@ def install(app: Flask) -> None:
         status = exc.code or 500
         if isinstance(exc, RequestEntityTooLarge) and limit:
             message = f"request body too large: the limit is {limit:,} bytes"
+        elif isinstance(exc, ClientDisconnected):
+            # Werkzeug's text blames "the browser (or proxy)"; what happened is that the body
+            # stopped before its Content-Length (the worker waits 5 s for each read).
+            status = 408
+            message = "the request body stopped arriving before its Content-Length; send it again"
         else:
             message = exc.description or exc.name
         headers = {}
