@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, predlog: PredictionLog | None =
     from fashion_classifier.inference.reloader import ModelHolder
     from fashion_classifier.web import api, errors, observability, oip, pages, tfserving
     from fashion_classifier.web.classify import Classifier
+    from fashion_classifier.web.fast_path import FastPath
     from fashion_classifier.web.state import EXTENSION, ServingState
 
     settings = settings or Settings.from_env()
@@ -71,6 +72,8 @@ def create_app(settings: Settings | None = None, predlog: PredictionLog | None =
     def openapi_document() -> Response:
         return Response(openapi, mimetype="application/json")
 
+    # Inside the metrics middleware, so its answers are counted like Flask's.
+    app.wsgi_app = FastPath(app, state, settings.max_upload_bytes)
     observability.install(app)
     errors.install(app)
     for blueprint in (pages.bp, api.bp, tfserving.bp, oip.bp):

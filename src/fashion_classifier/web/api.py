@@ -6,14 +6,16 @@ import re
 from datetime import UTC, date, datetime
 
 from flask import Blueprint, Response, request
+from werkzeug.wrappers import Request
 
 from fashion_classifier.config import CLASS_NAMES
 from fashion_classifier.predlog.base import InvalidPageState
 from fashion_classifier.web import feedback, inputs
+from fashion_classifier.web.answers import Answer, respond
 from fashion_classifier.web.observability import request_started
 from fashion_classifier.web.responses import ApiError, json_response
 from fashion_classifier.web.results import prediction_results, record_json
-from fashion_classifier.web.state import serving_state
+from fashion_classifier.web.state import ServingState, serving_state
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -23,9 +25,11 @@ MAX_LIST = 1000
 
 @bp.post("/predict")
 def predict() -> Response:
+    return respond(run_predict(serving_state(), request, request_started()))
+
+
+def run_predict(state: ServingState, request: Request, started: float) -> Answer:
     """Multipart files (``file``/``files``), a raw image body, or JSON ``{"instances": [...]}``."""
-    state = serving_state()
-    started = request_started()
     max_batch = state.settings.max_batch
     mimetype = request.mimetype
     if mimetype.startswith("multipart/"):
@@ -43,10 +47,7 @@ def predict() -> Response:
             "send multipart/form-data files (field 'file'), an image/* body, or JSON {\"instances\": [...]}",
         )
     outcome = state.classifier.classify(batch.pixels, "api", batch.infos, started)
-    results = prediction_results(outcome)
-    response = json_response({"model_version": outcome.model.version, "predictions": results})
-    outcome.log(request.remote_addr)
-    return response
+    return Answer.json({"model_version": outcome.model.version, "predictions": prediction_results(outcome)}, outcome)
 
 
 @bp.post("/feedback")

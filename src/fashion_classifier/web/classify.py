@@ -1,8 +1,8 @@
 """One classification step shared by every API: run a batch, count it, log it.
 
 Each API parses its own input format into a float32 batch [N, 28, 28], calls
-:meth:`Classifier.classify` (one LiteRT invoke for the whole batch), formats its own response
-and then calls :meth:`Outcome.log`, which hands the whole request to the prediction log as one
+:meth:`Classifier.classify` (one LiteRT invoke for the whole batch) and formats its own answer
+(``answers``); once the response body is built, :meth:`Outcome.log` hands the whole request to the prediction log as one
 :class:`PredictionBatch` (queued, never waited on) and remembers the ids for feedback. The batch
 holds the arrays as they are: labels, Python floats and the backend's encoding are made in the
 log's writer thread, not here (the request thread's budget is ~300 µs in all).

@@ -11,13 +11,14 @@ from flask import Flask, Response, request
 from fashion_classifier import metrics
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
-_T0 = "fc.t0"
-_ENDPOINT = "fc.endpoint"
+# Keys this middleware shares with the app through the WSGI environ.
+T0 = "fc.t0"  # perf_counter() when the request reached the app
+ENDPOINT = "fc.endpoint"  # the matched route template, for the labels
 
 
 def request_started() -> float:
     """When this request's processing began (for latencies recorded by the views)."""
-    return request.environ.get(_T0) or perf_counter()
+    return request.environ.get(T0) or perf_counter()
 
 
 class RequestMetrics:
@@ -38,7 +39,7 @@ class RequestMetrics:
         self._histograms: dict[str, Any] = {}
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        started = environ[_T0] = perf_counter()
+        started = environ[T0] = perf_counter()
         status = "500"
 
         def _start_response(status_line: str, headers: list, exc_info: Any = None) -> Callable:
@@ -51,7 +52,7 @@ class RequestMetrics:
             body = self._app(environ, _start_response)
         finally:
             metrics.IN_FLIGHT.dec()
-        endpoint = environ.get(_ENDPOINT, "unmatched")
+        endpoint = environ.get(ENDPOINT, "unmatched")
         method = environ.get("REQUEST_METHOD", "")
         key = (endpoint, method if method in _METHODS else "other", status)
         counter = self._counters.get(key)
@@ -72,7 +73,7 @@ def install(app: Flask) -> None:
     def _route_template(response: Response) -> Response:
         rule = request.url_rule  # None for a path no route matches: "unmatched"
         if rule is not None:
-            request.environ[_ENDPOINT] = rule.rule
+            request.environ[ENDPOINT] = rule.rule
         return response
 
     @app.get("/metrics")

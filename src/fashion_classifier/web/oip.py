@@ -9,12 +9,14 @@ true once a model is loaded. Errors are ``{"error": "..."}`` with 400 (bad reque
 from __future__ import annotations
 
 from flask import Blueprint, Response, request
+from werkzeug.wrappers import Request
 
 from fashion_classifier import __version__
 from fashion_classifier.web import oip_codec
+from fashion_classifier.web.answers import Answer, respond
 from fashion_classifier.web.observability import request_started
 from fashion_classifier.web.responses import ApiError, json_response
-from fashion_classifier.web.state import serving_state
+from fashion_classifier.web.state import ServingState, serving_state
 
 bp = Blueprint("oip", __name__, url_prefix="/v2")
 
@@ -39,8 +41,8 @@ def server_metadata() -> Response:
     return json_response({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
 
 
-def _check(model_name: str, version: str | None = None) -> None:
-    state = serving_state()
+def _check(model_name: str, version: str | None = None, state: ServingState | None = None) -> None:
+    state = state or serving_state()
     if model_name != state.settings.model_name:
         raise ApiError(404, f"model {model_name!r} not found; this server serves {state.settings.model_name!r}")
     if version is not None:
@@ -72,9 +74,13 @@ def model_ready(model_name: str, model_version: str | None = None) -> Response:
 @bp.post("/models/<model_name>/infer")
 @bp.post("/models/<model_name>/versions/<model_version>/infer")
 def infer(model_name: str, model_version: str | None = None) -> Response:
-    _check(model_name)
-    state = serving_state()
-    started = request_started()
+    return respond(run_inference(serving_state(), request, request_started(), model_name, model_version))
+
+
+def run_inference(
+    state: ServingState, request: Request, started: float, model_name: str, model_version: str | None = None
+) -> Answer:
+    _check(model_name, state=state)
     model = state.classifier.model()  # read once: this request uses this version throughout
     if model_version is not None and model.version != model_version:
         raise ApiError(404, f"version {model_version!r} of model {model_name!r} is not loaded")
@@ -84,8 +90,5 @@ def infer(model_name: str, model_version: str | None = None) -> Response:
     req = oip_codec.parse(body, header_length, state.settings.max_batch)
     outcome = state.classifier.classify(req.pixels, "v2", req.infos, started, model=model)
     payload, content_type, header_length = oip_codec.encode(outcome, req, model_name)
-    response = Response(payload, content_type=content_type)
-    if header_length is not None:
-        response.headers[oip_codec.HEADER_LENGTH] = header_length
-    outcome.log(request.remote_addr)
-    return response
+    extra = [] if header_length is None else [(oip_codec.HEADER_LENGTH, header_length)]
+    return Answer.of(payload, content_type, outcome, *extra)

@@ -17,11 +17,14 @@ class ApiError(Exception):
         self.message = message
 
 
-def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_bytes(obj: Any) -> bytes:
     # orjson: ~1 µs for a one-image prediction against ~12 µs for the stdlib's C encoder and more
     # for Flask's jsonify; NumPy arrays are written directly (float32 in its shortest form).
-    body = orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
-    return Response(body, status=status, headers=headers, mimetype="application/json")
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json_bytes(obj), status=status, headers=headers, mimetype="application/json")
 
 
 def error_body(message: str) -> dict[str, str]:

@@ -11,17 +11,19 @@ Serving's binary convention), or ``{"pixels": ...}`` naming the model's input. E
 from __future__ import annotations
 
 from flask import Blueprint, Response, request
+from werkzeug.wrappers import Request
 
 from fashion_classifier.web import inputs
+from fashion_classifier.web.answers import Answer, respond
 from fashion_classifier.web.observability import request_started
 from fashion_classifier.web.responses import ApiError, json_response
-from fashion_classifier.web.state import serving_state
+from fashion_classifier.web.state import ServingState, serving_state
 
 bp = Blueprint("tfserving", __name__, url_prefix="/v1")
 
 
-def _check_name(model_name: str) -> None:
-    expected = serving_state().settings.model_name
+def _check_name(model_name: str, state: ServingState | None = None) -> None:
+    expected = (state or serving_state()).settings.model_name
     if model_name != expected:
         raise ApiError(404, f"model {model_name!r} not found; this server serves {expected!r}")
 
@@ -39,9 +41,11 @@ def model_status(model_name: str) -> Response:
 
 @bp.post("/models/<model_name>:predict")
 def predict(model_name: str) -> Response:
-    _check_name(model_name)
-    state = serving_state()
-    started = request_started()
+    return respond(run_predict(serving_state(), request, request_started(), model_name))
+
+
+def run_predict(state: ServingState, request: Request, started: float, model_name: str) -> Answer:
+    _check_name(model_name, state)
     body = inputs.parse_json(request)
     if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
         raise ApiError(400, 'the body must be an object with either "instances" or "inputs"')
@@ -59,9 +63,7 @@ def predict(model_name: str) -> Response:
             columns = [columns]
         batch = inputs.decode_instances(columns, state.settings.max_batch, field="inputs")
     outcome = state.classifier.classify(batch.pixels, "v1", batch.infos, started)
-    response = json_response({"predictions": outcome.probs.tolist()})
-    outcome.log(request.remote_addr)
-    return response
+    return Answer.json({"predictions": outcome.probs.tolist()}, outcome)
 
 
 def _looks_like_one_image(columns: object) -> bool:
