@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import io
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from fashion_classifier.web.state import EXTENSION
 from .conftest import cassandra_settings, stored_ids
 
 pytestmark = pytest.mark.cassandra
+T = TypeVar("T")
 
 
 def png(seed: int) -> bytes:
@@ -43,6 +46,25 @@ def app(keyspace, model_store, tmp_path):
     state.close()
 
 
+def eventually(check: Callable[[], T], timeout: float = 10.0) -> T:
+    """``check()``'s result once it neither fails an assertion nor returns False.
+
+    Reads and writes are LOCAL_ONE (``cassandra_session``): a write is acknowledged by one replica,
+    and a read right after it may reach the other, which has not applied it yet (seen in CI: a
+    feedback label read back as None a moment after it was written).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+            assert result is not False
+            return result
+        except AssertionError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
+
+
 def _predict(client, data: bytes, filename: str) -> dict:
     resp = client.post(
         "/api/v1/predict",
@@ -53,22 +75,33 @@ def _predict(client, data: bytes, filename: str) -> dict:
     return resp.get_json()["predictions"][0]
 
 
+def _stored(client, prediction_id: str) -> dict:
+    resp = client.get(f"/api/v1/predictions/{prediction_id}")
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    return resp.get_json()
+
+
 def test_http_round_trip(app, admin_session, keyspace):
     client = app.test_client()
     sent = [_predict(client, png(i), f"item-{i}.png") for i in range(30)]
     assert app.extensions[EXTENSION].predlog.flush()
     today = datetime.now(UTC).date()
-    assert sorted(map(str, stored_ids(admin_session, keyspace, [today]))) == sorted(p["prediction_id"] for p in sent)
+    expected = sorted(p["prediction_id"] for p in sent)
+    eventually(lambda: expected == sorted(map(str, stored_ids(admin_session, keyspace, [today]))))
 
-    listed, token = [], None
-    while True:
-        query = {"day": today.isoformat(), "limit": 7} | ({"page_state": token} if token else {})
-        body = client.get("/api/v1/predictions", query_string=query).get_json()
-        listed += body["predictions"]
-        token = body["page_state"]
-        if not token:
-            break
-    assert [row["prediction_id"] for row in listed] == [p["prediction_id"] for p in reversed(sent)]
+    def list_all() -> list[dict]:
+        listed, token = [], None
+        while True:
+            query = {"day": today.isoformat(), "limit": 7} | ({"page_state": token} if token else {})
+            body = client.get("/api/v1/predictions", query_string=query).get_json()
+            listed += body["predictions"]
+            token = body["page_state"]
+            if not token:
+                break
+        assert [row["prediction_id"] for row in listed] == [p["prediction_id"] for p in reversed(sent)]
+        return listed
+
+    listed = eventually(list_all)
     by_id = {row["prediction_id"]: row for row in listed}
     for p in sent:
         row = by_id[p["prediction_id"]]
@@ -86,8 +119,12 @@ def test_http_round_trip(app, admin_session, keyspace):
     resp = client.post("/api/v1/feedback", json={"prediction_id": target, "true_label": 2})
     assert resp.status_code < 300, resp.get_data(as_text=True)
     assert app.extensions[EXTENSION].predlog.flush()
-    one = client.get(f"/api/v1/predictions/{target}").get_json()
-    assert one["prediction_id"] == target and one["true_label"] == 2
+
+    def labelled() -> None:
+        one = client.get(f"/api/v1/predictions/{target}").get_json()
+        assert one["prediction_id"] == target and one["true_label"] == 2
+
+    eventually(labelled)
 
 
 ODD_NAMES = [
@@ -108,7 +145,7 @@ def test_odd_filenames_are_stored_as_data_only(app, tmp_path):
     sent = [_predict(client, png(100 + i), name) for i, name in enumerate(ODD_NAMES)]
     assert app.extensions[EXTENSION].predlog.flush()
     for p, name in zip(sent, ODD_NAMES, strict=True):
-        row = client.get(f"/api/v1/predictions/{p['prediction_id']}").get_json()
+        row = eventually(lambda pid=p["prediction_id"]: _stored(client, pid))
         # stored exactly as the service received it...
         assert row["filename"] == p["filename"]
         # ...which is the name itself, except where multipart quoting cannot carry a character
