@@ -11,6 +11,8 @@ from typing import Any
 
 from k8s_support import Rendered
 
+from fashion_classifier.config import Settings
+
 WORKLOADS = ("Deployment", "StatefulSet", "Job", "Pod")
 CONTRACT_METRICS = {
     "fc_http_requests_total", "fc_http_request_duration_seconds", "fc_http_requests_in_flight",
@@ -192,6 +194,11 @@ def test_classifier_contract(rendered):
     spool = config["FC_SPOOL_DIR"]
     assert any(spool.startswith(path + "/") for path in mounts), "the spool must be on a writable volume"
     assert config["FC_HOST"] == "0.0.0.0"
+    # Shutdown: the preStop pause, then gunicorn's graceful timeout, within the grace period.
+    pause = app["lifecycle"]["preStop"]["exec"]["command"]
+    assert pause[0] == "sleep" and int(pause[1]) >= 5
+    graceful = int(config.get("FC_GRACEFUL_TIMEOUT", Settings().graceful_timeout))
+    assert spec["terminationGracePeriodSeconds"] >= int(pause[1]) + graceful + 2  # + the 2-s keep-alive linger
     # The seeding init container writes the same volume the server reads.
     [seed] = spec["initContainers"]
     assert seed["command"][-1] == config["FC_MODEL_DIR"]
