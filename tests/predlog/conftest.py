@@ -12,9 +12,10 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -23,6 +24,27 @@ from fashion_classifier.predlog.base import PredictionRecord
 
 SCRIPT = PROJECT_ROOT / "scripts" / "cassandra-local"
 HOSTS = ("127.0.0.1", "127.0.0.2")
+
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T], timeout: float = 10.0) -> T:
+    """``check()``'s result once it neither fails an assertion nor returns False.
+
+    Reads and writes are LOCAL_ONE (``cassandra_session``): a write is acknowledged by one replica,
+    and a read right after it may reach the other, which has not applied it yet (seen in CI: a
+    feedback label read back as None a moment after it was written).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+            assert result is not False
+            return result
+        except AssertionError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
 
 
 def new_id() -> uuid.UUID:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -17,10 +15,9 @@ from fashion_classifier.predlog import open_log
 from fashion_classifier.web import create_app
 from fashion_classifier.web.state import EXTENSION
 
-from .conftest import cassandra_settings, stored_ids
+from .conftest import cassandra_settings, eventually, stored_ids
 
 pytestmark = pytest.mark.cassandra
-T = TypeVar("T")
 
 
 def png(seed: int) -> bytes:
@@ -44,25 +41,6 @@ def app(keyspace, model_store, tmp_path):
         time.sleep(0.1)
     yield app
     state.close()
-
-
-def eventually(check: Callable[[], T], timeout: float = 10.0) -> T:
-    """``check()``'s result once it neither fails an assertion nor returns False.
-
-    Reads and writes are LOCAL_ONE (``cassandra_session``): a write is acknowledged by one replica,
-    and a read right after it may reach the other, which has not applied it yet (seen in CI: a
-    feedback label read back as None a moment after it was written).
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-            assert result is not False
-            return result
-        except AssertionError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.1)
 
 
 def _predict(client, data: bytes, filename: str) -> dict:

@@ -13,7 +13,7 @@ from fashion_classifier.predlog import InvalidPageState, cassandra_schema
 from fashion_classifier.predlog.cassandra_log import CassandraLog
 from fashion_classifier.predlog.codec import decode_token, encode_token
 
-from .conftest import cassandra_settings, make_record, stored_ids
+from .conftest import cassandra_settings, eventually, make_record, stored_ids
 
 pytestmark = pytest.mark.cassandra
 
@@ -32,6 +32,17 @@ def _connected(lg: CassandraLog, timeout: float = 30.0) -> None:
     while not lg.connected:
         assert time.monotonic() < deadline, "the log did not connect to the local cluster"
         time.sleep(0.1)
+
+
+def _all_stored(admin_session, keyspace: str, day, recs: list) -> None:
+    ids = stored_ids(admin_session, keyspace, [day])
+    assert len(ids) == len(recs) and set(ids) == {r.id for r in recs}
+
+
+def _labelled(rec):
+    """The record once its feedback label is readable (another table, written apart)."""
+    assert rec is not None and rec.true_label is not None
+    return rec
 
 
 def test_migration_creates_the_designed_schema(admin_session, keyspace):
@@ -66,10 +77,8 @@ def test_round_trip_paging_counts_feedback(log, admin_session, keyspace):
     log.add_feedback(recs[5].id, 3)
     assert log.flush()
     today = datetime.now(UTC).date()
-    ids = stored_ids(admin_session, keyspace, [today])
-    assert len(ids) == 57 and set(ids) == {r.id for r in recs}
-
-    got = log.get(recs[5].id)
+    eventually(lambda: _all_stored(admin_session, keyspace, today, recs))
+    got = eventually(lambda: _labelled(log.get(recs[5].id)))
     # CQL timestamps keep milliseconds
     expected = dataclasses.replace(recs[5], created_at=recs[5].created_at.replace(microsecond=0))
     assert dataclasses.replace(got, created_at=got.created_at.replace(microsecond=0)) == expected
@@ -78,15 +87,18 @@ def test_round_trip_paging_counts_feedback(log, admin_session, keyspace):
     assert got.created_at.tzinfo is not None
     assert log.get(uuid.uuid1()) is None and log.get(uuid.uuid4()) is None
 
-    seen, token = [], None
-    while True:
-        page = log.list_day(today, limit=20, page_state=token)
-        seen += page.rows
-        token = page.page_state
-        if token is None:
-            break
-    assert [r.id for r in seen] == [r.id for r in reversed(recs)]
-    assert next(r for r in seen if r.id == recs[5].id).true_label == 3
+    def list_all() -> None:
+        seen, token = [], None
+        while True:
+            page = log.list_day(today, limit=20, page_state=token)
+            seen += page.rows
+            token = page.page_state
+            if token is None:
+                break
+        assert [r.id for r in seen] == [r.id for r in reversed(recs)]
+        assert next(r for r in seen if r.id == recs[5].id).true_label == 3
+
+    eventually(list_all)
     assert log.list_day(today, limit=57).page_state is None  # an exactly full last page has no token
 
     counts = log.counts(today)
@@ -99,11 +111,16 @@ def test_rows_carry_the_default_ttl(log, admin_session, keyspace):
     rec = make_record(1)
     log.record(rec)
     assert log.flush()
-    row = admin_session.execute(
-        f"SELECT TTL(model_version) AS ttl FROM {keyspace}.predictions_by_day WHERE day = %s AND id = %s",
-        (datetime.now(UTC).date(), rec.id),
-    ).one()
-    assert 90 * 86_400 - 60 < row.ttl <= 90 * 86_400
+
+    def ttl() -> int:
+        row = admin_session.execute(
+            f"SELECT TTL(model_version) AS ttl FROM {keyspace}.predictions_by_day WHERE day = %s AND id = %s",
+            (datetime.now(UTC).date(), rec.id),
+        ).one()
+        assert row is not None
+        return row.ttl
+
+    assert 90 * 86_400 - 60 < eventually(ttl) <= 90 * 86_400
 
 
 def test_forged_page_states_are_rejected(log):
@@ -112,8 +129,13 @@ def test_forged_page_states_are_rejected(log):
     for i in range(3):
         log.record(make_record(i))
     assert log.flush()
-    token = log.list_day(today, limit=1).page_state
-    assert token is not None
+
+    def first_page_token() -> str:
+        token = log.list_day(today, limit=1).page_state
+        assert token is not None
+        return token
+
+    token = eventually(first_page_token)
     with pytest.raises(InvalidPageState):
         log.list_day(today.replace(year=2001), page_state=token)  # another day's token
     payload = decode_token(token)
@@ -145,10 +167,14 @@ def test_history_and_migrate_commands_read_the_cluster(log, keyspace, tmp_path, 
     monkeypatch.setenv("FC_SPOOL_DIR", str(tmp_path / "cli-spool"))
     assert main(["migrate"]) == 0
     assert "schema up to date" in capsys.readouterr().out
-    assert main(["history", "--limit", "2", "--wait", "30"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 4  # header, rule, two rows, newest first
-    assert str(recs[2].id) in lines[2] and "h2.png" in lines[2] and str(recs[1].id) in lines[3]
+
+    def history() -> None:
+        assert main(["history", "--limit", "2", "--wait", "30"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert len(lines) == 4  # header, rule, two rows, newest first
+        assert str(recs[2].id) in lines[2] and "h2.png" in lines[2] and str(recs[1].id) in lines[3]
+
+    eventually(history)
 
 
 def test_batches_from_the_web_layer_read_back_like_records(log, admin_session, keyspace):
@@ -165,10 +191,9 @@ def test_batches_from_the_web_layer_read_back_like_records(log, admin_session, k
     assert log.flush()
     records = [rec for batch in batches for rec in batch_records(batch)]
     today = datetime.now(UTC).date()
-    assert sorted(stored_ids(admin_session, keyspace, [today])) == sorted(r.id for r in records)
+    eventually(lambda: sorted(stored_ids(admin_session, keyspace, [today])) == sorted(r.id for r in records))
     for rec in records:
-        got = log.get(rec.id)
-        assert got is not None
+        got = eventually(lambda rec=rec: log.get(rec.id) or False)
         # CQL timestamps keep milliseconds
         assert abs(got.created_at - rec.created_at) < timedelta(milliseconds=1)
         assert dataclasses.replace(got, created_at=rec.created_at) == rec
