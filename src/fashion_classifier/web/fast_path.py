@@ -8,9 +8,9 @@ the function the route's Flask view calls (``api.run_predict``, ``tfserving.run_
 ``oip.run_inference``) with a plain Werkzeug request. Everything else goes on to Flask.
 
 Errors are still answered in one place: an exception raised here is handed to Flask's own error
-handling (``errors``) inside a request context, made only then. Prediction requests therefore
-skip Flask's request hooks: ``observability``'s ``after_request`` is matched by setting the
-route label here, and a test fails if another hook is added (it would not run for these routes).
+handling (``errors``) inside a request context, made only then. Requests answered here skip
+Flask's request hooks: the one there is (``observability``'s ``after_request``, the route label)
+is done here, and a test fails if another hook is added (it would not run for these routes).
 """
 
 from __future__ import annotations
