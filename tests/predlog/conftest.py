@@ -176,6 +176,29 @@ def wait_until_settled(session, timeout: float = 60.0) -> None:
     pytest.fail(f"the cluster did not settle in {timeout:.0f} s: hosts {[(h.address, h.is_up) for h in hosts]}")
 
 
+def wait_for_hints_delivered(session, timeout: float = 60.0) -> None:
+    """No node holds hints any more (``system_views.pending_hints`` empty on every node).
+
+    A node that was down gets the writes it missed as hints once it is back. Cassandra 5.0 can
+    fail to drop a keyspace whose table is still receiving them ("Unknown CF" in the schema
+    merge), and that node then keeps a schema of its own: seen in CI, where the next test's
+    keyspace fixture waited 60 s for schema agreement in vain.
+    """
+    from cassandra.query import SimpleStatement
+
+    query = SimpleStatement("SELECT host_id FROM system_views.pending_hints")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        hosts = [h for h in session.cluster.metadata.all_hosts() if h.is_up]
+        try:
+            if not any(list(session.execute(query, host=host)) for host in hosts):
+                return
+        except Exception as exc:  # noqa: BLE001 - a node may be reconnecting; ask again
+            print(f"pending hints check failed, retrying: {exc}")
+        time.sleep(0.5)
+    print(f"hints still pending after {timeout:.0f} s")
+
+
 @pytest.fixture
 def keyspace(admin_session, request) -> Iterator[str]:
     """A fresh, migrated keyspace for one test, dropped afterwards."""
@@ -187,6 +210,7 @@ def keyspace(admin_session, request) -> Iterator[str]:
     cassandra_schema.migrate(admin_session, name, "datacenter1", 2, 90)
     yield name
     try:
+        wait_for_hints_delivered(admin_session)
         admin_session.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=60)
     except Exception as exc:  # a node still down after a failed test must not hide that failure
         print(f"could not drop {name}: {exc}")
