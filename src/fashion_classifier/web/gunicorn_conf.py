@@ -13,6 +13,8 @@
   prometheus_client; dead workers' live gauges are dropped in ``child_exit``.
 * Requests gunicorn's own HTTP parser refuses (header or URL too long, ...) get a JSON error
   body like every other error (``protocol_errors``).
+* Once a worker has loaded the app, its heap so far is frozen out of the cyclic GC
+  (``runtime.freeze_heap``): full collections then walk only what requests allocate.
 * Graceful shutdown: SIGTERM lets in-flight requests finish within ``FC_GRACEFUL_TIMEOUT``;
   each worker flushes its prediction-log queue (to the backend or the spool) as it exits.
 """
@@ -49,6 +51,10 @@ proc_name = "fashion-classifier"
 # gunicorn >= 27 opens a control socket at a fixed path under $HOME: unused here, and two
 # servers on one machine (tests, benchmarks) would fight over it.
 control_socket_disable = True
+
+
+def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn hook signature
+    runtime.freeze_heap()
 
 
 def child_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn hook signature

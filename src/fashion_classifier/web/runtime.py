@@ -6,6 +6,7 @@ Used by ``fashion-classifier serve`` (before it execs gunicorn) and by the gunic
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from pathlib import Path
@@ -56,3 +57,17 @@ def cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
+
+
+def freeze_heap() -> int:
+    """Collect once, then leave everything allocated so far out of every later collection.
+
+    For a serving worker once its app is loaded (gunicorn's ``post_worker_init``): modules, the
+    app, the model and the metrics live as long as the process, yet each full collection walked
+    them all (~95,000 objects: pauses of 15-50 ms of a worker under load, a good part of its p99).
+    Frozen objects are still freed by reference counting when they are dropped; only a cycle
+    among them would stay, which is why the collection comes first. Returns how many are frozen.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
