@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from fashion_classifier.predlog import InvalidPageState, PredictionRecord, cassandra_schema
-from fashion_classifier.predlog.base import PredictionBatch
+from fashion_classifier.predlog import InvalidPageState, PredictionRecord, cassandra_log, cassandra_schema
+from fashion_classifier.predlog.base import PredictionBatch, PredictionLogUnavailable
 from fashion_classifier.predlog.cassandra_log import CassandraLog
 from fashion_classifier.predlog.codec import decode_token, encode_token
 
@@ -107,6 +107,26 @@ def test_round_trip_paging_counts_feedback(log, admin_session, keyspace):
     counts = log.counts(today)
     assert sum(counts.values()) == 57 and counts["class-0"] == 6
     assert [r.id for r in log.recent(5)] == [r.id for r in reversed(recs)][:5]
+
+
+def test_counts_read_every_page_and_stop_at_the_budget(log, admin_session, keyspace, monkeypatch):
+    _connected(log)
+    recs = [make_record(i) for i in range(57)]
+    for rec in recs:
+        log.record(rec)
+    assert log.flush()
+    today = datetime.now(UTC).date()
+    eventually(lambda: _all_stored(admin_session, keyspace, today, recs))
+    monkeypatch.setattr(cassandra_log, "COUNT_PAGE_ROWS", 10)  # 6 pages
+
+    def all_counted() -> None:
+        counts = log.counts(today)
+        assert sum(counts.values()) == 57 and counts["class-0"] == 6
+
+    eventually(all_counted)  # a LOCAL_ONE read may reach the replica that is behind
+    log.count_budget = 0.0
+    with pytest.raises(PredictionLogUnavailable, match=r"stopped after 0 s and 10 predictions"):
+        log.counts(today)
 
 
 def test_rows_carry_the_default_ttl(log, admin_session, keyspace):

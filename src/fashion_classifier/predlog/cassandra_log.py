@@ -18,6 +18,7 @@ import collections
 import logging
 import struct
 import threading
+import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
@@ -58,6 +59,7 @@ from fashion_classifier.predlog.writer import AsyncWriter, Done
 log = logging.getLogger(__name__)
 
 RECENT_DAYS = 7  # how far back recent() looks
+COUNT_PAGE_ROWS = 5000  # rows per page when counts() reads a day
 _COLUMNS = (
     "id, created_at, model_version, predicted_class, label, confidence, top3, source, "
     "filename, image_width, image_height, latency_ms, client_hash"
@@ -426,6 +428,10 @@ class CassandraLog:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         check_keyspace_name(settings.cassandra_keyspace)
+        # counts() reads a whole day partition on the request thread, at ~250k rows/s on this
+        # 2-core machine: past this budget it answers 503 rather than hold the worker until
+        # gunicorn kills it at FC_TIMEOUT (with every connection it was serving).
+        self.count_budget = settings.timeout / 2
         # Larger, rarer batches than the writer's defaults: the cluster's cost per mutation (commit
         # log entry, the message to the other replica, the acknowledgement) is shared by more rows,
         # and the JVMs take their CPU from the same two cores as the service.
@@ -518,9 +524,23 @@ class CassandraLog:
     def counts(self, day: date) -> dict[str, int]:
         sink = self._sink()
         statement = sink.select_labels.bind((day,))
-        statement.fetch_size = 5000
+        statement.fetch_size = COUNT_PAGE_ROWS
+        deadline = time.monotonic() + self.count_budget
+        tally: collections.Counter[str] = collections.Counter()
         try:
-            tally = collections.Counter(row.label for row in sink.session.execute(statement))
+            result = sink.session.execute(statement)
+            while True:
+                tally.update(row.label for row in result.current_rows)
+                if not result.has_more_pages:
+                    break
+                if time.monotonic() > deadline:
+                    raise PredictionLogUnavailable(
+                        f"counting {day} stopped after {self.count_budget:g} s and "
+                        f"{tally.total():,} predictions: a day is one Cassandra partition, read "
+                        "whole, and this one is too large to count in a request (the "
+                        "fc_predictions_total metric counts predictions as they are made)"
+                    )
+                result.fetch_next_page()
         except _READ_ERRORS as exc:
             raise PredictionLogUnavailable(f"Cassandra read failed: {exc}") from exc
         return dict(sorted(tally.items()))
