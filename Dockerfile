@@ -93,7 +93,8 @@ COPY docker/fc-seed-model /usr/local/bin/fc-seed-model
 COPY model /opt/fashion-classifier/model
 ENV FC_MODEL_DIR=/opt/fashion-classifier/model
 USER 10001:10001
-EXPOSE 8000
+# 8000: the app (FC_PORT); 9464: Prometheus metrics, served by the gunicorn master (FC_METRICS_PORT)
+EXPOSE 8000 9464
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/v2/health/live' % os.environ.get('FC_PORT', '8000'), timeout=4)"]
 CMD ["fashion-classifier", "serve"]

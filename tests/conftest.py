@@ -28,6 +28,12 @@ def dataset(data_dir):
     return load_dir(data_dir)
 
 
+@pytest.fixture(scope="session")
+def shipped_store() -> Path:
+    """The default model store (model/) itself, for servers that only read it."""
+    return DEFAULT_MODEL_DIR
+
+
 @pytest.fixture
 def model_store(tmp_path: Path) -> Path:
     """A private copy of the default model store (model/), safe to publish into."""

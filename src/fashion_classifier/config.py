@@ -100,12 +100,18 @@ class Settings:
     # --- serving ---------------------------------------------------------------------------
     host: str = "127.0.0.1"  # FC_HOST
     port: int = 8000  # FC_PORT
+    # FC_METRICS_PORT: the gunicorn master serves the workers' summed metrics at /metrics on
+    # this port (same host as FC_PORT), never on the app's port; 0 = not served at all
+    metrics_port: int = 9464
     workers: int = 0  # FC_WORKERS; 0 = one per CPU core
     timeout: int = 30  # FC_TIMEOUT gunicorn worker timeout (s)
     graceful_timeout: int = 20  # FC_GRACEFUL_TIMEOUT (s)
     # FC_KEEPALIVE seconds an idle client connection stays open; 0 closes each connection
     # after its response
     keepalive: int = 5
+    # FC_REQUEST_TIMEOUT seconds a request (head and body) may take to arrive, from its first byte
+    request_timeout: float = 30.0
+    worker_connections: int = 1000  # FC_WORKER_CONNECTIONS open client connections per worker
     max_upload_bytes: int = 10 * 1024 * 1024  # FC_MAX_UPLOAD_BYTES; larger bodies get 413
     max_batch: int = 1024  # FC_MAX_BATCH images per request
     model_name: str = "fashion"  # FC_MODEL_NAME used in /v1 and /v2 URLs
@@ -113,13 +119,20 @@ class Settings:
     # FC_CLIENT_SALT keys the hash of client addresses in the prediction log; unset = a random
     # salt per worker process (hashes then only match within one process)
     client_salt: str = field(default="", repr=False)
+    # FC_API_TOKEN: the bearer token that guards the prediction history and /api/v1/feedback;
+    # unset (and no FC_API_TOKEN_FILE) = those routes are open, as for `make run` on 127.0.0.1
+    api_token: str = field(default="", repr=False)
+    # FC_API_TOKEN_FILE: a file holding the token (a mounted Secret), re-read when it changes
+    api_token_file: Path | None = None
 
     # --- prediction log ------------------------------------------------------------------------
     # FC_PREDLOG: "sqlite" (embedded default), "cassandra", or "off"
     predlog: str = "sqlite"
     sqlite_path: Path = PROJECT_ROOT / "var" / "predictions.sqlite3"  # FC_SQLITE_PATH
     spool_dir: Path = PROJECT_ROOT / "var" / "spool"  # FC_SPOOL_DIR durable spool for unsent rows
-    queue_size: int = 10_000  # FC_QUEUE_SIZE in-memory rows before spilling to the spool
+    # FC_QUEUE_SIZE in-memory rows before spilling to the spool. With the batches in flight, the
+    # rows a SIGKILLed worker can lose (docs/security.md): 2,000 + 2 × 1,000 with Cassandra.
+    queue_size: int = 2_000
     cassandra_hosts: tuple[str, ...] = ("127.0.0.1",)  # FC_CASSANDRA_HOSTS comma-separated
     cassandra_port: int = 9042  # FC_CASSANDRA_PORT
     cassandra_keyspace: str = "fashion"  # FC_CASSANDRA_KEYSPACE
@@ -127,6 +140,10 @@ class Settings:
     cassandra_replication: int = 2  # FC_CASSANDRA_REPLICATION factor used by `migrate`
     cassandra_username: str = ""  # FC_CASSANDRA_USERNAME (PasswordAuthenticator when set)
     cassandra_password: str = field(default="", repr=False)  # FC_CASSANDRA_PASSWORD
+    # FC_CASSANDRA_APP_USERNAME / _PASSWORD: the application role `migrate` creates (SELECT and
+    # MODIFY on the keyspace only) when it runs as the admin role; unset = no role management
+    cassandra_app_username: str = ""
+    cassandra_app_password: str = field(default="", repr=False)
     cassandra_tls: bool = False  # FC_CASSANDRA_TLS
     cassandra_ca_file: Path | None = None  # FC_CASSANDRA_CA_FILE to verify the server
     cassandra_connect_timeout: float = 5.0  # FC_CASSANDRA_CONNECT_TIMEOUT (s)
@@ -141,6 +158,9 @@ class Settings:
         predlog = _env("FC_PREDLOG", "sqlite").lower()
         if predlog not in ("sqlite", "cassandra", "off"):
             raise ConfigError(f"FC_PREDLOG={predlog!r} must be one of sqlite, cassandra, off")
+        port, metrics_port = _int("FC_PORT", 8000, minimum=0), _int("FC_METRICS_PORT", 9464, minimum=0)
+        if metrics_port and metrics_port == port:
+            raise ConfigError(f"FC_METRICS_PORT={metrics_port} must differ from FC_PORT")
         return cls(
             data_dir=_path("FC_DATA_DIR", None),
             seed=_int("FC_SEED", 42),
@@ -150,20 +170,25 @@ class Settings:
             keep_versions=_int("FC_KEEP_VERSIONS", 5, minimum=1),
             reload_interval=_float("FC_RELOAD_INTERVAL", 2.0),
             host=_env("FC_HOST", "127.0.0.1"),
-            port=_int("FC_PORT", 8000, minimum=0),
+            port=port,
+            metrics_port=metrics_port,
             workers=_int("FC_WORKERS", 0, minimum=0),
             timeout=_int("FC_TIMEOUT", 30, minimum=1),
             graceful_timeout=_int("FC_GRACEFUL_TIMEOUT", 20, minimum=0),
             keepalive=_int("FC_KEEPALIVE", 5, minimum=0),
+            request_timeout=_float("FC_REQUEST_TIMEOUT", 30.0),
+            worker_connections=_int("FC_WORKER_CONNECTIONS", 1000, minimum=1),
             max_upload_bytes=_int("FC_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1),
             max_batch=_int("FC_MAX_BATCH", 1024, minimum=1),
             model_name=_env("FC_MODEL_NAME", "fashion"),
             metrics_dir=_path("PROMETHEUS_MULTIPROC_DIR", None),
             client_salt=_env("FC_CLIENT_SALT", ""),
+            api_token=_env("FC_API_TOKEN", "").strip(),
+            api_token_file=_path("FC_API_TOKEN_FILE", None),
             predlog=predlog,
             sqlite_path=_path("FC_SQLITE_PATH", Settings.sqlite_path) or Settings.sqlite_path,
             spool_dir=_path("FC_SPOOL_DIR", Settings.spool_dir) or Settings.spool_dir,
-            queue_size=_int("FC_QUEUE_SIZE", 10_000, minimum=1),
+            queue_size=_int("FC_QUEUE_SIZE", 2_000, minimum=1),
             cassandra_hosts=_list("FC_CASSANDRA_HOSTS", "127.0.0.1"),
             cassandra_port=_int("FC_CASSANDRA_PORT", 9042, minimum=1),
             cassandra_keyspace=_env("FC_CASSANDRA_KEYSPACE", "fashion"),
@@ -171,6 +196,8 @@ class Settings:
             cassandra_replication=_int("FC_CASSANDRA_REPLICATION", 2, minimum=1),
             cassandra_username=_env("FC_CASSANDRA_USERNAME", ""),
             cassandra_password=_env("FC_CASSANDRA_PASSWORD", ""),
+            cassandra_app_username=_env("FC_CASSANDRA_APP_USERNAME", ""),
+            cassandra_app_password=_env("FC_CASSANDRA_APP_PASSWORD", ""),
             cassandra_tls=_bool("FC_CASSANDRA_TLS", False),
             cassandra_ca_file=_path("FC_CASSANDRA_CA_FILE", None),
             cassandra_connect_timeout=_float("FC_CASSANDRA_CONNECT_TIMEOUT", 5.0),
@@ -184,7 +211,7 @@ class Settings:
         out = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("cassandra_password", "client_salt") and value:
+            if f.name in ("cassandra_password", "cassandra_app_password", "client_salt", "api_token") and value:
                 value = "********"
             out.append((f.name, str(value)))
         return out

@@ -2,9 +2,10 @@
 
 Under gunicorn, ``fashion-classifier serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` before any worker
 imports prometheus_client, so every worker writes its values to memory-mapped files there and
-``GET /metrics`` (any worker) reports the sum over workers: counters and histograms add up,
-and each gauge says how workers combine (``multiprocess_mode``). Without that variable (tests,
-``flask run``) the same metrics live in the process's default registry.
+the gunicorn master serves their sum on its own port (``web.metrics_server``, ``FC_METRICS_PORT``):
+counters and histograms add up, and each gauge says how workers combine (``multiprocess_mode``).
+Without that variable (tests, ``flask run``) the same metrics live in the process's default
+registry, and ``render()`` reads them.
 
 The prediction log's metrics (``fc_predlog_*``) are defined in ``predlog.metrics``.
 """
@@ -137,11 +138,3 @@ def render() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-
-
-def mark_process_dead(pid: int) -> None:
-    """Drop a dead worker's live gauges (in-flight, ready, model info) from the totals."""
-    if multiprocess_dir() is not None:
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(pid)

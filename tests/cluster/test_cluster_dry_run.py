@@ -20,7 +20,7 @@ OVERLAYS = ("base", "kind", "minikube")
 VALUES: dict[str, dict[str, Any]] = {
     "defaults": {},
     "cassandra-3-nodes-auth": {"cassandra": {"replicas": 3, "replicationFactor": 3,
-                                             "auth": {"enabled": True, "username": "fc", "password": "s3cret"}}},
+                                             "auth": {"app": {"username": "svc", "existingSecret": "svc-creds"}}}},
     "ingress-nodeport-plain-job": {"ingress": {"enabled": True, "host": "fc.example.com",
                                                "tls": [{"secretName": "fc-tls", "hosts": ["fc.example.com"]}]},
                                    "service": {"type": "NodePort", "nodePort": 30080},

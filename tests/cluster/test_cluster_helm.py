@@ -27,6 +27,13 @@ CASSANDRA = "app.kubernetes.io/instance=fc,app.kubernetes.io/component=cassandra
 # What `helm uninstall` is documented to leave: the model store (helm.sh/resource-policy: keep)
 # and the Cassandra StatefulSet's data claims (StatefulSets never delete their claims by default).
 KEPT_CLAIMS = {f"{FULLNAME}-models", f"data-{FULLNAME}-cassandra-0", f"data-{FULLNAME}-cassandra-1"}
+# ...and the Cassandra roles' Secrets (hooks, which Helm never deletes): the kept data has those
+# passwords, and a reinstall finds them with `lookup`.
+CASSANDRA_SECRETS = {f"{FULLNAME}-cassandra-admin", f"{FULLNAME}-cassandra-app"}
+
+
+def _cassandra_passwords(kube: Kube) -> dict[str, str]:
+    return {name: kube.get("secret", name, "-n", NAMESPACE)["data"]["password"] for name in CASSANDRA_SECRETS}
 
 
 def _manifest(kube: Kube, namespace: str, release: str) -> list[dict[str, Any]]:
@@ -75,15 +82,17 @@ def test_deployment_reaches_its_replicas_of_ready_pods(installed: Kube) -> None:
         d = installed.get("deployment", FULLNAME, "-n", NAMESPACE)
         return d["spec"].get("replicas") == 2 and d["status"].get("readyReplicas") == 2
     wait_for(ready, 90, "the Deployment's 2 ready replicas")
-    assert len(ready_pods(installed, NAMESPACE, CLASSIFIER)) == 2
+    wait_for(lambda: len(ready_pods(installed, NAMESPACE, CLASSIFIER)) == 2, 30, "exactly 2 ready classifier pods")
 
 
 def test_statefulset_has_two_ready_cassandra_pods_with_bound_claims(installed: Kube) -> None:
     wait_for(lambda: installed.get("statefulset", f"{FULLNAME}-cassandra", "-n", NAMESPACE)["status"]
              .get("readyReplicas") == 2, 90, "2 ready Cassandra pods")
-    assert len(ready_pods(installed, NAMESPACE, CASSANDRA)) == 2
-    claims = {c["metadata"]["name"]: c["status"]["phase"] for c in installed.get("pvc", "-n", NAMESPACE)["items"]}
-    assert claims == dict.fromkeys(KEPT_CLAIMS, "Bound")
+    wait_for(lambda: len(ready_pods(installed, NAMESPACE, CASSANDRA)) == 2, 30, "exactly 2 ready Cassandra pods")
+
+    def claims() -> dict[str, str]:
+        return {c["metadata"]["name"]: c["status"].get("phase") for c in installed.get("pvc", "-n", NAMESPACE)["items"]}
+    wait_for(lambda: claims() == dict.fromkeys(KEPT_CLAIMS, "Bound"), 30, f"bound claims {KEPT_CLAIMS}")
 
 
 def test_every_service_has_endpoints(installed: Kube) -> None:
@@ -121,15 +130,19 @@ def test_helm_test_creates_its_test_pods(installed: Kube) -> None:
 
 def test_kubectl_scale_yields_five_pods(installed: Kube) -> None:
     installed.kubectl("scale", f"deployment/{FULLNAME}", "--replicas=5", "-n", NAMESPACE)
+    # The controller updates the Deployment's status a moment after the pods: wait for each.
     wait_for(lambda: len(ready_pods(installed, NAMESPACE, CLASSIFIER)) == 5, 60, "5 ready classifier pods")
-    d = installed.get("deployment", FULLNAME, "-n", NAMESPACE)
-    assert d["status"]["readyReplicas"] == 5
+    wait_for(lambda: installed.get("deployment", FULLNAME, "-n", NAMESPACE)["status"].get("readyReplicas") == 5,
+             30, "the Deployment's status to count 5 ready replicas")
 
 
 def test_helm_upgrade_with_a_new_image_tag_rolls_the_deployment(installed: Kube) -> None:
     before = installed.get("deployment", FULLNAME, "-n", NAMESPACE)["metadata"]["annotations"]
+    passwords = _cassandra_passwords(installed)
     installed.helm("upgrade", RELEASE, CHART, "-n", NAMESPACE, "--reuse-values", "--set", "image.tag=0.2.0",
                    "--wait", "--timeout", "5m")
+    # The random passwords survive the upgrade (`lookup` of the existing Secrets).
+    assert _cassandra_passwords(installed) == passwords
 
     def rolled() -> bool:
         d = installed.get("deployment", FULLNAME, "-n", NAMESPACE)
@@ -149,6 +162,7 @@ def test_helm_uninstall_leaves_only_the_documented_claims(installed: Kube) -> No
     installed.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "2m")
     # Garbage collection of pods and ReplicaSets is asynchronous: give it a moment, then compare.
     deadline = time.monotonic() + 20
-    while set(left := _leftovers(installed, NAMESPACE)) - {"PersistentVolumeClaim"} and time.monotonic() < deadline:
+    while set(left := _leftovers(installed, NAMESPACE)) - {"PersistentVolumeClaim", "Secret"} \
+            and time.monotonic() < deadline:
         time.sleep(1)
-    assert left == {"PersistentVolumeClaim": KEPT_CLAIMS}
+    assert left == {"PersistentVolumeClaim": KEPT_CLAIMS, "Secret": CASSANDRA_SECRETS}

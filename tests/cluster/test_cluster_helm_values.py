@@ -20,7 +20,7 @@ VALUES = {
     "autoscaling": {"enabled": False},
     "replicaCount": 3,
     "cassandra": {"replicas": 3, "replicationFactor": 3, "persistence": {"size": "2Gi"},
-                  "auth": {"enabled": True, "username": "fc", "password": "s3cret"}},
+                  "auth": {"admin": {"username": "shop_admin"}, "app": {"username": "shop_app"}}},
     "ingress": {"enabled": True, "host": "fc.example.com",
                 "tls": [{"secretName": "fc-tls", "hosts": ["fc.example.com"]}]},
     "service": {"type": "NodePort", "nodePort": 30080},
@@ -42,19 +42,23 @@ def installed(kube: Kube, tmp_path_factory) -> Iterator[Kube]:
 
 
 def test_fixed_replica_count_without_autoscaler(installed: Kube) -> None:
-    d = installed.get("deployment", FULLNAME, "-n", NAMESPACE)
-    assert d["spec"]["replicas"] == 3 and d["status"]["readyReplicas"] == 3
+    # helm --wait waits for the ReplicaSet's pods; the Deployment's status follows a moment later.
+    wait_for(lambda: installed.get("deployment", FULLNAME, "-n", NAMESPACE)["status"].get("readyReplicas") == 3,
+             30, "the Deployment's status to count 3 ready replicas")
+    assert installed.get("deployment", FULLNAME, "-n", NAMESPACE)["spec"]["replicas"] == 3
     assert installed.kubectl("get", "hpa", "-n", NAMESPACE, "-o", "name").stdout.strip() == ""
 
 
 def test_three_cassandra_nodes_with_credentials(installed: Kube) -> None:
-    sts = installed.get("statefulset", f"{FULLNAME}-cassandra", "-n", NAMESPACE)
-    assert sts["status"]["readyReplicas"] == 3
+    wait_for(lambda: installed.get("statefulset", f"{FULLNAME}-cassandra", "-n", NAMESPACE)["status"]
+             .get("readyReplicas") == 3, 30, "the StatefulSet's status to count 3 ready replicas")
     claims = {c["metadata"]["name"]: c for c in installed.get("pvc", "-n", NAMESPACE)["items"]}
     assert all(claims[f"data-{FULLNAME}-cassandra-{i}"]["status"]["capacity"]["storage"] == "2Gi" for i in range(3))
     assert claims[f"{FULLNAME}-models"]["spec"]["accessModes"] == ["ReadWriteMany"]
-    secret = installed.get("secret", f"{FULLNAME}-cassandra", "-n", NAMESPACE)
-    assert base64.b64decode(secret["data"]["username"]) == b"fc"
+    for role in ("admin", "app"):
+        secret = installed.get("secret", f"{FULLNAME}-cassandra-{role}", "-n", NAMESPACE)
+        assert base64.b64decode(secret["data"]["username"]) == f"shop_{role}".encode()
+        assert len(base64.b64decode(secret["data"]["password"])) == 32
 
 
 def test_ingress_and_node_port(installed: Kube) -> None:

@@ -42,8 +42,13 @@ def serve_env(
     workers: int = 2,
     predlog: str = "sqlite",
     extra: dict[str, str] | None = None,
+    metrics_port: int | None = None,
 ) -> dict[str, str]:
-    """Environment for ``fashion-classifier serve`` with every writable path inside ``workdir``."""
+    """Environment for ``fashion-classifier serve`` with every writable path inside ``workdir``.
+
+    The metrics port is a free one unless given (0 = no metrics port): never the default, which
+    two servers on one machine would both try to bind.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     metrics_dir = workdir / "prometheus-multiproc"
     metrics_dir.mkdir(exist_ok=True)
@@ -51,6 +56,7 @@ def serve_env(
     env.update(
         FC_HOST="127.0.0.1",
         FC_PORT=str(port),
+        FC_METRICS_PORT=str(free_port() if metrics_port is None else metrics_port),
         FC_WORKERS=str(workers),
         FC_MODEL_DIR=str(model_dir),
         FC_PREDLOG=predlog,
@@ -132,6 +138,14 @@ class ServerProcess:
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """``/metrics`` on the metrics port the gunicorn master serves (``FC_METRICS_PORT``)."""
+        port = int(self.env.get("FC_METRICS_PORT") or 0)
+        if not port:
+            raise ServerError("this server has no metrics port (FC_METRICS_PORT unset or 0)")
+        return f"http://{self.host}:{port}/metrics"
 
     def start(self, timeout: float = 60.0, workers: int | None = None) -> ServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,10 +8,14 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from harness.images import bmp_rle, gif_zeros, jpeg_gradient, png_chunk, png_zeros, with_size
+from PIL import GifImagePlugin, Image, ImageFile, PngImagePlugin
 
+from fashion_classifier.inference import decode_budget
 from fashion_classifier.inference.preprocess import (
     ImageError,
+    _high_depth_converter,
+    _reduce_tiles,
     pixels_from_values,
     prepare_image,
     scale_pixels,
@@ -319,3 +323,183 @@ def test_to_png_enlarges_the_model_input(test_split):
     image = Image.open(io.BytesIO(png))
     assert image.size == (168, 168)
     assert np.array_equal(np.asarray(image)[::6, ::6], test_split[0][0])
+
+
+# --- The decode budget (issue 21) -----------------------------------------------------------------
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Decoding any pixel fails the test: refusals must come from the header."""
+
+    def decode(self, *args, **kwargs):
+        raise AssertionError(f"pixels of a {self.format} {self.mode} {self.size} image were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", decode)
+
+
+def test_the_issue_image_is_refused_from_its_header(no_decoding):
+    data = png_zeros(9400, 9400, "I;16")  # the issue's 9400×9400 16-bit zeros: 2.3 GB on dec2ef7
+    assert len(data) < 200_000
+    with pytest.raises(ImageError, match="9400×9400 image decodes to 88,360,000 pixels") as exc:
+        prepare_image(data)
+    assert exc.value.status == 422 and "the decode limit is 12,582,912 pixels" in str(exc.value)
+
+
+def _jpeg_segments(count: int, progressive: bool = False, filler: bytes = b"\xff\xfe\x00\x02") -> bytes:
+    """A small JPEG with ``count`` × ``filler`` (default: an empty comment) after its JFIF segment."""
+    data = jpeg_gradient(64, 64, "L", progressive=progressive)
+    return data[:20] + filler * count + data[20:]
+
+
+def _gif_blocks(count: int) -> bytes:
+    data = gif_zeros((8, 8))
+    at = data.index(b"!\xf9")
+    return data[:at] + b"!\xfe" + b"\x01a" * count + b"\x00" + data[at:]
+
+
+def _png_chunks(count: int) -> bytes:
+    data = png_zeros(8, 8, "L")
+    return data[:33] + png_chunk(b"abCd", b"") * (count - 3) + data[33:]  # + IHDR, IDAT, IEND
+
+
+OVER_BUDGET = {
+    "4-byte mode over the byte limit": (
+        lambda: png_zeros(3073, 3072, "RGBA"),
+        r"3073×3072 image \(mode RGBA\) needs 37,761,024 bytes to decode beside its [\d,]+-byte file "
+        r"\(counted 3×\); the decode limit is 37,748,736 bytes \(36 MiB\)",
+    ),
+    "16-bit over the pixel limit": (lambda: png_zeros(4097, 3072, "I;16"), "the decode limit is 12,582,912 pixels"),
+    "palette with tRNS": (lambda: png_zeros(9400, 9400, "P", transparency=True), "decode limit is 12,582,912 pixels"),
+    "interlaced": (lambda: png_zeros(3100, 3100, "LA", interlace=True), "mode LA.*decode limit is 37,748,736"),
+    "APNG frames": (lambda: png_zeros(8, 8, "RGB", frames=1001), "1,001 frames exceeds the limit of 1,000 frames"),
+    "GIF frames": (lambda: gif_zeros((8, 8), frames=1001), "more than 1,000 frames"),
+    "GIF screen": (lambda: gif_zeros((9400, 9400), (3, 3, 1, 1)), "9400×9400 image decodes to"),
+    "GIF frame beyond the screen": (lambda: gif_zeros((1, 1), (0, 0, 5000, 5000), data_pixels=1), "5000×5000 image"),
+    "progressive JPEG": (
+        lambda: with_size(jpeg_gradient(64, 64, "L", progressive=True), 6000, 4000),
+        # 48,000,000 bytes of coefficients (1 component, 2 bytes per sample) + 750×500 drafted pixels
+        r"6000×4000 image \(mode L, progressive or multi-scan JPEG\) needs 48,375,000 bytes",
+    ),
+    "progressive JPEG bytes": (
+        lambda: _jpeg_segments(65, progressive=True, filler=b"\xff\xfe\xff\xff" + bytes(65533)),
+        r"progressive \(or multi-scan\) JPEG of 4,\d{3},\d{3} bytes exceeds the limit of 4,194,304 bytes",
+    ),
+    "RLE BMP pixels": (lambda: bmp_rle(1025, 1024, eol_after=1), "limit of 1,048,576 pixels for RLE BMPs"),
+    "RLE BMP bytes": (lambda: bmp_rle(1024, 300, run=1), "limit of 524,288 bytes for RLE BMPs"),
+    "PNG chunks": (lambda: _png_chunks(20_001), "more than 20,000 chunks"),
+    "GIF blocks": (lambda: _gif_blocks(131_073), "more than 131,072 data blocks"),
+    "JPEG segments": (lambda: _jpeg_segments(1001), "more than 1,000 segments"),
+    "JPEG junk": (lambda: _jpeg_segments(1, filler=bytes(65_537)), "more than 65,536 stray bytes"),
+}
+
+
+@pytest.mark.parametrize("case", OVER_BUDGET)
+def test_over_budget_images_are_422_from_the_header(no_decoding, case):
+    build, message = OVER_BUDGET[case]
+    with pytest.raises(ImageError, match=message) as exc:
+        prepare_image(build())
+    assert exc.value.status == 422
+
+
+@pytest.mark.parametrize(
+    ("data", "size"),
+    [
+        (png_zeros(3050, 3050, "RGBA"), (3050, 3050)),  # 37,210,000 bytes + 3 × a 37 KB file
+        (png_zeros(4096, 3072, "P", transparency=True), (4096, 3072)),  # exactly 12,582,912 pixels
+        (bmp_rle(1024, 1024, rle4=True, eol_after=1), (1024, 1024)),
+        (jpeg_gradient(8000, 6000, "L", quality=80), (8000, 6000)),  # drafted: decodes 1000×750
+    ],
+    ids=["RGBA-at-the-byte-limit", "P-tRNS-at-the-pixel-limit", "RLE4-limit", "JPEG-8000x6000"],
+)
+def test_images_at_the_limits_are_accepted(data, size):
+    prepared = prepare_image(data)
+    assert (prepared.width, prepared.height) == size
+    check_model_input(prepared.pixels)
+
+
+def test_pillow_text_chunks_are_capped():
+    data = png_zeros(8, 8, "L")
+    text = png_chunk(b"zTXt", b"k\x00\x00" + zlib.compress(bytes((1 << 20) - 8), 9))
+    with pytest.raises(ImageError, match="PNG text chunks inflate past the limit of 4,194,304 bytes") as exc:
+        prepare_image(data[:33] + text * 5 + data[33:])
+    assert exc.value.status == 422
+    assert PngImagePlugin.MAX_TEXT_MEMORY == 4 * PngImagePlugin.MAX_TEXT_CHUNK
+
+
+@pytest.mark.parametrize(
+    ("data", "image_class"),
+    [
+        (gif_zeros((600, 400), frames=1000), GifImagePlugin.GifImageFile),
+        (png_zeros(600, 400, "RGB", frames=1000), PngImagePlugin.PngImageFile),
+    ],
+    ids=["GIF", "APNG"],
+)
+def test_only_the_first_frame_of_an_animation_is_read(monkeypatch, data, image_class):
+    frames: list[int] = []
+    seek = image_class._seek
+
+    def spy(self, frame, *args, **kwargs):
+        frames.append(frame)
+        return seek(self, frame, *args, **kwargs)
+
+    monkeypatch.setattr(image_class, "_seek", spy)
+    prepared = prepare_image(data)
+    assert (prepared.width, prepared.height) == (600, 400)
+    assert set(frames) <= {0}
+
+
+def _random_image(mode: str, size: tuple[int, int]) -> Image.Image:
+    rng = np.random.default_rng(7)
+    w, h = size
+    if mode == "I;16":
+        return Image.fromarray(rng.integers(0, 65536, (h, w), dtype=np.uint16))
+    if mode in ("P", "P-tRNS"):
+        image = Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8), "L").convert("P")
+        image.putpalette(rng.integers(0, 256, 768, dtype=np.uint8).tobytes())
+        if mode == "P-tRNS":
+            image.info["transparency"] = rng.integers(0, 256, 256, dtype=np.uint8).tobytes()
+        return image
+    bands = len(Image.getmodebands(mode) * "x")
+    arr = rng.integers(0, 256, (h, w, bands) if bands > 1 else (h, w), dtype=np.uint8)
+    return Image.fromarray(arr).convert(mode) if mode == "1" else Image.frombytes(mode, size, arr.tobytes())
+
+
+@pytest.mark.parametrize(
+    ("mode", "convert"),
+    [("L", None), ("1", "L"), ("P", "L"), ("RGB", "L"), ("CMYK", "L"), ("RGBA", "LA"), ("LA", "LA"), ("P-tRNS", "LA")],
+)
+@pytest.mark.parametrize("size", [(1500, 1100), (130, 9000), (9000, 130)])
+def test_tiles_reduce_exactly_like_the_whole_image(mode, convert, size):
+    image = _random_image(mode, size)
+    factor = max(size) // 112
+    whole = (image.convert(convert) if convert else image).reduce(factor)
+    tiled = _reduce_tiles(image, (lambda tile: tile.convert(convert)) if convert else None, factor)
+    assert tiled.mode == whole.mode and tiled.size == whole.size
+    assert np.array_equal(np.asarray(tiled), np.asarray(whole))
+
+
+def test_sixteen_bit_tiles_round_like_dec2ef7():
+    image = _random_image("I;16", (1500, 1100))
+    expected = np.clip(np.rint(np.asarray(image, dtype=np.float64) / 257.0), 0, 255).astype(np.uint8)
+    converted = _reduce_tiles(image, _high_depth_converter(image), 1)
+    assert np.array_equal(np.asarray(converted), expected)
+
+
+def test_a_4000x3000_progressive_photo_fits_the_budget():
+    # 4:2:0 coefficients: 12 M + 2 × 3 M samples × 2 bytes = 36,283,500 bytes, + 500×375 decoded.
+    prepared = prepare_image(jpeg_gradient(4000, 3000, "RGB", quality=90, progressive=True))
+    assert (prepared.width, prepared.height) == (4000, 3000)
+    assert decode_budget.MAX_DECODE_BYTES >= 36_283_500 + 500 * 375
+
+
+def test_the_images_of_one_request_share_a_budget(no_decoding):
+    budget = decode_budget.RequestBudget(pixels=5_000_000)
+    data = png_zeros(2000, 2000, "L")  # 4,000,000 pixels
+    with pytest.raises(ImageError, match="were decoded"):  # within budget: decoding starts (and fails here)
+        prepare_image(data, budget)
+    assert budget.left == 1_000_000
+    with pytest.raises(ImageError, match="may decode to 12,582,912 pixels in all; this one needs 4,000,000 and "
+                       "1,000,000 are left") as exc:
+        prepare_image(data, budget)
+    assert exc.value.status == 422 and budget.left == 1_000_000

@@ -1,4 +1,4 @@
-"""A real 2-worker ``fashion-classifier serve`` and a real Prometheus server scraping it."""
+"""A real 2-worker ``fashion-classifier serve`` and a real Prometheus server scraping its metrics port."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def server(store_copy, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def prometheus(server, tmp_path_factory):
-    prom = Prometheus(tmp_path_factory.mktemp("prometheus"), target=f"127.0.0.1:{server.port}")
+    prom = Prometheus(tmp_path_factory.mktemp("prometheus"), target=f"127.0.0.1:{server.env['FC_METRICS_PORT']}")
     prom.start()
     yield prom
     prom.stop()

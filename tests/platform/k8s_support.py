@@ -33,7 +33,9 @@ VALUES_MATRIX: dict[str, dict[str, Any]] = {
     "cassandra-3-nodes": {"cassandra": {"replicas": 3, "replicationFactor": 3}},
     "ingress-on": {"ingress": {"enabled": True, "className": "nginx", "host": "fc.example.com",
                                "tls": [{"secretName": "fc-tls", "hosts": ["fc.example.com"]}]}},
-    "auth-on": {"cassandra": {"auth": {"enabled": True, "username": "fc", "password": "s3cret"}}},
+    "auth-off": {"cassandra": {"auth": {"enabled": False}}},
+    "auth-existing-secrets": {"cassandra": {"auth": {"admin": {"existingSecret": "my-admin"},
+                                                     "app": {"username": "svc", "existingSecret": "my-app"}}}},
     "hpa-off": {"autoscaling": {"enabled": False}, "replicaCount": 3},
     "nodeport-plain-training-job": {"service": {"type": "NodePort", "nodePort": 30080},
                                     "training": {"hooks": "", "arch": "cnn", "epochs": 3}},
@@ -43,6 +45,8 @@ VALUES_MATRIX: dict[str, dict[str, Any]] = {
                                         "prometheusRule": {"enabled": False},
                                         "dashboard": {"enabled": False}}},
 }
+# Secrets the values above name but the chart leaves to the user (cassandra.auth.*.existingSecret).
+EXTERNAL_SECRETS: dict[str, set[str]] = {"my-admin": {"username", "password"}, "my-app": {"username", "password"}}
 KUBERNETES_VERSIONS = ("1.30.0", "1.34.0")
 
 
@@ -89,6 +93,19 @@ class Rendered:
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [d for d in self.docs if d["kind"] == kind]
+
+    def runtime_secrets(self) -> dict[str, set[str]]:
+        """Secrets a Job creates at run time (`fashion-classifier cluster ensure-secrets NAME:KEY...`)."""
+        out: dict[str, set[str]] = {}
+        for job in self.of_kind("Job"):
+            for c in job["spec"]["template"]["spec"]["containers"]:
+                command = c.get("command", [])
+                if command[:3] == ["fashion-classifier", "cluster", "ensure-secrets"]:
+                    for arg in command[3:]:
+                        if not arg.startswith("-"):
+                            name, _, keys = arg.partition(":")
+                            out[name] = {k.partition("=")[0] for k in keys.split(",")}
+        return out
 
     def get(self, kind: str, name: str) -> dict[str, Any] | None:
         return next((d for d in self.docs if d["kind"] == kind and d["metadata"]["name"] == name), None)

@@ -9,7 +9,7 @@ import json
 import re
 from typing import Any
 
-from k8s_support import Rendered
+from k8s_support import EXTERNAL_SECRETS, Rendered
 
 from fashion_classifier.config import Settings
 
@@ -121,6 +121,9 @@ def test_config_maps_secrets_and_service_accounts_exist(rendered):
     config_maps = {c["metadata"]["name"] for c in rendered.of_kind("ConfigMap")}
     secrets = {s["metadata"]["name"]: {**s.get("data", {}), **s.get("stringData", {})}
                for s in rendered.of_kind("Secret")}
+    # Made by the kustomize base's ensure-secrets Job, or by the user (existingSecret values).
+    secrets.update({name: dict.fromkeys(keys) for name, keys in rendered.runtime_secrets().items()})
+    secrets.update({name: dict.fromkeys(keys) for name, keys in EXTERNAL_SECRETS.items()})
     accounts = {a["metadata"]["name"] for a in rendered.of_kind("ServiceAccount")}
     for w in workloads(rendered):
         spec = pod_template(w)["spec"]
@@ -128,7 +131,7 @@ def test_config_maps_secrets_and_service_accounts_exist(rendered):
         for c in containers(w):
             for source in c.get("envFrom", []):
                 assert source["configMapRef"]["name"] in config_maps
-            for env in c.get("env", []):
+            for env in c.get("env") or []:
                 ref = env.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
                     assert ref["name"] in secrets, f"{w['metadata']['name']}: no Secret {ref['name']}"
@@ -194,6 +197,12 @@ def test_classifier_contract(rendered):
     spool = config["FC_SPOOL_DIR"]
     assert any(spool.startswith(path + "/") for path in mounts), "the spool must be on a writable volume"
     assert config["FC_HOST"] == "0.0.0.0"
+    # Metrics on their own port (the app's has no /metrics): the container port named metrics is
+    # FC_METRICS_PORT, and the scrape annotation points there, never at the http port.
+    ports = container_ports(deploy)
+    assert ports["http"] == int(config["FC_PORT"])
+    assert ports["metrics"] == int(config.get("FC_METRICS_PORT", Settings().metrics_port)) != ports["http"]
+    assert int(deploy["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"]) == ports["metrics"]
     # Shutdown: the preStop pause, then gunicorn's graceful timeout, within the grace period.
     pause = app["lifecycle"]["preStop"]["exec"]["command"]
     assert pause[0] == "sleep" and int(pause[1]) >= 5
@@ -251,18 +260,51 @@ def test_network_policies_let_the_right_pods_in(rendered):
             for port in rule["ports"]:
                 targets = selected(rendered, policy["spec"]["podSelector"])
                 assert any(port["port"] in container_ports(t) for t in targets), policy["metadata"]["name"]
+    # The metrics port: only from named namespaces (Prometheus's), never from anywhere.
+    classifier = rendered.get("Deployment", fullname)
+    metrics_rules = [(p, rule) for p in policies if matches(p["spec"]["podSelector"], pod_labels(classifier))
+                     for rule in p["spec"]["ingress"] if any(port["port"] == "metrics" for port in rule["ports"])]
+    for policy, rule in metrics_rules:
+        name = policy["metadata"]["name"]
+        assert rule.get("from"), f"{name}: the metrics port is open to every source"
+        for peer in rule["from"]:
+            assert set(peer) == {"namespaceSelector"}, f"{name}: metrics open to {peer}"
+            selector, key = peer["namespaceSelector"], "kubernetes.io/metadata.name"
+            named = [e for e in selector.get("matchExpressions", [])
+                     if e["key"] == key and e["operator"] == "In" and e["values"]]
+            assert key in selector.get("matchLabels", {}) or named, f"{name}: metrics open to {peer}"
 
 
 def test_service_monitor_scrapes_the_classifier_service(rendered):
+    fullname = _fullname(rendered)
+    deploy = rendered.get("Deployment", fullname)
     for sm in rendered.of_kind("ServiceMonitor"):
         assert sm["metadata"]["labels"].get("release") == "kube-prometheus-stack"
         services = [s for s in rendered.of_kind("Service")
                     if matches(sm["spec"]["selector"], s["metadata"]["labels"])]
-        assert [s["metadata"]["name"] for s in services] == [_fullname(rendered)]
-        names = {p["name"] for p in services[0]["spec"]["ports"]}
+        # Its own headless Service, selecting the classifier pods, on the metrics port only.
+        assert [s["metadata"]["name"] for s in services] == [f"{fullname}-metrics"]
+        [svc] = services
+        assert svc["spec"].get("clusterIP") == "None" and svc["spec"].get("type", "ClusterIP") == "ClusterIP"
+        assert matches({"matchLabels": svc["spec"]["selector"]}, pod_labels(deploy))
+        assert [p.get("targetPort") for p in svc["spec"]["ports"]] == ["metrics"]
+        names = {p["name"] for p in svc["spec"]["ports"]}
         for endpoint in sm["spec"]["endpoints"]:
             assert endpoint["port"] in names
             assert endpoint["path"] == "/metrics"
+
+
+def test_metrics_are_never_on_the_public_service_or_the_ingress(rendered):
+    fullname = _fullname(rendered)
+    metrics_port = container_ports(rendered.get("Deployment", fullname))["metrics"]
+    public = rendered.get("Service", fullname)
+    for port in public["spec"]["ports"]:
+        assert port.get("targetPort", port["port"]) not in ("metrics", metrics_port), port
+    for ingress in rendered.of_kind("Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                assert backend["name"] == fullname and backend["port"] == {"name": "http"}, backend
 
 
 def test_alerts_and_dashboard_use_contract_metrics(rendered):

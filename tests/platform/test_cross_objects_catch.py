@@ -51,7 +51,7 @@ BREAKAGES = {
     "claim-missing": (checks.test_claims_exist,
                       lambda r: _pod(r)["volumes"][0]["persistentVolumeClaim"].update(claimName="models")),
     "secret-key-missing": (checks.test_config_maps_secrets_and_service_accounts_exist,
-                           lambda r: r.get("Secret", "fashion-classifier-cassandra")["stringData"].clear()),
+                           lambda r: r.get("Secret", "fashion-classifier-cassandra-app")["data"].clear()),
     "service-account-missing": (checks.test_config_maps_secrets_and_service_accounts_exist,
                                 lambda r: _pod(r).update(serviceAccountName="classifier")),
     "statefulset-service-not-headless": (checks.test_statefulset_service_is_headless_and_selects_it,
@@ -64,7 +64,7 @@ BREAKAGES = {
                     lambda r: _deploy(r)["spec"]["template"]["metadata"]["annotations"].update(
                         {"prometheus.io/port": "9090"})),
     "probe-port": (checks.test_probes_and_scrape_annotations_point_at_real_ports,
-                   lambda r: _pod(r)["containers"][0]["readinessProbe"]["httpGet"].update(port="metrics")),
+                   lambda r: _pod(r)["containers"][0]["readinessProbe"]["httpGet"].update(port="health")),
     "model-volume-writable": (checks.test_classifier_contract,
                               lambda r: _pod(r)["containers"][0]["volumeMounts"][0].pop("readOnly")),
     "hpa-and-replicas": (checks.test_hpa_and_pdbs_target_existing_workloads,
@@ -73,7 +73,21 @@ BREAKAGES = {
                                    lambda r: _spec(r, "Job", "-train")["template"]["metadata"][
                                        "labels"].update({"fashion-classifier/cassandra-client": "true"})),
     "service-monitor-port": (checks.test_service_monitor_scrapes_the_classifier_service,
-                             lambda r: _spec(r, "ServiceMonitor")["endpoints"][0].update(port="metrics")),
+                             lambda r: _spec(r, "ServiceMonitor")["endpoints"][0].update(port="http")),
+    "service-monitor-on-public-service": (checks.test_service_monitor_scrapes_the_classifier_service,
+                                          lambda r: _spec(r, "ServiceMonitor")["selector"]["matchLabels"].update(
+                                              {"app.kubernetes.io/component": "classifier"})),
+    "metrics-on-public-service": (checks.test_metrics_are_never_on_the_public_service_or_the_ingress,
+                                  lambda r: _spec(r, "Service")["ports"].append(
+                                      {"name": "metrics", "port": 9464, "targetPort": "metrics"})),
+    "metrics-open-to-all": (checks.test_network_policies_let_the_right_pods_in,
+                            lambda r: _spec(r, "NetworkPolicy")["ingress"][1].pop("from")),
+    "metrics-open-to-every-namespace": (checks.test_network_policies_let_the_right_pods_in,
+                                        lambda r: _spec(r, "NetworkPolicy")["ingress"][1]["from"][0][
+                                            "namespaceSelector"].update(matchExpressions=[])),
+    "scrape-annotation-on-http": (checks.test_classifier_contract,
+                                  lambda r: _deploy(r)["spec"]["template"]["metadata"]["annotations"].update(
+                                      {"prometheus.io/port": "8000"})),
     "alert-on-unknown-metric": (checks.test_alerts_and_dashboard_use_contract_metrics,
                                 lambda r: r.get("PrometheusRule", "fashion-classifier")["spec"]["groups"][0][
                                     "rules"][0].update(expr="rate(fc_http_errors_total[5m]) > 1")),

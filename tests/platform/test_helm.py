@@ -44,6 +44,7 @@ def test_helm_lint_strict(tools, tmp_path, name):
         ({"resouces": {}}, "resouces"),
         ({"cassandra": {"enabled": False}}, "externalHosts"),
         ({"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "minReplicas"),
+        ({"metrics": {"prometheusNamespaces": ["Monitoring"]}}, "prometheusNamespaces"),
     ],
     ids=lambda v: str(v)[:60],
 )
@@ -96,25 +97,104 @@ def test_ingress_on(render_chart):
     assert not render_chart({}, name="defaults").of_kind("Ingress")
 
 
-def test_auth_on(render_chart):
-    r = render_chart(VALUES_MATRIX["auth-on"], name="auth-on")
-    secret = r.get("Secret", "fashion-classifier-cassandra")
-    assert secret["stringData"] == {"username": "fc", "password": "s3cret"}
-    pod = r.get("StatefulSet", "fashion-classifier-cassandra")["spec"]["template"]["spec"]
-    init = pod["initContainers"][0]
+def test_metrics_port_is_admitted_from_the_prometheus_namespaces_only(render_chart):
+    def metrics_rules(r: Rendered) -> list[dict]:
+        policy = r.get("NetworkPolicy", "fashion-classifier")
+        return [rule for rule in policy["spec"]["ingress"] if any(p["port"] == "metrics" for p in rule["ports"])]
+
+    [default] = metrics_rules(render_chart({}, name="defaults"))
+    assert default["from"] == [{"namespaceSelector": {"matchExpressions": [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["monitoring"]}]}}]
+    two = render_chart({"metrics": {"prometheusNamespaces": ["monitoring", "observability"]}}, name="prom-ns")
+    assert metrics_rules(two)[0]["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == [
+        "monitoring", "observability"]
+    assert metrics_rules(render_chart({"metrics": {"prometheusNamespaces": []}}, name="prom-ns-none")) == []
+
+
+def test_metrics_service_comes_with_the_service_monitor(render_chart):
+    r = render_chart({}, name="defaults")
+    service = r.get("Service", "fashion-classifier-metrics")
+    assert service["spec"]["clusterIP"] == "None"
+    assert [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [
+        ("metrics", 9464, "metrics")]
+    assert [p["name"] for p in r.get("Service", "fashion-classifier")["spec"]["ports"]] == ["http"]
+    off = render_chart({"metrics": {"serviceMonitor": {"enabled": False}}}, name="no-service-monitor")
+    assert off.get("Service", "fashion-classifier-metrics") is None and not off.of_kind("ServiceMonitor")
+    # Annotation-based scrapers still find the port on the pods.
+    annotations = off.get("Deployment", "fashion-classifier")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == "9464"
+
+
+def _secret(r: Rendered, name: str) -> dict[str, str]:
+    secret = r.get("Secret", name)
+    assert secret is not None, f"{r.name}: no Secret {name}"
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
+
+def _secret_refs(container: dict) -> dict[str, str]:
+    return {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env") or []
+            if "secretKeyRef" in e.get("valueFrom", {})}
+
+
+def test_cassandra_auth_is_on_by_default(render_chart):
+    r = render_chart({}, name="defaults")
+    init = r.get("StatefulSet", "fashion-classifier-cassandra")["spec"]["template"]["spec"]["initContainers"][0]
     assert _env(init, "CASSANDRA_AUTH") == "true"
-    defaults = render_chart({}, name="defaults")
-    empty = {"username": "", "password": ""}
-    assert defaults.get("Secret", "fashion-classifier-cassandra")["stringData"] == empty
+    script = init["command"][-1]
+    assert "PasswordAuthenticator" in script and "CassandraAuthorizer" in script
+    assert "auth_read_consistency_level: LOCAL_ONE" in script
+    admin, app = _secret(r, "fashion-classifier-cassandra-admin"), _secret(r, "fashion-classifier-cassandra-app")
+    assert admin["username"] == "fc_admin" and app["username"] == "fc_app"
+    for secret in (admin, app):
+        assert len(secret["password"]) == 32 and secret["password"].isalnum()
+    assert admin["password"] != app["password"]
+    # Random on each render without a cluster (`lookup` finds nothing): a new install, new passwords.
+    again = render_chart({}, name="defaults-again", skip_tests=True)
+    assert _secret(again, "fashion-classifier-cassandra-admin")["password"] != admin["password"]
+    # Created before the pre-upgrade migration Job, and not deleted on uninstall.
+    for name in ("fashion-classifier-cassandra-admin", "fashion-classifier-cassandra-app"):
+        annotations = r.get("Secret", name)["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+        assert int(annotations["helm.sh/hook-weight"]) < 0
 
 
-def test_existing_secret_is_used(render_chart):
-    values = {"cassandra": {"auth": {"enabled": True, "existingSecret": "my-creds"}}}
-    r = render_chart(values, name="existing-secret")
-    assert r.get("Secret", "fashion-classifier-cassandra") is None
-    container = r.get("Deployment", "fashion-classifier")["spec"]["template"]["spec"]["containers"][0]
-    refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e}
-    assert refs == {"my-creds"}
+def test_secrets_are_kept_on_upgrade_with_lookup():
+    # `helm template` has no cluster, so lookup's branch is checked in the template itself.
+    text = (CHART / "templates" / "secret.yaml").read_text()
+    assert 'lookup "v1" "Secret" $.Release.Namespace $name' in text
+    assert "$existing.data.password" in text and "randAlphaNum 32" in text
+
+
+def test_classifier_uses_the_app_role_and_migration_the_admin_role(render_chart):
+    r = render_chart({}, name="defaults")
+    classifier = r.get("Deployment", "fashion-classifier")["spec"]["template"]["spec"]["containers"][0]
+    refs = _secret_refs(classifier)
+    assert refs["FC_CASSANDRA_USERNAME"] == refs["FC_CASSANDRA_PASSWORD"] == "fashion-classifier-cassandra-app"
+    assert "FC_CASSANDRA_APP_PASSWORD" not in refs
+    migrate = r.get("Job", "fashion-classifier-migrate")["spec"]["template"]["spec"]["containers"][0]
+    refs = _secret_refs(migrate)
+    assert refs["FC_CASSANDRA_USERNAME"] == refs["FC_CASSANDRA_PASSWORD"] == "fashion-classifier-cassandra-admin"
+    assert refs["FC_CASSANDRA_APP_USERNAME"] == refs["FC_CASSANDRA_APP_PASSWORD"] == "fashion-classifier-cassandra-app"
+
+
+def test_existing_secrets_are_used(render_chart):
+    r = render_chart(VALUES_MATRIX["auth-existing-secrets"], name="auth-existing-secrets")
+    assert r.get("Secret", "fashion-classifier-cassandra-admin") is None
+    assert r.get("Secret", "fashion-classifier-cassandra-app") is None
+    classifier = r.get("Deployment", "fashion-classifier")["spec"]["template"]["spec"]["containers"][0]
+    assert set(_secret_refs(classifier).values()) == {"my-app"}
+    migrate = r.get("Job", "fashion-classifier-migrate")["spec"]["template"]["spec"]["containers"][0]
+    refs = _secret_refs(migrate)
+    assert refs["FC_CASSANDRA_USERNAME"] == "my-admin" and refs["FC_CASSANDRA_APP_PASSWORD"] == "my-app"
+
+
+def test_auth_off(render_chart):
+    r = render_chart(VALUES_MATRIX["auth-off"], name="auth-off")
+    assert not [s for s in r.of_kind("Secret") if "cassandra" in s["metadata"]["name"]]
+    init = r.get("StatefulSet", "fashion-classifier-cassandra")["spec"]["template"]["spec"]["initContainers"][0]
+    assert _env(init, "CASSANDRA_AUTH") == "false"
+    classifier = r.get("Deployment", "fashion-classifier")["spec"]["template"]["spec"]["containers"][0]
+    assert not [k for k in _secret_refs(classifier) if k.startswith("FC_CASSANDRA")]
 
 
 def test_hpa_off(render_chart):
@@ -187,11 +267,6 @@ def test_notes_explain_access_and_scraping(tools, tmp_path):
     assert "kubectl -n fashion-classifier port-forward service/fashion-classifier 8080:80" in notes
     assert "kube-prometheus-stack-prometheus 9090:9090" in notes
     assert "release: kube-prometheus-stack" in notes
-
-
-def test_secret_values_are_not_base64_mangled(render_chart):
-    # stringData must stay plain text; a data: field would need base64.
-    r = render_chart(VALUES_MATRIX["auth-on"], name="auth-on")
-    secret = r.get("Secret", "fashion-classifier-cassandra")
-    assert "data" not in secret
-    assert base64.b64encode(secret["stringData"]["password"].encode())
+    assert "port-forward deployment/fashion-classifier 9464" in notes and ":8000/metrics" not in notes
+    assert "admits only the namespaces\n   monitoring" in notes
+    assert "get secret fashion-classifier-cassandra-admin -o jsonpath='{.data.password}'" in notes

@@ -147,10 +147,9 @@ def cassandra_settings(keyspace: str, spool_dir: Path, **changes) -> Settings:
     return dataclasses.replace(
         Settings(),
         predlog="cassandra",
-        cassandra_hosts=HOSTS,
         cassandra_keyspace=keyspace,
         spool_dir=spool_dir,
-        **changes,
+        **{"cassandra_hosts": HOSTS, **changes},
     )
 
 

@@ -51,7 +51,7 @@ class Server:
         self.log_path = self.process.log_path
 
     def metric(self, name: str) -> float:
-        text = requests.get(self.url + "/metrics", timeout=5).text
+        text = requests.get(self.process.metrics_url, timeout=5).text
         match = re.search(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.M)
         assert match, f"{name} missing from /metrics"
         return float(match.group(1))
@@ -107,6 +107,14 @@ def _days(ids):
     from fashion_classifier.predlog.codec import day_of_id
 
     return {day_of_id(i) for i in ids}
+
+
+def _until(check, timeout: float, what: str) -> None:  # noqa: ANN001
+    """Wait for exactly the state a test asserts next (gauges follow events by a moment)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
+        time.sleep(0.2)
 
 
 def _wait_for_rows(session, keyspace, ids, timeout: float, consistency=None) -> list[uuid.UUID]:
@@ -169,9 +177,8 @@ def test_both_nodes_down_for_30s_spools_and_replays(serve, cassandra_cluster, ad
     time.sleep(3)
     cassandra_cluster.stop()
     down_at, served_before = time.monotonic(), load.count
-    time.sleep(OUTAGE_SECONDS / 2)
-    assert server.metric("fc_predlog_connected") == 0
-    assert server.metric("fc_predlog_spool_rows") > 0
+    _until(lambda: server.metric("fc_predlog_connected") == 0, OUTAGE_SECONDS / 2, "the log to see the outage")
+    _until(lambda: server.metric("fc_predlog_spool_rows") > 0, OUTAGE_SECONDS / 2, "rows in the spool")
     time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_at)))
     assert load.count > served_before + 200, "predictions were not served during the outage"
     cassandra_cluster.start()
@@ -200,4 +207,5 @@ def test_service_started_before_cassandra_logs_once_it_is_up(
     load.stop()
     stored = _wait_for_rows(admin_session, keyspace, load.ids, 90)
     _assert_nothing_lost(load, stored, server)
-    assert server.metric("fc_predlog_connected") == 1
+    # Rows stored means some worker connected; every worker's gauge follows on its own.
+    _until(lambda: server.metric("fc_predlog_connected") == 1, 30, "every worker connected")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import time
 import uuid
 from datetime import UTC, datetime
 
 from prometheus_client import REGISTRY
 
 from fashion_classifier.config import CLASS_NAMES
+from fashion_classifier.web.state import EXTENSION
 
 
 def predict(client, png, *indexes):
@@ -47,10 +49,45 @@ def test_feedback_counts_per_version_and_is_stored(client, state, png):
 def test_feedback_from_another_process_is_found_in_the_log(make_app, png):
     first, second = make_app(), make_app()  # two workers sharing one SQLite log
     (result,) = predict(first.test_client(), png, 1)
+    assert first.extensions[EXTENSION].predlog.flush(timeout=10)
     response = second.test_client().post(
         "/api/v1/feedback", json={"prediction_id": result["prediction_id"], "true_label": 0}
     )
     assert response.status_code == 200, response.get_json()
+
+
+def test_feedback_on_a_row_not_written_yet_is_answered_at_once(make_app, png):
+    """Another worker's prediction still queued for the log: 409 with Retry-After at once (the
+    handler never waits for the log), then 200 once the row is written."""
+    first, second = make_app(), make_app()
+    predlog = first.extensions[EXTENSION].predlog
+    held = []
+    predlog.record_batch = held.append  # the row stays "queued" until handed on below
+    (result,) = predict(first.test_client(), png, 2)
+    started = time.monotonic()
+    response = second.test_client().post(
+        "/api/v1/feedback", json={"prediction_id": result["prediction_id"], "true_label": 0}
+    )
+    assert time.monotonic() - started < 0.5
+    assert response.status_code == 409, response.get_json()
+    assert response.headers["Retry-After"] == "1" and "retry" in response.get_json()["error"]
+    del predlog.record_batch
+    for batch in held:
+        predlog.record_batch(batch)
+    assert predlog.flush(timeout=10)
+    response = second.test_client().post(
+        "/api/v1/feedback", json={"prediction_id": result["prediction_id"], "true_label": 0}
+    )
+    assert response.status_code == 200, response.get_json()
+
+
+def test_unknown_feedback_ids_are_answered_at_once(client):
+    """A made-up id, old or recent-looking: one look, no polling of the log (issue 21 item 2)."""
+    for pid, status in ((uuid.uuid1(), 409), (uuid.uuid4(), 404), (uuid.UUID(int=1 << 76 | 1), 404)):
+        started = time.monotonic()
+        response = client.post("/api/v1/feedback", json={"prediction_id": str(pid), "true_label": 1})
+        assert response.status_code == status, response.get_json()
+        assert time.monotonic() - started < 0.5
 
 
 def test_bad_feedback(client):

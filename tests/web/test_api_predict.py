@@ -11,6 +11,7 @@ import pytest
 from urllib3 import encode_multipart_formdata
 
 from fashion_classifier.config import CLASS_NAMES
+from fashion_classifier.web.inputs import MAX_FILENAME, capped_filename
 
 
 def multipart(*files, field="file"):
@@ -147,11 +148,14 @@ def test_random_boundaries_parse_alike(client, png):
     assert len(answers) == 1
 
 
-def test_long_filenames_are_accepted(client, png):
+def test_long_filenames_are_accepted_and_kept_to_255_characters_with_their_extension(client, png):
     name = "n" * 10_000 + ".png"
     response = client.post("/api/v1/predict", **multipart((png(0), name)))
     assert response.status_code == 200, response.data[:300]
-    assert response.get_json()["predictions"][0]["filename"] == name
+    kept = response.get_json()["predictions"][0]["filename"]
+    assert len(kept) == MAX_FILENAME and kept == "n" * (MAX_FILENAME - 5) + "….png"
+    assert capped_filename("a" * 300) == "a" * (MAX_FILENAME - 1) + "…"  # no extension to keep
+    assert capped_filename("x" * 255) == "x" * 255 and capped_filename("") is None
     body, content_type = encode_multipart_formdata([("file", ("x" * 100_000 + ".png", png(0)))])
     assert "header too large" in bad(client, 413, data=body, content_type=content_type)
 

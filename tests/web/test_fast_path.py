@@ -244,8 +244,10 @@ def test_requests_answered_here_leave_no_garbage_for_the_cyclic_gc(app, requests
 
 def test_no_flask_request_hook_is_skipped_unknowingly(app):
     """The fast path stands in for ``observability``'s after_request hook (the route label) and
-    for no other: a hook added later would not run for the prediction routes."""
+    ``security_headers``' (its answers carry ``nosniff`` themselves), and for no other: a hook
+    added later would not run for the prediction routes."""
     assert not any(app.before_request_funcs.values())
     assert not any(app.url_value_preprocessors.values())
     assert not any(app.teardown_request_funcs.values())
-    assert {bp: [f.__name__ for f in fs] for bp, fs in app.after_request_funcs.items()} == {None: ["_route_template"]}
+    hooks = {bp: [f.__name__ for f in fs] for bp, fs in app.after_request_funcs.items()}
+    assert hooks == {None: ["_route_template", "_secure"]}

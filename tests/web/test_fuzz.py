@@ -8,6 +8,7 @@ Every request must get an answer below 500; every 4xx the app produces must carr
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -15,8 +16,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from harness.bad_requests import PROTOCOL_KINDS, Assets, BadRequest, Generator
-from harness.images import encode, load_test_split
+from harness.bad_requests import PROTOCOL_KINDS, Assets, BadRequest, Generator, multipart
+from harness.images import DECODE_BUDGET_CASES, encode, load_test_split
 from harness.rawhttp import NoResponse, RawResponse, send
 from harness.server import http_status, start_serve
 from hypothesis import HealthCheck, given, settings
@@ -30,6 +31,7 @@ CASES = 1200
 SEED = int(os.environ.get("FC_FUZZ_SEED", "20261124"))
 MAX_UPLOAD = 256 * 1024  # a small limit keeps the oversize cases cheap; the default is 10 MiB
 MAX_BATCH = 64
+JSON = "application/json"
 JSON_ENDPOINTS = (
     "/api/v1/predict",
     "/v1/models/fashion:predict",
@@ -124,6 +126,31 @@ def test_generated_bad_requests_get_4xx_json(server, assets):
     # The generator must really produce bad requests: nearly all are refused.
     refused = sum(n for status, n in statuses.items() if 400 <= status < 500)
     assert refused >= 0.9 * len(cases), statuses
+    assert http_status(server.base_url + "/v2/health/ready") == 200
+
+
+def test_decode_budget_images_get_200_or_json_4xx(server):
+    """The decode budget's large and hostile images (issue 21; those under this server's upload
+    limit) as uploads and as base64 instances: answers below 500, JSON errors, workers alive."""
+    corpus = {name: build() for name, (build, _) in DECODE_BUDGET_CASES.items()}
+    cases = []
+    for name, data in corpus.items():
+        if len(data) * 4 // 3 + 1024 > MAX_UPLOAD:
+            continue
+        headers, body = multipart([("file", f"{name}.img", "application/octet-stream", data)])
+        cases.append(BadRequest("decode-budget", "POST", "/api/v1/predict", {**headers, "Accept": JSON}, body))
+        instance = json.dumps({"instances": [{"b64": base64.b64encode(data).decode()}]}).encode()
+        v1 = "/v1/models/fashion:predict"
+        cases.append(BadRequest("decode-budget", "POST", v1, {"Content-Type": JSON}, instance))
+    assert len(cases) >= 60
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answers = list(pool.map(lambda r: exchange(server, r), cases))
+    failures = [
+        f"{why}\n    {req.describe()}" for req, resp in zip(cases, answers, strict=True) if (why := problem(req, resp))
+    ]
+    assert not failures, "\n".join(failures[:25])
+    statuses = Counter(a.status for a in answers if isinstance(a, RawResponse))
+    assert statuses[200] and statuses[422], statuses
     assert http_status(server.base_url + "/v2/health/ready") == 200
 
 

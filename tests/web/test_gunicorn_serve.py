@@ -32,6 +32,7 @@ def server(model_store, tmp_path):
         FC_SPOOL_DIR=str(tmp_path / "spool"),
         FC_RELOAD_INTERVAL="0.2",
         FC_MAX_UPLOAD_BYTES="200000",
+        FC_METRICS_PORT=str(free_port()),
         PYTHONUNBUFFERED="1",
     )
     port = free_port()
@@ -53,8 +54,8 @@ def _settings_of(server: ServerProcess) -> Settings:
     )
 
 
-def scrape(base_url: str) -> dict[tuple[str, tuple], float]:
-    text = requests.get(f"{base_url}/metrics", timeout=5).text
+def scrape(server: ServerProcess) -> dict[tuple[str, tuple], float]:
+    text = requests.get(server.metrics_url, timeout=5).text
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
@@ -85,19 +86,19 @@ def test_serve_end_to_end(server, model_store, png):
     # The server is ready when one worker is; the gauge is the minimum over workers, so it
     # reaches 1 once the other has loaded the model too (slower on a cold start).
     deadline = time.monotonic() + 20
-    while scrape(base).get(("fc_model_ready", ())) != 1.0:
+    while scrape(server).get(("fc_model_ready", ())) != 1.0:
         assert time.monotonic() < deadline, f"not every worker reported a loaded model\n{server.log_tail()}"
         time.sleep(0.1)
     # Each worker opens the prediction log at boot: an idle server is not "disconnected".
-    while scrape(base).get(("fc_predlog_connected", ())) != 1.0:
+    while scrape(server).get(("fc_predlog_connected", ())) != 1.0:
         assert time.monotonic() < deadline, f"the prediction log was not opened at boot\n{server.log_tail()}"
         time.sleep(0.1)
     assert Path(server.env["FC_SQLITE_PATH"]).is_file()
-    # Metrics are summed over both workers: every scrape, whichever worker answers, agrees.
+    # Metrics are summed over both workers: every scrape (the master answers it) agrees.
     for i in range(40):
         assert predict(base, png(i % 16)).status_code == 200
     for _ in range(6):
-        samples = scrape(base)
+        samples = scrape(server)
         key = (
             "fc_http_requests_total",
             (("endpoint", "/api/v1/predict"), ("method", "POST"), ("status", "200")),
@@ -130,11 +131,11 @@ def test_serve_end_to_end(server, model_store, png):
     while time.monotonic() < deadline:
         seen = [predict(base, png(0)).json()["predictions"][0]["model_version"] for _ in range(8)]
         predicted_during_reload += len(seen)
-        if set(seen) == {new} and scrape(base).get(reloads, 0) >= 2:
+        if set(seen) == {new} and scrape(server).get(reloads, 0) >= 2:
             break
         time.sleep(0.2)
     assert set(seen) == {new}, server.log_tail()
-    samples = scrape(base)
+    samples = scrape(server)
     assert samples[reloads] == 2, server.log_tail()  # once per worker
     assert samples[("fc_model_info", (("architecture", "mlp"), ("version", new)))] == 1.0
     assert sorted(server.worker_pids()) == sorted(workers)

@@ -36,7 +36,9 @@ def start(tmp_path):
     def _start(**env_extra: str) -> ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FC_") and k != "PROMETHEUS_MULTIPROC_DIR"}
         port = free_port()
-        env.update(FC_HOST="127.0.0.1", FC_PORT=str(port), FC_WORKERS="1", PYTHONUNBUFFERED="1", **env_extra)
+        # No metrics port (FC_METRICS_PORT=0): servers started side by side would share its default.
+        env.update(FC_HOST="127.0.0.1", FC_PORT=str(port), FC_METRICS_PORT="0", FC_WORKERS="1",
+                   PYTHONUNBUFFERED="1", **env_extra)
         command = [
             sys.executable, "-m", "gunicorn", "-c", "python:fashion_classifier.web.gunicorn_conf",
             "--pythonpath", str(TESTS_DIR), "web.keepalive_app:app",
@@ -183,15 +185,28 @@ def test_a_body_the_app_did_not_read_is_skipped_and_the_connection_kept(start):
         assert status == 200 and json.loads(body) | {"pid": 0} == {"path": "/next", "port": port, "pid": 0, "read": 0}
 
 
-def test_a_large_unread_body_closes_without_losing_the_response(start):
-    # More than the drain cap is left unread: the connection closes, after the whole response.
+def test_a_body_over_the_limit_is_refused_from_its_head(start):
+    # 413 as soon as the head declares too much; the rest is discarded from the loop, then closed.
+    server = start(FC_MAX_UPLOAD_BYTES="1000000")
+    with _connect(server) as sock:
+        body = b"u" * (4 * 1024 * 1024)
+        sock.sendall(_request("/upload", method="POST", body=body)[: -len(body)] + body[:100_000])
+        status, headers, answer, _ = _read_response(sock)
+        assert status == 413 and headers["connection"].lower() == "close"
+        assert "1,000,000 bytes" in json.loads(answer)["error"]
+        assert requests.get(f"{server.base_url}/meanwhile", timeout=5).status_code == 200
+        assert _closed_by_server(sock, keepalive_worker.CLOSE_LINGER + 3)
+
+
+def test_a_whole_unread_body_is_skipped_and_the_connection_kept(start):
     server = start()
     with _connect(server) as sock:
         body = b"u" * (4 * 1024 * 1024)
-        sock.sendall(_request("/ignore-body", method="POST", body=body)[: -len(body)] + body[:100_000])
-        status, _, answer, _ = _read_response(sock)
-        assert status == 200 and json.loads(answer)["path"] == "/ignore-body"
-        assert _closed_by_server(sock, 10)
+        sock.sendall(_request("/ignore-body", method="POST", body=body) + _request("/next"))
+        status, _, answer, rest = _read_response(sock)
+        assert status == 200 and json.loads(answer)["read"] == 0
+        status, _, answer, _ = _read_response(sock, rest)
+        assert status == 200 and json.loads(answer)["path"] == "/next"
 
 
 def test_a_connection_is_closed_after_its_request_quota(start):
@@ -207,14 +222,42 @@ def test_a_connection_is_closed_after_its_request_quota(start):
     conn.close()
 
 
-def test_a_stalled_request_is_dropped_and_the_worker_serves_again(start):
+def test_a_stalled_request_gets_a_408_and_never_holds_the_worker(start):
     server = start()
     with _connect(server) as sock:
         sock.sendall(_request("/stall", method="POST", body=b"0123456789")[:-7])  # 3 of 10 bytes
         started = time.monotonic()
-        assert _closed_by_server(sock, keepalive_worker.REQUEST_READ_TIMEOUT + 5)
-        assert time.monotonic() - started >= keepalive_worker.REQUEST_READ_TIMEOUT - 0.5
-    assert requests.get(f"{server.base_url}/after-stall", timeout=5).status_code == 200
+        # The worker serves others while the request waits for its body.
+        assert requests.get(f"{server.base_url}/during-stall", timeout=2).status_code == 200
+        status, headers, body, _ = _read_response(sock)
+        waited = time.monotonic() - started
+        assert status == 408 and headers["connection"].lower() == "close"
+        assert "stopped arriving" in json.loads(body)["error"]
+        assert keepalive_worker.REQUEST_READ_TIMEOUT - 0.5 <= waited <= keepalive_worker.REQUEST_READ_TIMEOUT + 2.5
+        assert _closed_by_server(sock, 5)
+
+
+def test_a_trickled_request_gets_one_deadline_and_others_are_served_meanwhile(start):
+    # A byte every 0.5 s never pauses long enough for the read timeout: the whole-request
+    # deadline ends it. A kept-alive client on the same (only) worker is served throughout.
+    server = start(FC_REQUEST_TIMEOUT="3")
+    head = _request("/trickle", method="POST", body=b"x" * 100)
+    with _connect(server) as sock, _connect(server) as healthy:
+        started = time.monotonic()
+        sent = 0
+        latencies = []
+        while time.monotonic() - started < 2.5:
+            sock.sendall(head[sent : sent + 1])
+            sent += 1
+            begun = time.monotonic()
+            healthy.sendall(_request("/healthy"))
+            assert _read_response(healthy)[0] == 200
+            latencies.append(time.monotonic() - begun)
+            time.sleep(0.5)
+        status, _, body, _ = _read_response(sock)
+        assert status == 408 and "3 s" in json.loads(body)["error"]
+        assert 2.5 <= time.monotonic() - started <= 3 + 2.5
+        assert max(latencies) < 0.5, latencies
 
 
 def test_a_stopping_worker_answers_open_connections_with_close(start):
@@ -277,3 +320,20 @@ def _settled_fds(pid: int) -> set[int]:
             return current
         previous = current
         time.sleep(0.3)
+
+
+def test_chunked_bodies_are_read_across_the_pieces_the_parser_is_fed(start):
+    # The parser gets a buffered request in FEED_PIECE pieces: chunks that end exactly at a
+    # piece's end (their CRLF in the next piece), one of them read from later pieces.
+    server = start()
+    piece = keepalive_worker.FEED_PIECE
+    head = b"POST /chunked HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
+    first = piece - len(head) - len(b"ffff\r\n")
+    second = 3 * piece - (piece + len(b"\r\n30000\r\n"))
+    bodies = (b"a" * first, b"b" * second, b"c" * 7)
+    request = head + b"".join(b"%x\r\n%s\r\n" % (len(b), b) for b in bodies) + b"0\r\n\r\n"
+    assert request[piece : piece + 3] == b"\r\n1" and request[3 * piece : 3 * piece + 3] == b"\r\n7"
+    with _connect(server) as sock:
+        sock.sendall(request)
+        status, _, body, _ = _read_response(sock)
+    assert status == 200 and json.loads(body)["read"] == sum(map(len, bodies))

@@ -1,4 +1,7 @@
-"""GET /metrics and the request/prediction metrics, in one process (multiprocess: test_gunicorn)."""
+"""The request/prediction metrics, in one process (the metrics port and multiprocess sums: test_metrics_server).
+
+The app itself has no ``/metrics``: the gunicorn master serves the metrics on their own port.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +11,16 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
+from fashion_classifier import metrics
 from fashion_classifier.metrics import observe_many
 
 
-def scrape(client) -> dict[tuple[str, tuple], float]:
-    response = client.get("/metrics")
-    assert response.status_code == 200 and response.mimetype == "text/plain"
+def scrape(client=None) -> dict[tuple[str, tuple], float]:
+    """This process's metrics (the app's are in the default registry here)."""
+    body, content_type = metrics.render()
+    assert content_type.startswith("text/plain")
     samples = {}
-    for family in text_string_to_metric_families(response.get_data(as_text=True)):
+    for family in text_string_to_metric_families(body.decode()):
         for s in family.samples:
             samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return samples
@@ -55,8 +60,14 @@ def test_request_prediction_and_model_metrics(client, state, png):
     assert value(after, "fc_prediction_confidence_count") - value(before, "fc_prediction_confidence_count") == 3
     assert value(after, "fc_model_info", version=state.model.version, architecture="mlp") == 1.0
     assert value(after, "fc_model_ready") == 1.0
-    assert value(after, "fc_http_requests_in_flight") == 1.0  # the scrape itself
+    assert value(after, "fc_http_requests_in_flight") == 0.0
     assert ("fc_model_load_seconds_count", ()) in after
+
+
+def test_the_app_does_not_serve_metrics(client):
+    response = client.get("/metrics", headers={"Accept": "application/json"})
+    assert response.status_code == 404 and response.is_json and response.get_json()["error"]
+    assert b"fc_http_requests_total" not in response.get_data()
 
 
 def test_unknown_paths_share_one_label(client):
@@ -78,7 +89,7 @@ def test_a_failing_view_is_counted_as_500_and_leaves_no_request_in_flight(app, c
     key = {"endpoint": "/boom", "method": "GET", "status": "500"}
     assert value(after, "fc_http_requests_total", **key) - value(before, "fc_http_requests_total", **key) == 1
     assert value(after, "fc_http_request_duration_seconds_count", endpoint="/boom") == 1
-    assert value(after, "fc_http_requests_in_flight") == 1.0  # only the scrape itself
+    assert value(after, "fc_http_requests_in_flight") == 0.0
 
 
 def test_observe_many_equals_observing_one_by_one():

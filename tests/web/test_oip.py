@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import struct
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from fashion_classifier.config import CLASS_NAMES
 
@@ -261,3 +263,15 @@ def test_version_specific_infer(client, state):
     ok = client.post(f"/v2/models/fashion/versions/{state.model.version}/infer", json=body)
     assert ok.status_code == 200
     assert client.post("/v2/models/fashion/versions/old/infer", json=body).status_code == 404
+
+
+def test_the_images_of_one_bytes_tensor_share_one_decode_budget(client):
+    # Each 3000×3000 image alone is within the per-image limit; two of them exceed the request's.
+    buf = io.BytesIO()
+    Image.new("L", (3000, 3000)).save(buf, format="PNG", compress_level=9)
+    image = base64.b64encode(buf.getvalue()).decode()
+    one = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [image]}]}
+    assert infer(client, one)["outputs"]
+    two = {"inputs": [{"name": "image", "shape": [2], "datatype": "BYTES", "data": [image, image]}]}
+    error = infer(client, two, status=422)["error"]
+    assert "element 1" in error and "in all" in error

@@ -70,8 +70,15 @@ app.kubernetes.io/part-of: {{ include "fashion-classifier.name" .ctx }}
 {{- end }}
 {{- end }}
 
+{{/* "true" when the pods log in to Cassandra: authentication on and the log in Cassandra. */}}
+{{- define "fashion-classifier.cassandraAuth" -}}
+{{- if and .Values.cassandra.auth.enabled (eq .Values.config.predlog "cassandra") }}true{{ end }}
+{{- end }}
+
+{{/* Secret of a Cassandra role: (dict "ctx" $ "role" "admin"|"app"); existingSecret wins. */}}
 {{- define "fashion-classifier.cassandraSecretName" -}}
-{{- default (include "fashion-classifier.cassandraName" .) .Values.cassandra.auth.existingSecret }}
+{{- $role := index .ctx.Values.cassandra.auth .role }}
+{{- default (printf "%s-%s" (include "fashion-classifier.cassandraName" .ctx) .role) $role.existingSecret }}
 {{- end }}
 
 {{/* Checks that values.schema.json cannot express (they compare two values). */}}
@@ -104,16 +111,33 @@ capabilities:
   drop: [ALL]
 {{- end }}
 
-{{/* Cassandra credentials from the Secret. */}}
+{{/* Cassandra login of a pod: (dict "ctx" $ "role" "app"|"admin"), nothing when auth is off.
+The migration Job (role admin) also gets the application role it creates. */}}
 {{- define "fashion-classifier.cassandraCredentials" -}}
+{{- if include "fashion-classifier.cassandraAuth" .ctx }}
+{{- $secret := include "fashion-classifier.cassandraSecretName" . }}
 - name: FC_CASSANDRA_USERNAME
   valueFrom:
     secretKeyRef:
-      name: {{ include "fashion-classifier.cassandraSecretName" . }}
+      name: {{ $secret }}
       key: username
 - name: FC_CASSANDRA_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ include "fashion-classifier.cassandraSecretName" . }}
+      name: {{ $secret }}
       key: password
+{{- if eq .role "admin" }}
+{{- $app := include "fashion-classifier.cassandraSecretName" (dict "ctx" .ctx "role" "app") }}
+- name: FC_CASSANDRA_APP_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $app }}
+      key: username
+- name: FC_CASSANDRA_APP_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $app }}
+      key: password
+{{- end }}
+{{- end }}
 {{- end }}

@@ -113,6 +113,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_rollout)
 
 
+    p = commands.add_parser(
+        "ensure-secrets",
+        help="create Secrets with random values where they do not exist yet (kustomize base)",
+        description="Create each Secret NAME in the namespace unless it exists, with the given KEY=VALUE "
+        "pairs and a random 32-character value for each bare KEY. Existing Secrets are left as they are. "
+        "Needs get and create on Secrets; the release need not exist.",
+    )
+    p.add_argument("secrets", nargs="+", metavar="NAME:KEY[=VALUE][,KEY[=VALUE]...]",
+                   help="e.g. fashion-classifier-cassandra-app:username=fc_app,password")
+    p.add_argument("--label", type=_label, action="append", default=[], metavar="KEY=VALUE",
+                   help="label of the Secrets created (repeatable)")
+    _common(p)
+    p.set_defaults(handler=cmd_ensure_secrets)
+
+
+def cmd_ensure_secrets(args: argparse.Namespace) -> int:
+    from fashion_classifier.cluster import secrets
+
+    try:
+        specs = [secrets.SecretSpec.parse(text) for text in args.secrets]
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    namespace = args.namespace or Settings.from_env().namespace
+    try:
+        cluster = connect(args.kubeconfig, args.context, args.request_timeout)
+        for spec in specs:
+            created = secrets.ensure(cluster, namespace, spec, dict(args.label))
+            _emit(f"secret {spec.name}: {'created' if created else 'exists, kept'}")
+    except (errors.ClientMissing, errors.NoCluster, errors.Forbidden, errors.NotFound) as exc:
+        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
+    except errors.ClusterError as exc:
+        raise CliError(str(exc), EXIT_FAILED) from None
+    return 0
+
+
 def _emit(line: str) -> None:
     print(line, flush=True)
 

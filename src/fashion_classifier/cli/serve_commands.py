@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "serve",
         help="serve the web page and the APIs with gunicorn",
         description="Serve the upload page, /api/v1, /v1 (TF-Serving style), /v2 (Open Inference "
-        "Protocol), /metrics and /openapi.json with gunicorn (one keep-alive worker per CPU). The current model of "
+        "Protocol) and /openapi.json with gunicorn (one keep-alive worker per CPU); Prometheus metrics at "
+        "/metrics on their own port (FC_METRICS_PORT, 9464; 0 = off). The current model of "
         "the store (FC_MODEL_DIR) is loaded and new versions are picked up without a restart.",
     )
     p.add_argument("--host", help="address to bind (default: FC_HOST, 127.0.0.1)")
@@ -57,9 +58,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     runtime.pin_threads()
     runtime.prepare_metrics_dir()
     workers = settings.workers or runtime.cpu_count()
+    metrics = f"http://{settings.host}:{settings.metrics_port}/metrics" if settings.metrics_port else "off"
     print(
         f"fashion-classifier serve: http://{settings.host}:{settings.port} ({workers} workers, model "
-        f"{version or 'none yet'}, prediction log {settings.predlog})",
+        f"{version or 'none yet'}, prediction log {settings.predlog}, metrics {metrics})",
         file=sys.stderr,
         flush=True,
     )

@@ -7,11 +7,15 @@ shot on white backgrounds). An upload goes through these steps:
 1. **Format.** PNG, JPEG, GIF and BMP only, recognised by their magic bytes (never by the file
    name). Anything else is :class:`ImageError` 415; a recognised file that Pillow cannot decode
    (corrupt, truncated) is 422; an empty file is 400.
-2. **Decompression bombs.** Images with more pixels than Pillow's ``Image.MAX_IMAGE_PIXELS``
-   (89.5 M) are refused with 422 before any pixel is decoded.
+2. **Decompression bombs and the decode budget.** Images with more pixels than Pillow's
+   ``Image.MAX_IMAGE_PIXELS`` (89.5 M) are refused with 422 before any pixel is decoded, and
+   so is any image over the decode budget (:mod:`.decode_budget`: decoded bytes, frames, and
+   the chunks, blocks and markers Pillow parses in Python), with a message naming the limit.
 3. **Decode cheaply.** JPEGs are decoded with Pillow's ``draft`` mode straight to grayscale at
    1/2–1/8 scale (a 600×800 photo costs ~0.8 ms instead of ~2 ms); the EXIF orientation of
-   JPEGs is applied. Animated GIFs (and APNGs) use their first frame.
+   JPEGs is applied (to the reduced image). Animated GIFs (and APNGs) use their first frame;
+   no other frame is read. The decoded image is the only full-size buffer: conversion and
+   reduction work on tiles of about 1 MB.
 4. **Grayscale.** Palette, RGB, CMYK and 1-bit images are converted with ITU-R 601 luma;
    16-bit images (``I;16``) and 32-bit ones are scaled to 8 bits.
 5. **Polarity.** With an alpha channel (RGBA, LA, palette or PNG ``tRNS`` transparency) the
@@ -32,10 +36,20 @@ JSON pixel arrays (:func:`pixels_from_values`) skip all of that: they are tensor
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
+from math import ceil
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from fashion_classifier.inference.decode_budget import (
+    OverBudget,
+    RequestBudget,
+    check_decode,
+    check_structure,
+    pillow_limit,
+)
 
 SIZE = 28
 # Formats accepted, by magic bytes; the page and the API docs list the same extensions.
@@ -50,7 +64,18 @@ _MAGIC = (
 )
 # Large images are first reduced (box filter) to about this size: enough to find the garment.
 _WORK_SIZE = 112
+# Conversions and reductions of larger images work on tiles of about this many decoded bytes.
+_TILE_BYTES = 1 << 20
 _ORIENTATION_TAG = 0x0112
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 
 
@@ -78,14 +103,19 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def prepare_image(data: bytes) -> Prepared:
-    """Decode one image file into the model's input; raises :class:`ImageError` on bad input."""
+def prepare_image(data: bytes, budget: RequestBudget | None = None) -> Prepared:
+    """Decode one image file into the model's input; raises :class:`ImageError` on bad input.
+
+    ``budget`` is shared by the images of one request (a batch), which decode
+    :data:`~.decode_budget.MAX_REQUEST_PIXELS` in all.
+    """
     if not data:
         raise ImageError("empty file", 400)
     fmt = sniff_format(data)
     if fmt is None:
         raise ImageError("unsupported image type: send png, jpg, jpeg, gif or bmp", 415)
     try:
+        multi_scan = check_structure(data, fmt)
         im = Image.open(io.BytesIO(data), formats=(fmt,))
         width, height = im.size
         if width * height > Image.MAX_IMAGE_PIXELS:
@@ -93,63 +123,121 @@ def prepare_image(data: bytes) -> Prepared:
                 f"image of {width}×{height} pixels exceeds the limit of {Image.MAX_IMAGE_PIXELS:,} "
                 "(decompression bomb protection)"
             )
+        orientation = None
         if fmt == "JPEG":
+            value = im.getexif().get(_ORIENTATION_TAG, 1)
+            orientation = _TRANSPOSE.get(value) if isinstance(value, int) else None
             im.draft("L", (2 * SIZE, 2 * SIZE))
-            im = _apply_orientation(im)
-        gray, alpha = _to_gray(im)
+        check_decode(im, fmt, (width, height), multi_scan, len(data), budget)
+        gray, alpha = _to_gray(im, _conversion(im), orientation)
     except ImageError:
         raise
+    except OverBudget as exc:
+        raise ImageError(str(exc)) from None
     except Image.DecompressionBombError as exc:
         raise ImageError(f"image exceeds Pillow's pixel limit (decompression bomb protection): {exc}") from None
     except UnidentifiedImageError:
         raise ImageError(f"cannot decode the {fmt} image: corrupt or not an image") from None
     except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise many types on malformed input
-        raise ImageError(f"cannot decode the {fmt} image: {exc or type(exc).__name__}") from None
+        raise ImageError(pillow_limit(exc) or f"cannot decode the {fmt} image: {exc or type(exc).__name__}") from None
     pixels, inverted = _normalise(gray, alpha)
     return Prepared(pixels, width, height, fmt, inverted)
 
 
-def _apply_orientation(im: Image.Image) -> Image.Image:
-    orientation = im.getexif().get(_ORIENTATION_TAG, 1)
-    if orientation in (1, None) or not isinstance(orientation, int):
-        return im
-    from PIL import ImageOps
-
-    return ImageOps.exif_transpose(im)
-
-
-def _to_gray(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
-    """Gray levels as float32 0..255 at working size, and alpha as float32 0..1 (or None)."""
+def _conversion(im: Image.Image) -> str:
+    """What ``im``'s tiles are converted to: "LA" with alpha, "L", "L16" from 16/32-bit, "" none."""
     mode = im.mode
-    has_alpha = mode in _ALPHA_MODES or (mode in ("P", "L", "RGB") and "transparency" in im.info)
-    if has_alpha:
-        im = im.convert("LA")
-    elif mode.startswith("I;16") or mode in ("I", "F"):
-        im = _high_depth_to_l(im)
-    elif mode != "L":
-        im = im.convert("L")
+    if mode in _ALPHA_MODES or (mode in ("P", "L", "RGB") and "transparency" in im.info):
+        return "LA"
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return "L16"
+    return "" if mode == "L" else "L"
+
+
+def _to_gray(
+    im: Image.Image, target: str, orientation: Image.Transpose | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Gray levels as float32 0..255 at working size, and alpha as float32 0..1 (or None).
+
+    The decoded image is the only full-size buffer: larger images are converted and reduced
+    tile by tile (tiles are whole multiples of the reduction factor, so the result is the
+    same as reducing the whole image at once).
+    """
+    im.load()
+    convert = _high_depth_converter(im) if target == "L16" else {"LA": _to_la, "L": _to_l}.get(target)
     longest = max(im.size)
-    if longest > _WORK_SIZE:
-        im = im.reduce(max(1, longest // _WORK_SIZE))
-    if has_alpha:
-        arr = np.asarray(im, dtype=np.float32)
+    factor = max(1, longest // _WORK_SIZE) if longest > _WORK_SIZE else 1
+    small = _reduce_tiles(im, convert, factor)
+    if orientation is not None:
+        small = small.transpose(orientation)
+    if target == "LA":
+        arr = np.asarray(small, dtype=np.float32)
         alpha = arr[..., 1] / 255.0
         if alpha.min() >= 1.0:  # fully opaque: treat like any other image
             return arr[..., 0], None
         return arr[..., 0], alpha
-    return np.asarray(im, dtype=np.float32), None
+    return np.asarray(small, dtype=np.float32), None
 
 
-def _high_depth_to_l(im: Image.Image) -> Image.Image:
-    arr = np.asarray(im, dtype=np.float64)
-    if im.mode.startswith("I;16"):
-        arr = arr / 257.0
-    elif im.mode == "F" and arr.size and np.nanmax(arr) <= 1.0:
-        arr = arr * 255.0
-    elif arr.size and np.nanmax(arr) > 255.0:
-        arr = arr * (255.0 / 65535.0)
-    arr = np.nan_to_num(arr, nan=0.0)
-    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
+def _to_la(tile: Image.Image) -> Image.Image:
+    return tile.convert("LA")
+
+
+def _to_l(tile: Image.Image) -> Image.Image:
+    return tile.convert("L")
+
+
+def _reduce_tiles(im: Image.Image, convert: Callable[[Image.Image], Image.Image] | None, factor: int) -> Image.Image:
+    """``convert`` (L or LA) applied to ``im`` and box-reduced by ``factor``, one tile at a time."""
+    w, h = im.size
+    if w * h * 4 <= _TILE_BYTES:
+        out = convert(im) if convert else im
+        return out.reduce(factor) if factor > 1 else out
+    # Tiles of whole factor×factor blocks, about _TILE_BYTES each (4 bytes per pixel once converted).
+    blocks = max(1, _TILE_BYTES // (4 * factor * factor))
+    cols = min(ceil(w / factor), blocks)
+    rows = max(1, blocks // cols)
+    tile_w, tile_h = cols * factor, rows * factor
+    out = None
+    for top in range(0, h, tile_h):
+        for left in range(0, w, tile_w):
+            tile = im.crop((left, top, min(w, left + tile_w), min(h, top + tile_h)))
+            if convert:
+                tile = convert(tile)
+            small = tile.reduce(factor) if factor > 1 else tile
+            if out is None:
+                out = Image.new(small.mode, (ceil(w / factor), ceil(h / factor)))
+            out.paste(small, (left // factor, top // factor))
+    return out
+
+
+def _high_depth_converter(im: Image.Image) -> Callable[[Image.Image], Image.Image]:
+    """A converter of ``im``'s tiles to 8-bit L, scaled like the whole image (16-bit: / 257;
+    32-bit: F images up to 1.0 × 255, I and F images above 255 × 255/65535)."""
+    if im.mode == "I;16":
+        # Pillow's own transform (x / 257 + 0.5, truncated: x / 257 rounded), ~1 ns per pixel.
+        return lambda tile: tile.point(lambda v: v / 257 + 0.5).convert("L")
+    scale = 1 / 257
+    if not im.mode.startswith("I;16"):  # I or F: the scale depends on the image's maximum
+        peak = np.float32(np.nan)
+        w, h = im.size
+        rows = max(1, _TILE_BYTES // (4 * w))
+        for top in range(0, h, rows):
+            strip = np.asarray(im.crop((0, top, w, min(h, top + rows))))
+            if strip.size:
+                peak = np.fmax(peak, np.fmax.reduce(strip, axis=None))
+        scale = 1.0
+        if im.mode == "F" and peak <= 1.0:
+            scale = 255.0
+        elif peak > 255.0:
+            scale = 255.0 / 65535.0
+
+    def convert(tile: Image.Image) -> Image.Image:
+        arr = np.asarray(tile, dtype=np.float32) * np.float32(scale)
+        arr = np.nan_to_num(arr, nan=0.0, posinf=255.0, neginf=0.0)
+        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
+
+    return convert
 
 
 def _normalise(gray: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray, bool]:

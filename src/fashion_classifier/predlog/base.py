@@ -64,7 +64,11 @@ class Page:
 
 
 class PredictionLogUnavailable(RuntimeError):
-    """Reading failed because the backend cannot be reached (the web layer answers 503)."""
+    """Reading failed because the backend cannot be reached (the web layer answers 503).
+
+    The message is shown to clients: it says what is unavailable, never the driver's error
+    text (hosts, internals), which stays in ``__cause__`` for the server's log.
+    """
 
 
 class InvalidPageState(ValueError):

@@ -37,7 +37,7 @@ from fashion_classifier.predlog.base import (
     PredictionRecord,
 )
 from fashion_classifier.predlog.cassandra_schema import REQUIRED_TABLES, check_keyspace_name
-from fashion_classifier.predlog.cassandra_session import build_cluster
+from fashion_classifier.predlog.cassandra_session import build_cluster, quiet_connect_errors
 from fashion_classifier.predlog.codec import (
     DayBuckets,
     Feedback,
@@ -84,11 +84,22 @@ class CassandraSink:
         while not self._stop.is_set():
             cluster = build_cluster(self._settings)
             try:
-                session = cluster.connect(self._keyspace)
+                with quiet_connect_errors():  # the cause is logged below, once
+                    session = cluster.connect(self._keyspace)
                 self._prepare(session)
             except Exception as exc:  # any failure: the cluster is not usable yet
                 cluster.shutdown()
-                if str(exc) != last_error:
+                if _login_refused(exc):
+                    # One line, however often it is retried and whichever node answers first.
+                    if last_error != "login refused":
+                        log.error(
+                            "prediction log: Cassandra refused the login of role %r (check "
+                            "FC_CASSANDRA_USERNAME / FC_CASSANDRA_PASSWORD); predictions go to the spool "
+                            "and are written once a login succeeds",
+                            self._settings.cassandra_username,
+                        )
+                        last_error = "login refused"
+                elif str(exc) != last_error:
                     log.warning("prediction log: Cassandra not reachable yet (%s); retrying", exc)
                     last_error = str(exc)
                 self._stop.wait(delay)
@@ -172,6 +183,14 @@ class CassandraSink:
         if self._cluster is not None:
             self._cluster.shutdown()
         metrics.CONNECTED.set(0)
+
+
+def _login_refused(exc: Exception) -> bool:
+    """The driver's NoHostAvailable when a node it tried refused the credentials."""
+    from cassandra import AuthenticationFailed
+
+    errors = list((getattr(exc, "errors", None) or {}).values())
+    return any(isinstance(err, AuthenticationFailed) for err in errors)
 
 
 # One unlogged batch per day partition is one mutation for the cluster. Rows are ~300 bytes, but
@@ -434,9 +453,12 @@ class CassandraLog:
         self.count_budget = settings.timeout / 2
         # Larger, rarer batches than the writer's defaults: the cluster's cost per mutation (commit
         # log entry, the message to the other replica, the acknowledgement) is shared by more rows,
-        # and the JVMs take their CPU from the same two cores as the service.
+        # and the JVMs take their CPU from the same two cores as the service. At most 2 batches in
+        # flight (one turn's rows fit one batch at the measured peak): with the queue, that bounds
+        # what a SIGKILLed worker loses to FC_QUEUE_SIZE + 2,000 rows.
         self._writer = AsyncWriter(
-            lambda: CassandraSink(settings), settings.spool_dir, settings.queue_size, batch_size=1000, linger=0.5
+            lambda: CassandraSink(settings), settings.spool_dir, settings.queue_size, batch_size=1000, linger=0.5,
+            max_in_flight=2,
         )
 
     # --- writing ----------------------------------------------------------------------------
@@ -485,7 +507,7 @@ class CassandraLog:
                 return None
             labels = self._feedback(sink, [prediction_id])
         except _READ_ERRORS as exc:
-            raise PredictionLogUnavailable(f"Cassandra read failed: {exc}") from exc
+            raise PredictionLogUnavailable("reading from Cassandra failed; retry shortly") from exc
         return _record(rows[0], labels.get(prediction_id))
 
     def list_day(self, day: date, limit: int = 50, page_state: str | None = None) -> Page:
@@ -503,9 +525,9 @@ class CassandraLog:
         except (ProtocolException, RequestValidationException) as exc:
             if paging is not None:
                 raise InvalidPageState("page_state is not a token issued by this service") from exc
-            raise PredictionLogUnavailable(f"Cassandra read failed: {exc}") from exc
+            raise PredictionLogUnavailable("reading from Cassandra failed; retry shortly") from exc
         except _READ_ERRORS as exc:
-            raise PredictionLogUnavailable(f"Cassandra read failed: {exc}") from exc
+            raise PredictionLogUnavailable("reading from Cassandra failed; retry shortly") from exc
         token = None
         if next_state is not None:
             raw = base64.urlsafe_b64encode(next_state).decode()
@@ -542,7 +564,7 @@ class CassandraLog:
                     )
                 result.fetch_next_page()
         except _READ_ERRORS as exc:
-            raise PredictionLogUnavailable(f"Cassandra read failed: {exc}") from exc
+            raise PredictionLogUnavailable("reading from Cassandra failed; retry shortly") from exc
         return dict(sorted(tally.items()))
 
     # --- internals ------------------------------------------------------------------------------

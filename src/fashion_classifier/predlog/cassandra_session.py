@@ -12,6 +12,9 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from cassandra import ConsistencyLevel, ProtocolVersion, WriteType
 from cassandra.auth import PlainTextAuthProvider
@@ -90,3 +93,36 @@ def build_cluster(settings: Settings) -> Cluster:
         idle_heartbeat_interval=5,
         idle_heartbeat_timeout=5,
     )
+
+
+_CONNECT_NOISE = ("Control connection failed to connect", "[control connection] Error connecting to")
+
+
+class _QuietConnect(logging.Filter):
+    """Drops the driver's own reports of a failed ``Cluster.connect`` (an ERROR with a traceback,
+    and a WARNING per host) in the threads that asked for it: their callers retry every few seconds
+    and say once what is wrong (e.g. "refused the login of role ..."), instead of a traceback per
+    attempt. Reconnections of a connected cluster (other threads) are still logged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: set[int] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.thread in self.threads and str(record.msg).startswith(_CONNECT_NOISE))
+
+
+_QUIET = _QuietConnect()
+
+
+@contextmanager
+def quiet_connect_errors() -> Iterator[None]:
+    driver = logging.getLogger("cassandra.cluster")
+    if _QUIET not in driver.filters:
+        driver.addFilter(_QUIET)
+    ident = threading.get_ident()
+    _QUIET.threads.add(ident)
+    try:
+        yield
+    finally:
+        _QUIET.threads.discard(ident)

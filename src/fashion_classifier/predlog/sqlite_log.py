@@ -302,7 +302,7 @@ class SqliteSink:
 
 
 class SqliteLog:
-    def __init__(self, path: Path, spool_dir: Path, queue_size: int = 10_000) -> None:
+    def __init__(self, path: Path, spool_dir: Path, queue_size: int = 2_000) -> None:
         self.path = Path(path)
         self._writer = AsyncWriter(lambda: SqliteSink(self.path), spool_dir, queue_size)
         self._local = threading.local()
@@ -387,7 +387,7 @@ class SqliteLog:
         try:
             return self._reader().execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise PredictionLogUnavailable(f"prediction log database: {exc}") from exc
+            raise PredictionLogUnavailable("the prediction log database cannot be read") from exc
 
     def _reader(self) -> sqlite3.Connection:
         # One connection per thread and process: sqlite3 objects must not cross a fork.
@@ -396,6 +396,6 @@ class SqliteLog:
                 conn = connect(self.path)
                 migrate(conn)
             except sqlite3.Error as exc:
-                raise PredictionLogUnavailable(f"prediction log database: {exc}") from exc
+                raise PredictionLogUnavailable("the prediction log database cannot be read") from exc
             self._local.conn, self._local.pid = conn, os.getpid()
         return self._local.conn

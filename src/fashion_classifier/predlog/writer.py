@@ -96,6 +96,7 @@ class AsyncWriter:
                     self._queue.append(item)
                     self._queued_rows += rows
                     self._pending_rows += rows
+                    metrics.IN_MEMORY.inc(rows)
                     return
             self._spool.append([item])  # full: straight to the durable spool, memory stays bounded
         except Exception:  # the request must not fail because of the log
@@ -191,6 +192,7 @@ class AsyncWriter:
         """``rows`` left the writer's hands: written, failed into the spool, or spooled."""
         with self._lock:
             self._pending_rows -= rows
+            metrics.IN_MEMORY.dec(rows)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -2,7 +2,8 @@
 
 Routes: ``/`` upload page, ``/predictions`` and ``/model`` pages, ``/api/v1/*`` (predict,
 feedback, prediction history, model), ``/v1/models/<name>:predict`` (TF-Serving style),
-``/v2/*`` (Open Inference Protocol and health), ``/metrics`` (Prometheus), ``/openapi.json``.
+``/v2/*`` (Open Inference Protocol and health), ``/openapi.json``. Prometheus metrics are not
+here: the gunicorn master serves them on their own port (``web.metrics_server``).
 
 Under gunicorn the app is created in each worker after the fork (no preload), so the model,
 the prediction log's connections and the reload thread all belong to that worker.
@@ -31,7 +32,7 @@ def create_app(settings: Settings | None = None, predlog: PredictionLog | None =
 
     from fashion_classifier.config import Settings
     from fashion_classifier.inference.reloader import ModelHolder
-    from fashion_classifier.web import api, errors, observability, oip, pages, tfserving
+    from fashion_classifier.web import api, errors, observability, oip, pages, security_headers, tfserving
     from fashion_classifier.web.classify import Classifier
     from fashion_classifier.web.fast_path import FastPath
     from fashion_classifier.web.state import EXTENSION, ServingState
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, predlog: PredictionLog | None =
     app.wsgi_app = FastPath(app, state, settings.max_upload_bytes)
     observability.install(app)
     errors.install(app)
+    security_headers.install(app)
     for blueprint in (pages.bp, api.bp, tfserving.bp, oip.bp):
         app.register_blueprint(blueprint)
     return app

@@ -15,12 +15,13 @@ from flask import Response, request
 
 from fashion_classifier.web.classify import Outcome
 from fashion_classifier.web.responses import json_bytes
+from fashion_classifier.web.security_headers import NOSNIFF
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
     payload: bytes
-    headers: list[tuple[str, str]]  # Content-Type, Content-Length and any of the protocol's own
+    headers: list[tuple[str, str]]  # Content-Type, Content-Length, nosniff and any of the protocol's own
     outcome: Outcome
 
     @classmethod
@@ -29,7 +30,8 @@ class Answer:
 
     @classmethod
     def of(cls, payload: bytes, content_type: str, outcome: Outcome, *extra: tuple[str, str]) -> Answer:
-        headers = [("Content-Type", content_type), ("Content-Length", str(len(payload))), *extra]
+        # nosniff here too: the fast path answers without Flask's after_request hooks.
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(payload))), NOSNIFF, *extra]
         return cls(payload, headers, outcome)
 
 

@@ -1,4 +1,8 @@
-"""The service's own REST API under ``/api/v1``: predict, feedback, prediction history, model."""
+"""The service's own REST API under ``/api/v1``: predict, feedback, prediction history, model.
+
+Feedback and the prediction history need the API token when one is configured (``auth``);
+predict and model stay open.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,16 @@ from werkzeug.wrappers import Request
 
 from fashion_classifier.config import CLASS_NAMES
 from fashion_classifier.predlog.base import InvalidPageState
-from fashion_classifier.web import feedback, inputs
+from fashion_classifier.web import auth, feedback, inputs
 from fashion_classifier.web.answers import Answer, respond
+from fashion_classifier.web.auth import require_token
 from fashion_classifier.web.observability import request_started
 from fashion_classifier.web.responses import ApiError, json_response
 from fashion_classifier.web.results import prediction_results, record_json
 from fashion_classifier.web.state import ServingState, serving_state
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+bp.record_once(auth.install)
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MAX_LIST = 1000
@@ -51,6 +57,7 @@ def run_predict(state: ServingState, request: Request, started: float) -> Answer
 
 
 @bp.post("/feedback")
+@require_token
 def post_feedback() -> Response:
     body = inputs.parse_json(request)
     if not isinstance(body, dict):
@@ -59,7 +66,8 @@ def post_feedback() -> Response:
     label = body.get("true_label", body.get("label"))
     if pid is None or label is None:
         raise ApiError(400, "both prediction_id and true_label are required")
-    return json_response(feedback.submit(serving_state(), pid, label))
+    result = feedback.submit(serving_state(), feedback.parse_prediction_id(pid), feedback.parse_label(label))
+    return json_response(result)
 
 
 def _day_arg() -> date:
@@ -84,6 +92,7 @@ def _limit_arg(default: int = 50) -> int:
 
 
 @bp.get("/predictions")
+@require_token
 def list_predictions() -> Response:
     day = _day_arg()
     limit = _limit_arg()
@@ -102,6 +111,7 @@ def list_predictions() -> Response:
 
 
 @bp.get("/predictions/counts")
+@require_token
 def prediction_counts() -> Response:
     day = _day_arg()
     full = dict.fromkeys(CLASS_NAMES, 0)
@@ -110,6 +120,7 @@ def prediction_counts() -> Response:
 
 
 @bp.get("/predictions/<prediction_id>")
+@require_token
 def get_prediction(prediction_id: str) -> Response:
     pid = feedback.parse_prediction_id(prediction_id)
     rec = serving_state().predlog.get(pid)

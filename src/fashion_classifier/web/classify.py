@@ -224,25 +224,30 @@ class Classifier:
         )
         self.recent.add(ids, model.version, outcome.classes.tolist())
 
-    def find(self, prediction_id: uuid.UUID, wait: float = 2.0) -> tuple[str, int] | None:
+    def find(self, prediction_id: uuid.UUID) -> tuple[str, int] | None:
         """(model version, predicted class) of a prediction, from this process or the log.
 
-        A prediction made a moment ago by another worker may still be queued for writing; for
-        an id whose embedded time is that recent, the log is polled for up to ``wait`` seconds.
+        Never waits: one look in this process's recent predictions, then at most one read of
+        the log. A prediction made a moment ago by another worker (or pod) may still be queued
+        for writing there; :meth:`may_be_unwritten` tells the caller it may ask again soon.
         """
         found = self.recent.get(prediction_id)
         if found is not None:
             return found
-        deadline = time.monotonic() + wait
-        while True:
-            rec = self.predlog.get(prediction_id)
-            if rec is not None:
-                return rec.model_version, rec.predicted_class
-            if not _recent_uuid1(prediction_id, seconds=10.0) or time.monotonic() >= deadline:
-                return None
-            time.sleep(0.05)
+        rec = self.predlog.get(prediction_id)
+        if rec is not None:
+            return rec.model_version, rec.predicted_class
+        return None
+
+    @staticmethod
+    def may_be_unwritten(prediction_id: uuid.UUID) -> bool:
+        """True for an id made in the last UNWRITTEN_SECONDS: its row may not be in the log yet."""
+        return _recent_uuid1(prediction_id, seconds=UNWRITTEN_SECONDS)
 
 
+# A row reaches the log within the writer's linger (0.2 s SQLite, 0.5 s Cassandra) plus a write,
+# unless the log is down (then it waits in the spool and this is no promise).
+UNWRITTEN_SECONDS = 10.0
 _UUID_EPOCH_OFFSET = 0x01B21DD213814000  # 100-ns intervals from 1582-10-15 to 1970-01-01
 
 

@@ -36,12 +36,15 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
-        return error_response(exc.status, exc.message)
+        # Some carry headers: a 401's WWW-Authenticate challenge (auth), a 409's Retry-After.
+        return error_response(exc.status, exc.message, getattr(exc, "headers", None))
 
     @app.errorhandler(PredictionLogUnavailable)
     def _predlog_down(exc: PredictionLogUnavailable) -> Response:
-        log.warning("prediction log unavailable: %s", exc)
-        return error_response(503, f"prediction log unavailable: {exc}")
+        # The message is written for clients; the driver's error (hosts, internals) only goes
+        # to the log.
+        log.warning("prediction log unavailable: %s (%r)", exc, exc.__cause__)
+        return error_response(503, f"prediction log unavailable: {exc}", {"Retry-After": "5"})
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

@@ -1,4 +1,8 @@
-"""Feedback: the true label of an earlier prediction, counted per model version and stored."""
+"""Feedback: the true label of an earlier prediction, counted per model version and stored.
+
+Nothing here waits for the prediction log: an id is looked up in this process's recent
+predictions and at most once in the log, and a signed feedback token (``auth``) needs no lookup.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any
 
 from fashion_classifier import metrics
 from fashion_classifier.config import CLASS_NAMES
+from fashion_classifier.web.classify import UNWRITTEN_SECONDS
 from fashion_classifier.web.responses import ApiError
 from fashion_classifier.web.state import ServingState
 
@@ -36,13 +41,38 @@ def parse_label(value: object) -> int:
     raise ApiError(400, f"true_label must be a class index 0–9 or one of {', '.join(CLASS_NAMES)}")
 
 
-def submit(state: ServingState, prediction_id: object, true_label: object) -> dict[str, Any]:
-    pid = parse_prediction_id(prediction_id)
-    label = parse_label(true_label)
+class NotWrittenYet(ApiError):
+    """409 with Retry-After: the id is recent, its row may still be on its way to the log."""
+
+    def __init__(self, prediction_id: uuid.UUID) -> None:
+        super().__init__(
+            409,
+            f"no prediction with id {prediction_id} in the log yet: one made in the last "
+            f"{UNWRITTEN_SECONDS:.0f} s by another worker may still be queued for writing; retry in a second",
+        )
+        self.headers = {"Retry-After": "1"}
+
+
+def lookup(state: ServingState, pid: uuid.UUID) -> tuple[str, int]:
+    """(model version, predicted class) of a prediction, answered at once: 404 for an unknown
+    id, 409 for a recent one that may not be written yet (nothing waits for the log)."""
     found = state.classifier.find(pid)
-    if found is None:
-        raise ApiError(404, f"no prediction with id {pid}")
-    version, predicted = found
+    if found is not None:
+        return found
+    if state.classifier.may_be_unwritten(pid):
+        raise NotWrittenYet(pid)
+    raise ApiError(404, f"no prediction with id {pid}")
+
+
+def submit(state: ServingState, pid: uuid.UUID, label: int) -> dict[str, Any]:
+    """Feedback on a prediction found by :func:`lookup` (the API, the form with the API token)."""
+    version, predicted = lookup(state, pid)
+    return record(state, pid, label, version, predicted)
+
+
+def record(state: ServingState, pid: uuid.UUID, label: int, version: str, predicted: int) -> dict[str, Any]:
+    """Count and store feedback on a prediction whose version and class are known (looked up,
+    or vouched for by a signed feedback token)."""
     correct = predicted == label
     metrics.FEEDBACK.labels(version, "true" if correct else "false").inc()
     state.predlog.add_feedback(pid, label)

@@ -10,7 +10,11 @@
   reload thread and prediction-log connections (threads and sockets do not survive a fork).
   A worker is ready in ~0.3 s, since nothing imports TensorFlow.
 * ``PROMETHEUS_MULTIPROC_DIR`` is prepared here, in the master, before any worker imports
-  prometheus_client; dead workers' live gauges are dropped in ``child_exit``.
+  prometheus_client; dead workers' live gauges are dropped in ``child_exit``, after the
+  prediction-log rows a killed worker still held in memory are counted as lost.
+* The master serves the workers' summed metrics at ``/metrics`` on ``FC_METRICS_PORT`` (same host,
+  its own port, ``web.metrics_server``), started in ``when_ready``; the app's port has no
+  ``/metrics``. A taken metrics port stops gunicorn at startup, as a taken app port does.
 * Requests gunicorn's own HTTP parser refuses (header or URL too long, ...) get a JSON error
   body like every other error (``protocol_errors``).
 * Once a worker has loaded the app, its heap so far is frozen out of the cyclic GC
@@ -38,6 +42,7 @@ worker_class = "fashion_classifier.web.keepalive_worker.KeepAliveWorker"
 timeout = _settings.timeout
 graceful_timeout = _settings.graceful_timeout
 keepalive = _settings.keepalive
+worker_connections = _settings.worker_connections
 backlog = 2048
 preload_app = False
 # The heartbeat file lives in memory: a disk-backed /tmp can stall workers under I/O load.
@@ -53,14 +58,44 @@ proc_name = "fashion-classifier"
 control_socket_disable = True
 
 
+_metrics_server = None  # the master's MetricsServer, once when_ready has started it
+
+
+def when_ready(server) -> None:  # noqa: ANN001 - gunicorn hook signature
+    global _metrics_server
+    if not _settings.metrics_port:
+        return
+    from fashion_classifier.web.metrics_server import MetricsServer
+
+    try:
+        _metrics_server = MetricsServer(_settings.host, _settings.metrics_port, _metrics_dir).start()
+    except OSError as exc:
+        on_exit(server)
+        # gunicorn prints a RuntimeError as one line and exits 1 (before any worker starts).
+        raise RuntimeError(
+            f"cannot serve metrics on {_settings.host}:{_settings.metrics_port} (FC_METRICS_PORT): {exc}"
+        ) from None
+    host, port = _metrics_server.address
+    server.log.info("Serving metrics at http://%s:%d/metrics", host, port)
+
+
+def post_fork(server, worker) -> None:  # noqa: ANN001 - gunicorn hook signature
+    if _metrics_server is not None:
+        _metrics_server.close_after_fork()
+
+
 def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn hook signature
     runtime.freeze_heap()
 
 
 def child_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn hook signature
-    from fashion_classifier.metrics import mark_process_dead
+    from fashion_classifier.predlog.metrics import count_lost_rows
+    from fashion_classifier.web.metrics_server import mark_process_dead
 
-    mark_process_dead(worker.pid)
+    lost = count_lost_rows(worker.pid, _metrics_dir)
+    if lost:
+        server.log.error("worker %s died holding %d prediction-log rows in memory: they are lost", worker.pid, lost)
+    mark_process_dead(worker.pid, _metrics_dir)
 
 
 def worker_exit(server, worker) -> None:  # noqa: ANN001
@@ -74,5 +109,7 @@ def worker_exit(server, worker) -> None:  # noqa: ANN001
 
 
 def on_exit(server) -> None:  # noqa: ANN001
+    if _metrics_server is not None:
+        _metrics_server.close()
     if os.environ.get(runtime.OWNED_ENV) == "1":
         shutil.rmtree(_metrics_dir, ignore_errors=True)

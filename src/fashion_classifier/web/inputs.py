@@ -19,6 +19,7 @@ import orjson
 from flask import Request
 from multipart import MultipartError, MultipartSegment, ParserLimitReached, PushMultipartParser
 
+from fashion_classifier.inference.decode_budget import BASE64_FILE_COPIES, RequestBudget
 from fashion_classifier.inference.preprocess import (
     SIZE,
     ImageError,
@@ -32,12 +33,14 @@ from fashion_classifier.web.classify import NO_INFO, ImageInfo
 from fashion_classifier.web.responses import ApiError
 
 FILE_FIELDS = ("file", "files")
+MAX_FILENAME = 255  # characters of an uploaded file's name that are kept (and logged)
+_TRUNCATED = "…"
 
 
 @dataclass(frozen=True, slots=True)
 class Upload:
     data: bytes
-    filename: str | None  # as sent; display and logging only
+    filename: str | None  # as sent, at most MAX_FILENAME characters; display and logging only
 
 
 @dataclass(slots=True)
@@ -64,7 +67,7 @@ def uploaded_files(request: Request, max_batch: int) -> list[Upload]:
     uploads: list[Upload] = []
     try:
         # The body is already bounded by MAX_CONTENT_LENGTH; the header limit only has to let
-        # long filenames through (they are data, stored as sent).
+        # long filenames through (they are data, kept up to MAX_FILENAME characters).
         with PushMultipartParser(boundary, max_header_size=_MAX_PART_HEADER) as parser:
             for count, (segment, data) in enumerate(_segments(parser, body), 1):
                 # A few parts beyond the batch limit leave room for form fields; more is an abuse.
@@ -72,7 +75,7 @@ def uploaded_files(request: Request, max_batch: int) -> list[Upload]:
                     raise ApiError(413, f"too many parts in one request (the limit is {max_batch} images)")
                 if segment.name not in FILE_FIELDS:
                     continue
-                name = segment.filename or None
+                name = capped_filename(segment.filename)
                 if data or name:  # else a browser's empty file input
                     uploads.append(Upload(data, name))
     except ParserLimitReached as exc:
@@ -110,10 +113,20 @@ def check_count(n: int, max_batch: int) -> None:
 
 def decode_uploads(uploads: Sequence[Upload], max_batch: int) -> Batch:
     check_count(len(uploads), max_batch)
-    prepared = [_prepare(up.data, _describe(i, up.filename, len(uploads))) for i, up in enumerate(uploads)]
+    budget = RequestBudget()  # the decode budget of the whole batch
+    prepared = [_prepare(up.data, _describe(i, up.filename, len(uploads)), budget) for i, up in enumerate(uploads)]
     infos = [ImageInfo(up.filename, p.width, p.height) for up, p in zip(uploads, prepared, strict=True)]
     pixels = prepared[0].pixels[None] if len(prepared) == 1 else np.stack([p.pixels for p in prepared])
     return Batch(pixels, infos, list(prepared))
+
+
+def capped_filename(name: str | None) -> str | None:
+    """The name as sent, or its first characters, "…" and its extension when it is too long."""
+    if not name or len(name) <= MAX_FILENAME:
+        return name or None
+    stem, dot, extension = name.rpartition(".")
+    keep = dot + extension if stem and len(extension) <= 16 else ""
+    return name[: MAX_FILENAME - len(_TRUNCATED) - len(keep)] + _TRUNCATED + keep
 
 
 def _describe(index: int, filename: str | None, count: int) -> str:
@@ -122,9 +135,9 @@ def _describe(index: int, filename: str | None, count: int) -> str:
     return "the image" if count == 1 else f"image {index}"
 
 
-def _prepare(data: bytes, what: str) -> Prepared:
+def _prepare(data: bytes, what: str, budget: RequestBudget | None = None) -> Prepared:
     try:
-        return prepare_image(data)
+        return prepare_image(data, budget)
     except ImageError as exc:
         raise ApiError(exc.status, f"{what}: {exc}") from None
 
@@ -171,6 +184,7 @@ def decode_instances(instances: object, max_batch: int, field: str = "instances"
     pixels = np.empty((len(instances), SIZE, SIZE), dtype=np.float32)
     infos: list[ImageInfo] = []
     prepared: list[Prepared | None] = []
+    budget = RequestBudget(file_copies=BASE64_FILE_COPIES)  # the decode budget of the whole batch
     for i, item in enumerate(instances):
         what = f"{field}[{i}]"
         if isinstance(item, dict) and len(item) == 1 and "pixels" in item:  # TF-Serving named input
@@ -189,7 +203,7 @@ def decode_instances(instances: object, max_batch: int, field: str = "instances"
             item = item["b64"]
         if not isinstance(item, str):
             raise ApiError(400, f'{what}: expected a 28×28 array, a base64 string or {{"b64": ...}}')
-        image = _prepare(decode_b64(item, what), what)
+        image = _prepare(decode_b64(item, what), what, budget)
         pixels[i] = image.pixels
         infos.append(ImageInfo(None, image.width, image.height))
         prepared.append(image)

@@ -1,4 +1,8 @@
-"""Request metrics (count, latency, in-flight) for every route, and ``GET /metrics``."""
+"""Request metrics (count, latency, in-flight) for every route.
+
+They are served by the gunicorn master on their own port (``web.metrics_server``), never by
+the app: its port has no ``/metrics`` (an unknown path, 404).
+"""
 
 from __future__ import annotations
 
@@ -75,8 +79,3 @@ def install(app: Flask) -> None:
         if rule is not None:
             request.environ[ENDPOINT] = rule.rule
         return response
-
-    @app.get("/metrics")
-    def prometheus_metrics() -> Response:
-        body, content_type = metrics.render()
-        return Response(body, mimetype=None, content_type=content_type)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from fashion_classifier.inference.decode_budget import BASE64_FILE_COPIES, FILE_COPIES, RequestBudget
 from fashion_classifier.inference.preprocess import SIZE, ImageError, prepare_image, scale_pixels
 from fashion_classifier.web.classify import NO_INFO, ImageInfo, Outcome
 from fashion_classifier.web.inputs import check_count, decode_b64
@@ -141,9 +142,11 @@ def _decode_input(tensor: dict, binary: bytes, max_batch: int) -> tuple[np.ndarr
             raise ApiError(400, f"{what}: shape {shape} needs {count} elements, got {len(blobs)}")
         pixels = np.empty((count, SIZE, SIZE), dtype=np.float32)
         infos = []
+        # One decode budget for the whole tensor; base64 elements are held longer as text.
+        budget = RequestBudget(file_copies=FILE_COPIES if size is not None else BASE64_FILE_COPIES)
         for i, blob in enumerate(blobs):
             try:
-                image = prepare_image(blob)
+                image = prepare_image(blob, budget)
             except ImageError as exc:
                 raise ApiError(exc.status, f"{what} element {i}: {exc}") from None
             pixels[i] = image.pixels

@@ -3,6 +3,10 @@
 Templates are Jinja with autoescaping, so file names and every other client-supplied string
 are escaped. Element ids used by the browser test: ``upload-form``, ``predicted-label``,
 ``model-version``, ``top3``.
+
+With an API token configured (``auth``), ``/predictions`` needs it, and the result page's
+feedback form carries a signed feedback token instead: a browser user can correct the
+prediction they were shown, and nothing else.
 """
 
 from __future__ import annotations
@@ -14,13 +18,15 @@ from flask import Blueprint, Response, abort, render_template, request, send_fil
 from fashion_classifier.config import CLASS_NAMES
 from fashion_classifier.inference.preprocess import EXTENSIONS, to_png
 from fashion_classifier.predlog.base import PredictionLogUnavailable
-from fashion_classifier.web import feedback, inputs
+from fashion_classifier.web import auth, feedback, inputs
+from fashion_classifier.web.auth import require_token
 from fashion_classifier.web.errors import wants_html
 from fashion_classifier.web.observability import request_started
 from fashion_classifier.web.responses import ApiError
 from fashion_classifier.web.state import serving_state
 
 bp = Blueprint("pages", __name__)
+bp.record_once(auth.install)
 
 # The uploaded image is shown back as a data URL up to this size; larger ones show only the
 # 28×28 model input.
@@ -29,9 +35,15 @@ _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "BMP": "i
 _ACCEPT = ",".join(f".{ext}" for ext in EXTENSIONS) + ",image/png,image/jpeg,image/gif,image/bmp"
 
 
-def _page(template: str, status: int = 200, **context: object) -> Response:
+def _page(template: str, status: int = 200, headers: dict[str, str] | None = None, **context: object) -> Response:
     html = render_template(template, extensions=EXTENSIONS, accept=_ACCEPT, class_names=CLASS_NAMES, **context)
-    return Response(html, status=status, mimetype="text/html")
+    return Response(html, status=status, headers=headers, mimetype="text/html")
+
+
+@bp.app_context_processor
+def _history_open() -> dict[str, object]:
+    """The header links to the history page only when a browser may open it."""
+    return {"history_open": auth.guard() is None}
 
 
 @bp.get("/")
@@ -62,6 +74,11 @@ def upload() -> Response:
     probs = outcome.probs[0].tolist()
     names = outcome.model.class_names
     top3 = [(names[k], probs[k]) for k in outcome.top3[0].tolist()]
+    prediction_id = outcome.ids[0]
+    token = auth.guard()
+    feedback_token = None
+    if token is not None:
+        feedback_token = token.sign_feedback(prediction_id, outcome.model.version, int(outcome.classes[0]))
     html = _page(
         "result.html",
         model=outcome.model,
@@ -72,7 +89,8 @@ def upload() -> Response:
         label=outcome.labels[0],
         confidence=probs[int(outcome.classes[0])],
         top3=top3,
-        prediction_id=str(outcome.ids[0]),
+        prediction_id=str(prediction_id),
+        feedback_token=feedback_token,
     )
     outcome.log(request.remote_addr)
     return html
@@ -82,15 +100,26 @@ def upload() -> Response:
 def feedback_form() -> Response:
     state = serving_state()
     try:
-        result = feedback.submit(state, request.form.get("prediction_id", ""), request.form.get("true_label", ""))
+        pid = feedback.parse_prediction_id(request.form.get("prediction_id", ""))
+        label = feedback.parse_label(request.form.get("true_label", ""))
+        token = auth.guard()
+        signed = request.form.get("feedback_token")
+        if token is None:
+            result = feedback.submit(state, pid, label)
+        elif signed:  # the result page's form: the token vouches for version and class
+            result = feedback.record(state, pid, label, *token.verify_feedback(signed, pid))
+        else:  # a client with the API token may use the form as it uses the API
+            token.check(request.headers.get("Authorization"))
+            result = feedback.submit(state, pid, label)
     except ApiError as exc:
         if not wants_html():
             raise
-        return _page("feedback.html", status=exc.status, error=exc.message)
+        return _page("feedback.html", status=exc.status, headers=getattr(exc, "headers", None), error=exc.message)
     return _page("feedback.html", result=result)
 
 
 @bp.get("/predictions")
+@require_token
 def recent() -> Response:
     error = None
     try:
