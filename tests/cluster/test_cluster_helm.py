@@ -32,8 +32,12 @@ KEPT_CLAIMS = {f"{FULLNAME}-models", f"data-{FULLNAME}-cassandra-0", f"data-{FUL
 CASSANDRA_SECRETS = {f"{FULLNAME}-cassandra-admin", f"{FULLNAME}-cassandra-app"}
 
 
-def _cassandra_passwords(kube: Kube) -> dict[str, str]:
-    return {name: kube.get("secret", name, "-n", NAMESPACE)["data"]["password"] for name in CASSANDRA_SECRETS}
+def _generated_secrets(kube: Kube) -> dict[str, str]:
+    """The random values the chart generated: the Cassandra roles' passwords and the API token."""
+    values = {name: kube.get("secret", name, "-n", NAMESPACE)["data"]["password"] for name in CASSANDRA_SECRETS}
+    api_token = f"{FULLNAME}-api-token"
+    values[api_token] = kube.get("secret", api_token, "-n", NAMESPACE)["data"]["token"]
+    return values
 
 
 def _manifest(kube: Kube, namespace: str, release: str) -> list[dict[str, Any]]:
@@ -138,11 +142,11 @@ def test_kubectl_scale_yields_five_pods(installed: Kube) -> None:
 
 def test_helm_upgrade_with_a_new_image_tag_rolls_the_deployment(installed: Kube) -> None:
     before = installed.get("deployment", FULLNAME, "-n", NAMESPACE)["metadata"]["annotations"]
-    passwords = _cassandra_passwords(installed)
+    generated = _generated_secrets(installed)
     installed.helm("upgrade", RELEASE, CHART, "-n", NAMESPACE, "--reuse-values", "--set", "image.tag=0.2.0",
                    "--wait", "--timeout", "5m")
-    # The random passwords survive the upgrade (`lookup` of the existing Secrets).
-    assert _cassandra_passwords(installed) == passwords
+    # The random passwords and the API token survive the upgrade (`lookup` of the existing Secrets).
+    assert _generated_secrets(installed) == generated
 
     def rolled() -> bool:
         d = installed.get("deployment", FULLNAME, "-n", NAMESPACE)
