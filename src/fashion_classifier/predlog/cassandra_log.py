@@ -185,6 +185,10 @@ class CassandraSink:
         metrics.CONNECTED.set(0)
 
 
+# What a client is told when a read fails; the driver's error (hosts, internals) is the cause.
+_READ_FAILED = "reading from Cassandra failed; retry shortly"
+
+
 def _login_refused(exc: Exception) -> bool:
     """The driver's NoHostAvailable when a node it tried refused the credentials."""
     from cassandra import AuthenticationFailed
@@ -507,7 +511,7 @@ class CassandraLog:
                 return None
             labels = self._feedback(sink, [prediction_id])
         except _READ_ERRORS as exc:
-            raise PredictionLogUnavailable("reading from Cassandra failed; retry shortly") from exc
+            raise PredictionLogUnavailable(_READ_FAILED) from exc
         return _record(rows[0], labels.get(prediction_id))
 
     def list_day(self, day: date, limit: int = 50, page_state: str | None = None) -> Page:
@@ -525,9 +529,9 @@ class CassandraLog:
         except (ProtocolException, RequestValidationException) as exc:
             if paging is not None:
                 raise InvalidPageState("page_state is not a token issued by this service") from exc
-            raise PredictionLogUnavailable("reading from Cassandra failed; retry shortly") from exc
+            raise PredictionLogUnavailable(_READ_FAILED) from exc
         except _READ_ERRORS as exc:
-            raise PredictionLogUnavailable("reading from Cassandra failed; retry shortly") from exc
+            raise PredictionLogUnavailable(_READ_FAILED) from exc
         token = None
         if next_state is not None:
             raw = base64.urlsafe_b64encode(next_state).decode()
@@ -564,7 +568,7 @@ class CassandraLog:
                     )
                 result.fetch_next_page()
         except _READ_ERRORS as exc:
-            raise PredictionLogUnavailable("reading from Cassandra failed; retry shortly") from exc
+            raise PredictionLogUnavailable(_READ_FAILED) from exc
         return dict(sorted(tally.items()))
 
     # --- internals ------------------------------------------------------------------------------

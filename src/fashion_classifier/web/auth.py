@@ -50,8 +50,7 @@ class Unauthorized(ApiError):
     """401 with the ``WWW-Authenticate`` challenge (``errors`` adds ``headers`` to the answer)."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(401, message)
-        self.headers = {"WWW-Authenticate": REALM}
+        super().__init__(401, message, {"WWW-Authenticate": REALM})
 
 
 class ApiToken:

@@ -37,7 +37,7 @@ def install(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
         # Some carry headers: a 401's WWW-Authenticate challenge (auth), a 409's Retry-After.
-        return error_response(exc.status, exc.message, getattr(exc, "headers", None))
+        return error_response(exc.status, exc.message, exc.headers)
 
     @app.errorhandler(PredictionLogUnavailable)
     def _predlog_down(exc: PredictionLogUnavailable) -> Response:

@@ -49,8 +49,8 @@ class NotWrittenYet(ApiError):
             409,
             f"no prediction with id {prediction_id} in the log yet: one made in the last "
             f"{UNWRITTEN_SECONDS:.0f} s by another worker may still be queued for writing; retry in a second",
+            {"Retry-After": "1"},
         )
-        self.headers = {"Retry-After": "1"}
 
 
 def lookup(state: ServingState, pid: uuid.UUID) -> tuple[str, int]:

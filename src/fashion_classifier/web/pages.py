@@ -114,7 +114,7 @@ def feedback_form() -> Response:
     except ApiError as exc:
         if not wants_html():
             raise
-        return _page("feedback.html", status=exc.status, headers=getattr(exc, "headers", None), error=exc.message)
+        return _page("feedback.html", status=exc.status, headers=exc.headers, error=exc.message)
     return _page("feedback.html", result=result)
 
 

@@ -9,12 +9,14 @@ from flask import Response
 
 
 class ApiError(Exception):
-    """A request the service refuses: answered as ``{"error": message}`` with ``status``."""
+    """A request the service refuses: answered as ``{"error": message}`` with ``status`` (and
+    ``headers``, such as a 401's challenge or a 409's Retry-After)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 def json_bytes(obj: Any) -> bytes:
