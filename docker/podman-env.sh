@@ -8,6 +8,12 @@ PODMAN_WORK=${FC_PODMAN_WORK:-$HOME/.cache/fashion-classifier/podman}
 BASE_IMAGE=localhost/fc-base-bookworm-python:r3
 SERVE_IMAGE=localhost/fashion-classifier:${FC_IMAGE_TAG:-0.1.0}
 TRAIN_IMAGE=localhost/fashion-classifier-train:${FC_IMAGE_TAG:-0.1.0}
+# Cassandra from the Maven jars (docker/cassandra), on a Debian base with only the JRE; tagged with
+# the cassandra-all version that scripts/cassandra/pom.xml pins.
+JRE_BASE_IMAGE=localhost/fc-base-bookworm-jre17:r1
+CASSANDRA_VERSION=$(sed -n 's:.*<cassandra.version>\(.*\)</cassandra.version>.*:\1:p' \
+  "$(dirname "${BASH_SOURCE[0]}")/../scripts/cassandra/pom.xml")
+CASSANDRA_IMAGE=localhost/fashion-classifier-cassandra:$CASSANDRA_VERSION
 
 mkdir -p "$PODMAN_WORK/conf" "$PODMAN_WORK/networks"
 cat > "$PODMAN_WORK/conf/containers.conf" <<CONF

@@ -94,3 +94,17 @@ def ready_pods(kube: Kube, namespace: str, selector: str) -> list[dict[str, Any]
     pods = kube.get("pods", "-n", namespace, "-l", selector)["items"]
     return [p for p in pods if p["metadata"].get("deletionTimestamp") is None
             and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+
+
+def leftovers(kube: Kube, namespace: str) -> dict[str, set[str]]:
+    """Every object left in the namespace, by kind, minus what every namespace has."""
+    resources = kube.kubectl("api-resources", "--verbs=list", "--namespaced", "-o", "name").stdout.split()
+    resources = [r for r in resources if r not in ("events", "events.events.k8s.io")]
+    items = kube.get(",".join(resources), "-n", namespace)["items"]
+    found: dict[str, set[str]] = {}
+    for item in items:
+        name = item["metadata"]["name"]
+        if (item["kind"], name) in {("ServiceAccount", "default"), ("ConfigMap", "kube-root-ca.crt")}:
+            continue
+        found.setdefault(item["kind"], set()).add(name)
+    return found

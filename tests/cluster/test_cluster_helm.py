@@ -3,7 +3,8 @@
 kwok stands in for the kubelets: pods become Running and Ready without running anything, Job pods
 complete. So this proves what the API server and the controllers do with the chart: the release
 installs and its hooks run, the Deployment and StatefulSet reach their replica counts, Services get
-endpoints, scaling and upgrades roll pods, and uninstall cleans up.
+endpoints, scaling and upgrades roll pods, and uninstall cleans up. That the containers then work
+(`helm test` passing among them) is test_real_node.py's part, on a real kubelet.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster_support import CHART, Kube, ready_pods, wait_for
+from cluster_support import CHART, Kube, leftovers, ready_pods, wait_for
 
 pytestmark = pytest.mark.kube
 
@@ -24,9 +25,11 @@ RELEASE = "fc"
 FULLNAME = "fc-fashion-classifier"
 CLASSIFIER = "app.kubernetes.io/instance=fc,app.kubernetes.io/component=classifier"
 CASSANDRA = "app.kubernetes.io/instance=fc,app.kubernetes.io/component=cassandra"
-# What `helm uninstall` is documented to leave: the model store (helm.sh/resource-policy: keep)
-# and the Cassandra StatefulSet's data claims (StatefulSets never delete their claims by default).
-KEPT_CLAIMS = {f"{FULLNAME}-models", f"data-{FULLNAME}-cassandra-0", f"data-{FULLNAME}-cassandra-1"}
+# What `helm uninstall` is documented to leave: the model store and the prediction-log spool
+# (helm.sh/resource-policy: keep; the spool may hold unsent rows) and the Cassandra StatefulSet's
+# data claims (StatefulSets never delete their claims by default).
+KEPT_CLAIMS = {f"{FULLNAME}-models", f"{FULLNAME}-spool", f"data-{FULLNAME}-cassandra-0",
+               f"data-{FULLNAME}-cassandra-1"}
 # ...and the Cassandra roles' Secrets (hooks, which Helm never deletes): the kept data has those
 # passwords, and a reinstall finds them with `lookup`.
 CASSANDRA_SECRETS = {f"{FULLNAME}-cassandra-admin", f"{FULLNAME}-cassandra-app"}
@@ -43,20 +46,6 @@ def _generated_secrets(kube: Kube) -> dict[str, str]:
 def _manifest(kube: Kube, namespace: str, release: str) -> list[dict[str, Any]]:
     text = kube.helm("get", "manifest", release, "-n", namespace).stdout
     return [d for d in yaml.safe_load_all(text) if d]
-
-
-def _leftovers(kube: Kube, namespace: str) -> dict[str, set[str]]:
-    """Every object left in the namespace, by resource, minus what every namespace has."""
-    resources = kube.kubectl("api-resources", "--verbs=list", "--namespaced", "-o", "name").stdout.split()
-    resources = [r for r in resources if r not in ("events", "events.events.k8s.io")]
-    items = kube.get(",".join(resources), "-n", namespace)["items"]
-    found: dict[str, set[str]] = {}
-    for item in items:
-        name = item["metadata"]["name"]
-        if (item["kind"], name) in {("ServiceAccount", "default"), ("ConfigMap", "kube-root-ca.crt")}:
-            continue
-        found.setdefault(item["kind"], set()).add(name)
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -118,20 +107,6 @@ def test_hpa_and_pdbs_exist(installed: Kube) -> None:
     assert pdbs == {FULLNAME, f"{FULLNAME}-cassandra"}
 
 
-def test_helm_test_creates_its_test_pods(installed: Kube) -> None:
-    # The test pods need a real container to pass; here we prove helm creates each one from the
-    # release (helm runs them one after another and stops at the first that doesn't finish, hence
-    # one --filter each).
-    for name in (f"{FULLNAME}-test-ready", f"{FULLNAME}-test-predict"):
-        proc = installed.helm("test", RELEASE, "-n", NAMESPACE, "--filter", f"name={name}", "--timeout", "5s",
-                              check=False)
-        assert proc.returncode != 0, "a helm test can't pass without a real container"
-        pod = installed.get("pod", name, "-n", NAMESPACE)
-        assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-        assert pod["spec"]["restartPolicy"] == "Never"
-        installed.kubectl("delete", "pod", name, "-n", NAMESPACE, "--wait=false")
-
-
 def test_kubectl_scale_yields_five_pods(installed: Kube) -> None:
     installed.kubectl("scale", f"deployment/{FULLNAME}", "--replicas=5", "-n", NAMESPACE)
     # The controller updates the Deployment's status a moment after the pods: wait for each.
@@ -166,7 +141,7 @@ def test_helm_uninstall_leaves_only_the_documented_claims(installed: Kube) -> No
     installed.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "2m")
     # Garbage collection of pods and ReplicaSets is asynchronous: give it a moment, then compare.
     deadline = time.monotonic() + 20
-    while set(left := _leftovers(installed, NAMESPACE)) - {"PersistentVolumeClaim", "Secret"} \
+    while set(left := leftovers(installed, NAMESPACE)) - {"PersistentVolumeClaim", "Secret"} \
             and time.monotonic() < deadline:
         time.sleep(1)
     assert left == {"PersistentVolumeClaim": KEPT_CLAIMS, "Secret": CASSANDRA_SECRETS}

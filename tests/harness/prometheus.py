@@ -40,15 +40,18 @@ def prometheus_binary() -> str:
 class Prometheus:
     """``prometheus`` with its own config, TSDB dir and port; ``query`` answers instant vectors."""
 
-    def __init__(self, workdir: Path, target: str, job: str = "fashion-classifier") -> None:
+    def __init__(self, workdir: Path, target: str = "", job: str = "fashion-classifier",
+                 scrape_configs: str | None = None, binary: str | None = None) -> None:
+        """One static ``target``, or a whole configuration (``scrape_configs``: service discovery,
+        with a ``binary`` that has it: Debian's is built without Kubernetes discovery)."""
         self.workdir = workdir
         self.job = job
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "prometheus.yml"
-        config.write_text(CONFIG.format(interval=SCRAPE_INTERVAL, job=job, target=target))
+        config.write_text(scrape_configs or CONFIG.format(interval=SCRAPE_INTERVAL, job=job, target=target))
         self.port = free_port()
         command = [
-            prometheus_binary(),
+            binary or prometheus_binary(),
             f"--config.file={config}",
             f"--storage.tsdb.path={workdir / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{self.port}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 import yaml
 from k8s_support import (
     CHART,
+    COMPONENTS,
     K8S,
     NAMESPACE,
     OVERLAYS,
@@ -58,10 +60,23 @@ def render_kustomize(tools: Tools, tmp_path_factory) -> Callable[[str], Rendered
     cache: dict[str, Rendered] = {}
 
     def render(target: str) -> Rendered:
+        """base, an overlay, or "with:a+b": the base with the components a and b of k8s/components."""
         if target not in cache:
-            path = K8S / ("base" if target == "base" else f"overlays/{target}")
+            if target.startswith("with:"):
+                # An overlay of our own beside the real ones, in a copy of k8s/ (kustomize loads
+                # components by relative path only from within the tree).
+                tree = out / f"tree-{len(cache)}"
+                shutil.copytree(K8S, tree)
+                path = tree / "overlays" / "under-test"
+                path.mkdir()
+                components = [f"../../components/{c}" for c in target.removeprefix("with:").split("+")]
+                path.joinpath("kustomization.yaml").write_text(yaml.safe_dump({
+                    "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                    "resources": ["../../base"], "components": components}))
+            else:
+                path = K8S / ("base" if target == "base" else f"overlays/{target}")
             text = tools.run("kubectl", "kustomize", path).stdout
-            file = out / f"{target}.yaml"
+            file = out / f"{target.replace(':', '-').replace('+', '-')}.yaml"
             file.write_text(text)
             cache[target] = Rendered(f"kustomize:{target}", text, parse_docs(text), file)
         return cache[target]
@@ -73,6 +88,7 @@ ALL_TARGETS = [
     *(f"helm:{name}" for name in VALUES_MATRIX),
     "kustomize:base",
     *(f"kustomize:{overlay}" for overlay in OVERLAYS),
+    f"kustomize:with:{'+'.join(COMPONENTS)}",
 ]
 
 

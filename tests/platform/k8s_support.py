@@ -39,6 +39,11 @@ VALUES_MATRIX: dict[str, dict[str, Any]] = {
     "hpa-off": {"autoscaling": {"enabled": False}, "replicaCount": 3},
     "nodeport-plain-training-job": {"service": {"type": "NodePort", "nodePort": 30080},
                                     "training": {"hooks": "", "arch": "cnn", "epochs": 3}},
+    # ReadWriteMany storage: pods spread; training data from an existing claim.
+    "rwx-training-data-claim": {"modelStore": {"accessMode": "ReadWriteMany", "storageClassName": "nfs"},
+                                "training": {"data": {"existingClaim": "fashion-mnist", "subPath": "fm"}}},
+    "spool-emptydir-training-hostpath": {"spool": {"persistence": {"enabled": False}},
+                                         "training": {"data": {"hostPath": "/srv/fashion-mnist"}}},
     "no-cassandra-sqlite": {"cassandra": {"enabled": False}, "config": {"predlog": "sqlite"},
                             "networkPolicy": {"enabled": False}, "training": {"enabled": False},
                             "metrics": {"serviceMonitor": {"enabled": False},
@@ -47,6 +52,10 @@ VALUES_MATRIX: dict[str, dict[str, Any]] = {
 }
 # Secrets the values above name but the chart leaves to the user (cassandra.auth.*.existingSecret).
 EXTERNAL_SECRETS: dict[str, set[str]] = {"my-admin": {"username", "password"}, "my-app": {"username", "password"}}
+# Claims the values and kustomize components above name but leave to the user (training data).
+EXTERNAL_CLAIMS = {"fashion-mnist", "fashion-classifier-training-data"}
+# The kustomize components (k8s/components), each rendered on top of the base as "with:<name>".
+COMPONENTS = ("read-write-many", "training-data")
 KUBERNETES_VERSIONS = ("1.30.0", "1.34.0")
 
 

@@ -9,7 +9,7 @@ import json
 import re
 from typing import Any
 
-from k8s_support import EXTERNAL_SECRETS, Rendered
+from k8s_support import EXTERNAL_CLAIMS, EXTERNAL_SECRETS, Rendered
 
 from fashion_classifier.config import Settings
 
@@ -110,7 +110,7 @@ def test_every_volume_mount_has_a_volume_and_every_volume_is_used(rendered):
 
 
 def test_claims_exist(rendered):
-    claims = {p["metadata"]["name"] for p in rendered.of_kind("PersistentVolumeClaim")}
+    claims = {p["metadata"]["name"] for p in rendered.of_kind("PersistentVolumeClaim")} | EXTERNAL_CLAIMS
     for w in workloads(rendered):
         for v in pod_template(w)["spec"].get("volumes", []):
             if "persistentVolumeClaim" in v:
@@ -219,16 +219,87 @@ def test_training_job_writes_the_store_the_classifier_reads(rendered):
     if train is None:
         return
     deploy = rendered.get("Deployment", _fullname(rendered))
-    claim = {v["name"]: v["persistentVolumeClaim"]["claimName"]
-             for v in pod_template(deploy)["spec"]["volumes"] if "persistentVolumeClaim" in v}
-    train_claims = {v["persistentVolumeClaim"]["claimName"]
-                    for v in pod_template(train)["spec"]["volumes"] if "persistentVolumeClaim" in v}
-    assert train_claims == set(claim.values())
+    model_dir = rendered.get("ConfigMap", _fullname(rendered))["data"]["FC_MODEL_DIR"]
+    assert _claim_at(deploy, model_dir) == _claim_at(train, model_dir) is not None
     [container] = containers(train)
     assert container["command"][:4] == ["fashion-classifier", "train", "--model-dir", "/models"]
     assert not any(m.get("readOnly") for m in container["volumeMounts"] if m["mountPath"] == "/models")
     assert "-train:" in container["image"], "training needs the image with TensorFlow"
     assert "-train:" not in containers(deploy)[0]["image"]
+
+
+def _claim_at(workload: dict[str, Any], path: str) -> str | None:
+    """The claim mounted at ``path`` in the workload's first container, or None."""
+    volumes = {v["name"]: v for v in pod_template(workload)["spec"].get("volumes", [])}
+    for mount in containers(workload, init=False)[0].get("volumeMounts", []):
+        if mount["mountPath"] == path:
+            return volumes[mount["name"]].get("persistentVolumeClaim", {}).get("claimName")
+    return None
+
+
+def _required_pod_affinity(workload: dict[str, Any]) -> list[dict[str, Any]]:
+    affinity = pod_template(workload)["spec"].get("affinity", {}).get("podAffinity", {})
+    return affinity.get("requiredDuringSchedulingIgnoredDuringExecution", [])
+
+
+def test_pods_sharing_a_read_write_once_claim_share_a_node(rendered):
+    """An RWO volume attaches to one node: every pod mounting one must be sent to the node of the
+    others (required podAffinity on the hostname whose selector matches all of them), and must
+    match that selector itself, or the first pod would wait for a partner forever."""
+    rwo = {c["metadata"]["name"] for c in rendered.of_kind("PersistentVolumeClaim")
+           if c["spec"]["accessModes"] != ["ReadWriteMany"]}
+    for claim in rwo:
+        sharing = [w for w in workloads(rendered)
+                   if any(v.get("persistentVolumeClaim", {}).get("claimName") == claim
+                          for v in pod_template(w)["spec"].get("volumes", []))]
+        if len(sharing) < 2 and not any(w["kind"] == "Deployment" for w in sharing):
+            continue
+        for w in sharing:
+            terms = [t for t in _required_pod_affinity(w) if t["topologyKey"] == "kubernetes.io/hostname"]
+            label = f"{w['kind']}/{w['metadata']['name']} (claim {claim})"
+            assert terms, f"{label}: no required podAffinity on kubernetes.io/hostname"
+            for term in terms:
+                assert not term.get("namespaces") and not term.get("namespaceSelector"), label
+                assert all(matches(term["labelSelector"], pod_labels(other)) for other in sharing), label
+            assert "topologySpreadConstraints" not in pod_template(w)["spec"], f"{label}: spread and co-located"
+
+
+def test_classifier_spreads_over_nodes_on_read_write_many(rendered):
+    deploy = rendered.get("Deployment", _fullname(rendered))
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod_template(deploy)["spec"]["volumes"]
+              if "persistentVolumeClaim" in v}
+    modes = {c["metadata"]["name"]: c["spec"]["accessModes"] for c in rendered.of_kind("PersistentVolumeClaim")}
+    if any(modes[c] != ["ReadWriteMany"] for c in claims):
+        return
+    assert not _required_pod_affinity(deploy)
+    [spread] = pod_template(deploy)["spec"]["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert matches(spread["labelSelector"], pod_labels(deploy))
+
+
+def test_spool_is_shared_but_sqlite_stays_per_pod(rendered):
+    """The spool claim is mounted by the classifier only, at FC_SPOOL_DIR; the SQLite log is never
+    on a claim (WAL needs one host's shared memory, which NFS-backed ReadWriteMany lacks)."""
+    fullname = _fullname(rendered)
+    config = rendered.get("ConfigMap", fullname)["data"]
+    deploy = rendered.get("Deployment", fullname)
+    spool = rendered.get("PersistentVolumeClaim", f"{fullname}-spool")
+    if spool is None:
+        assert _claim_at(deploy, config["FC_SPOOL_DIR"]) is None
+        return
+    assert _claim_at(deploy, config["FC_SPOOL_DIR"]) == spool["metadata"]["name"]
+    models = rendered.get("PersistentVolumeClaim", f"{fullname}-models")
+    assert spool["spec"]["accessModes"] == (["ReadWriteMany"] if models["spec"]["accessModes"] == ["ReadWriteMany"]
+                                            else ["ReadWriteOnce"])
+    users = [w["metadata"]["name"] for w in workloads(rendered)
+             if any(v.get("persistentVolumeClaim", {}).get("claimName") == spool["metadata"]["name"]
+                    for v in pod_template(w)["spec"].get("volumes", []))]
+    assert users == [fullname]
+    if "FC_SQLITE_PATH" in config:
+        mounts = sorted((m["mountPath"] for m in containers(deploy, init=False)[0]["volumeMounts"]), key=len)
+        directory = config["FC_SQLITE_PATH"].rsplit("/", 1)[0]
+        owner = [m for m in mounts if directory == m or directory.startswith(m + "/")][-1]
+        assert _claim_at(deploy, owner) is None, "the SQLite file must not be on a shared claim"
 
 
 def test_hpa_and_pdbs_target_existing_workloads(rendered):

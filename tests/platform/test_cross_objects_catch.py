@@ -32,6 +32,11 @@ def _spec(r: Rendered, kind: str, suffix: str = "") -> dict:
     return r.get(kind, f"fashion-classifier{suffix}")["spec"]
 
 
+def _replace_volume(r: Rendered, volume: dict) -> None:
+    volumes = _pod(r)["volumes"]
+    volumes[[v["name"] for v in volumes].index(volume["name"])] = volume
+
+
 CASSANDRA_HOSTS_3 = ",".join(f"fashion-classifier-cassandra-{i}.fashion-classifier-cassandra"
                              for i in range(3))
 
@@ -96,6 +101,19 @@ BREAKAGES = {
                               "app.kubernetes.io/part-of")),
     "no-memory-limit": (checks.test_images_are_the_project_images_or_cassandra,
                         lambda r: _pod(r)["containers"][0]["resources"].pop("limits")),
+    "training-job-free-to-roam": (checks.test_pods_sharing_a_read_write_once_claim_share_a_node,
+                                  lambda r: _spec(r, "Job", "-train")["template"]["spec"].pop("affinity")),
+    "training-job-unmatched": (checks.test_pods_sharing_a_read_write_once_claim_share_a_node,
+                               lambda r: _spec(r, "Job", "-train")["template"]["metadata"]["labels"].pop(
+                                   "fashion-classifier.dev/rwo-volumes")),
+    "rwx-without-spread": (checks.test_classifier_spreads_over_nodes_on_read_write_many,
+                           lambda r: [c["spec"].update(accessModes=["ReadWriteMany"])
+                                      for c in r.of_kind("PersistentVolumeClaim")]),
+    "spool-on-emptydir": (checks.test_spool_is_shared_but_sqlite_stays_per_pod,
+                          lambda r: _replace_volume(r, {"name": "spool", "emptyDir": {}})),
+    "sqlite-on-the-shared-claim": (checks.test_spool_is_shared_but_sqlite_stays_per_pod,
+                                   lambda r: _config(r).update(
+                                       FC_SQLITE_PATH="/var/lib/fashion-classifier/spool/log.sqlite3")),
 }
 
 

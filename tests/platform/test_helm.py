@@ -270,3 +270,8 @@ def test_notes_explain_access_and_scraping(tools, tmp_path):
     assert "port-forward deployment/fashion-classifier 9464" in notes and ":8000/metrics" not in notes
     assert "admits only the namespaces\n   monitoring" in notes
     assert "get secret fashion-classifier-cassandra-admin -o jsonpath='{.data.password}'" in notes
+    # The claims `helm uninstall` keeps (tests/cluster/test_cluster_helm.py checks the same list).
+    kept = notes.split("`helm uninstall` keeps", 1)[1]
+    for claim in ("fashion-classifier-models", "fashion-classifier-spool", "data-fashion-classifier-cassandra-<i>"):
+        assert claim in kept, claim
+    assert "Data: downloaded by keras" in notes and "ReadWriteOnce: every pod mounting them runs on one node" in notes

@@ -44,7 +44,7 @@ def test_skaffold_config_matches_its_published_schema(tools):
     assert schema is not None, f"{SKAFFOLD_SCHEMA} missing: run scripts/k8s-tools install"
     assert SKAFFOLD_SCHEMA.stem.endswith(config["apiVersion"].split("/")[1])
     tools.run("check-jsonschema", "--schemafile", SKAFFOLD_SCHEMA, ROOT / "skaffold.yaml")
-    assert {p["name"] for p in config["profiles"]} == {"kind", "minikube"}
+    assert {p["name"] for p in config["profiles"]} == {"kind", "minikube", "lite"}
     assert config["portForward"][0]["resourceName"] == "fashion-classifier"
 
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 import base64
 import dataclasses
 import gc
+import logging
+import socket
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from fashion_classifier.config import Settings
 from fashion_classifier.predlog import InvalidPageState, PredictionRecord, cassandra_log, cassandra_schema
 from fashion_classifier.predlog.base import PredictionBatch, PredictionLogUnavailable
-from fashion_classifier.predlog.cassandra_log import CassandraLog
+from fashion_classifier.predlog.cassandra_log import CassandraLog, CassandraSink
 from fashion_classifier.predlog.codec import decode_token, encode_token
 
 from .conftest import cassandra_settings, eventually, make_record, stored_ids
@@ -243,3 +247,30 @@ def test_written_rows_are_freed_without_the_cyclic_gc(log):
         eventually(lambda: alive() - before == 0, timeout=5)
     finally:
         gc.enable()
+
+
+def test_contact_points_that_do_not_resolve_yet_are_retried(monkeypatch, caplog):
+    """In Kubernetes the classifier may start before the Cassandra pods exist, so before their
+    names resolve: the driver then refuses to build a Cluster at all. The connect loop must keep
+    retrying (it once died on that, and every row stayed in the spool). DNS is the one thing
+    replaced here: no lookup may leave the machine."""
+    real = socket.getaddrinfo
+    name = "cassandra-0.cassandra.fc-test"
+
+    def no_such_name(host, *args, **kwargs):
+        if host == name:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    caplog.set_level(logging.WARNING, logger="fashion_classifier.predlog.cassandra_log")
+    sink = CassandraSink(Settings(cassandra_hosts=(name,)))
+    try:
+        deadline = time.monotonic() + 10
+        while "not reachable yet" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "not reachable yet" in caplog.text
+        time.sleep(1.5)  # past the first retry (0.5 s, then 1 s)
+        assert sink._thread.is_alive() and sink.session is None
+    finally:
+        sink.close()

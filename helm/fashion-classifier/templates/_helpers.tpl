@@ -92,6 +92,9 @@ app.kubernetes.io/part-of: {{ include "fashion-classifier.name" .ctx }}
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
 {{- fail "autoscaling.minReplicas cannot exceed autoscaling.maxReplicas" }}
 {{- end }}
+{{- if and .Values.training.data.hostPath .Values.training.data.existingClaim }}
+{{- fail "training.data: set hostPath or existingClaim, not both" }}
+{{- end }}
 {{- end }}
 
 {{/* Pod security context of the application's pods (the image's user app, uid 10001). */}}
@@ -140,4 +143,42 @@ The migration Job (role admin) also gets the application role it creates. */}}
       key: password
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/* "true" when the claims the pods share are ReadWriteOnce(Pod): such a volume attaches to one
+node at a time, so every pod that mounts one must run on the same node (ReadWriteMany: spread). */}}
+{{- define "fashion-classifier.colocate" -}}
+{{- if ne .Values.modelStore.accessMode "ReadWriteMany" }}true{{ end }}
+{{- end }}
+
+{{/* Access mode of the spool claim: the model store's (RWX when it is, RWO otherwise: one claim
+per pod would leave a deleted pod's rows where no other pod looks). */}}
+{{- define "fashion-classifier.spoolAccessMode" -}}
+{{- if eq .Values.modelStore.accessMode "ReadWriteMany" }}ReadWriteMany{{ else }}ReadWriteOnce{{ end }}
+{{- end }}
+
+{{/* The label every pod mounting the shared claims carries when they must share a node: the
+classifier pods, the training Job's pod and the Jobs `fashion-classifier cluster train` copies from it. */}}
+{{- define "fashion-classifier.colocationLabel" -}}
+fashion-classifier.dev/rwo-volumes: "true"
+{{- end }}
+
+{{/* Required affinity of those pods to each other, on one node. It cannot leave a pod Pending
+for want of a partner: while no running pod carries the label, the scheduler lets a pod that
+matches its own term go to any node (the first pod, whether a classifier or the training Job's),
+and every later one joins that node. Finished pods (a done training Job) are no anchor. */}}
+{{- define "fashion-classifier.colocationAffinity" -}}
+affinity:
+  podAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "fashion-classifier.selectorLabels" (dict "ctx" .) | nindent 12 }}
+            {{- include "fashion-classifier.colocationLabel" . | nindent 12 }}
+{{- end }}
+
+{{/* Training data of the Job: "true" when it reads files from a volume instead of downloading. */}}
+{{- define "fashion-classifier.trainingData" -}}
+{{- with .Values.training.data }}{{ if or .hostPath .existingClaim }}true{{ end }}{{ end }}
 {{- end }}

@@ -1,8 +1,8 @@
 // fakeprovisioner binds PersistentVolumeClaims on the kwok cluster of scripts/kube-local.
 //
-// There is no kubelet and no storage driver, so nothing would ever provision a volume: claims of
-// a StorageClass whose provisioner is ours get a hostPath PersistentVolume (a directory under
-// --path that no pod ever mounts), pre-bound to the claim. Released volumes (their claim was
+// There is no storage driver, so nothing would ever provision a volume: claims of a StorageClass
+// whose provisioner is ours get a hostPath PersistentVolume (a directory under --path: kwok's pods
+// never mount it, the real kubelet of scripts/kube-node does), pre-bound to the claim. Released volumes (their claim was
 // deleted, reclaim policy Delete) are deleted, as a real dynamic provisioner would. It polls
 // instead of watching: a few list calls a second is nothing here and needs no resync logic.
 package main
@@ -107,7 +107,12 @@ func provision(ctx context.Context, client kubernetes.Interface, pvc *corev1.Per
 	policy corev1.PersistentVolumeReclaimPolicy, provisioner, root string) error {
 	name := fmt.Sprintf("pvc-%s", pvc.UID)
 	dir := filepath.Join(root, name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return err
+	}
+	// With scripts/kube-node a real kubelet mounts the directory as is (hostPath ignores fsGroup):
+	// let non-root pods write, as rancher's local-path-provisioner (kind's default class) does.
+	if err := os.Chmod(dir, 0o777); err != nil {
 		return err
 	}
 	size := pvc.Spec.Resources.Requests[corev1.ResourceStorage]

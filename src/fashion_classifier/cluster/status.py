@@ -60,14 +60,17 @@ def _model_name(release: Release) -> str:
 
 def _served_version(cluster: Cluster, namespace: str, pod: str, model: str) -> str:
     try:
-        body = cluster.call(
+        # Raw bytes: with its content preloaded, the client turns a JSON answer into the repr of
+        # a Python dict (single quotes), which is no longer JSON.
+        response = cluster.call(
             f"ask pod {pod} for its model", cluster.core.connect_get_namespaced_pod_proxy_with_path,
             f"{pod}:{SERVING_PORT}", namespace, f"v2/models/{model}", _request_timeout=3,
+            _preload_content=False,
         )
     except ClusterError:
         return "unknown (pod not reachable through the API server)"
     try:
-        versions = json.loads(body if isinstance(body, str) else body.decode())["versions"]
+        versions = json.loads(response.data)["versions"]
         return ",".join(versions) or "none loaded"
     except (ValueError, KeyError, TypeError, AttributeError):
         return "unknown (unexpected answer)"

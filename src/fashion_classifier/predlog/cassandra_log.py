@@ -59,6 +59,9 @@ from fashion_classifier.predlog.writer import AsyncWriter, Done
 log = logging.getLogger(__name__)
 
 RECENT_DAYS = 7  # how far back recent() looks
+# Seconds without any reachable node after which the contact points are resolved again (see
+# CassandraSink._watch_hosts).
+REDISCOVER_AFTER = 15.0
 COUNT_PAGE_ROWS = 5000  # rows per page when counts() reads a day
 _COLUMNS = (
     "id, created_at, model_version, predicted_class, label, confidence, top3, source, "
@@ -74,6 +77,7 @@ class CassandraSink:
         self.session = None
         self._cluster = None
         self._encoder = _Encoder()
+        self._down_since: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._connect_loop, name="predlog-connect", daemon=True)
         self._thread.start()
@@ -82,13 +86,17 @@ class CassandraSink:
     def _connect_loop(self) -> None:
         delay, last_error = 0.5, None
         while not self._stop.is_set():
-            cluster = build_cluster(self._settings)
+            cluster = None
             try:
+                # Raises when no contact point resolves: the Cassandra pods' names exist only
+                # once the pods do, and the classifier may start first.
+                cluster = build_cluster(self._settings)
                 with quiet_connect_errors():  # the cause is logged below, once
                     session = cluster.connect(self._keyspace)
                 self._prepare(session)
             except Exception as exc:  # any failure: the cluster is not usable yet
-                cluster.shutdown()
+                if cluster is not None:
+                    cluster.shutdown()
                 if _login_refused(exc):
                     # One line, however often it is retried and whichever node answers first.
                     if last_error != "login refused":
@@ -105,9 +113,14 @@ class CassandraSink:
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10.0)
                 continue
-            self._cluster, self.session = cluster, session
+            if self._stop.is_set():  # closed while connecting
+                cluster.shutdown()
+                return
+            previous, self._cluster, self.session = self._cluster, cluster, session
             metrics.CONNECTED.set(1)
             log.info("prediction log: connected to Cassandra %s", ",".join(self._settings.cassandra_hosts))
+            if previous is not None:
+                previous.shutdown()  # writes still on it fail and are spooled, then replayed
             return
 
     def _prepare(self, session) -> None:
@@ -137,7 +150,28 @@ class CassandraSink:
     def writable(self) -> bool:
         up = self.session is not None and any(host.is_up for host in self._cluster.metadata.all_hosts())
         metrics.CONNECTED.set(1 if up else 0)
+        if self.session is not None:
+            self._watch_hosts(up)
         return up
+
+    def _watch_hosts(self, up: bool) -> None:
+        """Reconnect from the contact points when no node has been reachable for a while.
+
+        The driver only reconnects to the addresses it has seen. When every node comes back at a
+        new address (Kubernetes pods rescheduled or a StatefulSet scaled to 0 and back), those
+        retries never succeed. A new Cluster resolves the contact points (the pods' DNS names) again.
+        """
+        now = time.monotonic()
+        if up or self._down_since is None:
+            self._down_since = None if up else now
+            return
+        if now - self._down_since < REDISCOVER_AFTER or self._thread.is_alive() or self._stop.is_set():
+            return
+        log.warning("prediction log: no Cassandra node reachable for %.0f s; resolving %s again",
+                    now - self._down_since, ",".join(self._settings.cassandra_hosts))
+        self._down_since = None
+        self._thread = threading.Thread(target=self._connect_loop, name="predlog-connect", daemon=True)
+        self._thread.start()
 
     # --- writing ----------------------------------------------------------------------------
     def write(self, items: list[Item], done: Done) -> None:
