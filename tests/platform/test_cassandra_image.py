@@ -108,10 +108,14 @@ def test_cassandra_image_runs_the_charts_pod(image: str, pod: dict, capsys):
         for volume in volumes.values():
             _podman("volume", "create", volume)
 
-        # The init container, command and environment as rendered: copies /etc/cassandra/. to the
-        # config volume and switches on password authentication with its sed.
+        # The init container, command and environment as rendered: waits until a seed's name
+        # resolves, copies /etc/cassandra/. to the config volume and switches on password
+        # authentication with its sed. Its seeds are the pod IP, as the main container's below
+        # (the pods' DNS names do not resolve here).
         init_env = {e["name"]: e["value"] for e in init["env"]}
         assert init_env["CASSANDRA_AUTH"] == "true", "the chart's default is authentication on"
+        assert init_env["CASSANDRA_SEEDS"] == next(e["value"] for e in main["env"] if e["name"] == "CASSANDRA_SEEDS")
+        init_env["CASSANDRA_SEEDS"] = POD_IP
         _podman("run", "--rm", "--network=none", *hardening, "-v", f"{volumes['config']}:/config:U",
                 *_env_args(init_env), "--entrypoint", init["command"][0], image, *init["command"][1:])
 
