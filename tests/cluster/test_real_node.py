@@ -127,6 +127,11 @@ def test_install_forms_the_ring_migrates_and_serves_the_trained_model(installed:
     status = kube.kubectl("-n", NAMESPACE, "exec", f"{FULLNAME}-cassandra-0", "-c", "cassandra", "--",
                           "bash", "-c", "MAX_HEAP_SIZE=128M nodetool status").stdout
     assert len(re.findall(r"^UN\s", status, re.MULTILINE)) == 2, status
+    # No restart on the way: the init container waited for a seed's DNS name instead of Cassandra
+    # failing on "The seed provider lists no seeds" while its own name was not published yet.
+    restarts = {p["metadata"]["name"]: c["restartCount"] for p in ready_pods(kube, NAMESPACE, CASSANDRA)
+                for c in p["status"]["containerStatuses"]}
+    assert set(restarts.values()) == {0}, restarts
     # The application role the migration created reads the table the migration created.
     assert installed.cassandra.count() == 0
     # Training finished before the install returned; each pod swaps the version in within the
