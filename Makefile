@@ -18,15 +18,17 @@ setup:
 lint:
 	$(BIN)/ruff check src tests bench
 
-# Train a new version into FC_MODEL_DIR (default: model/). ARCH=cnn for the convolutional net.
-ARCH ?= mlp
+# Train a new version into FC_MODEL_DIR (default: model/). ARCH=mlp for the TensorFlow tutorial's model.
+ARCH ?= compact
 train:
 	$(BIN)/fashion-classifier train --arch $(ARCH) --data-dir ../shared/data/fashion-mnist
 
-# Regenerate the default artifact shipped in model/ (keeps only the new version).
+# Regenerate the default artifact shipped in model/: a new compact version, current, next to the
+# TensorFlow tutorial's MLP (kept for comparison and rollback).
 model:
-	rm -rf model.new && $(BIN)/fashion-classifier train --arch mlp --model-dir model.new \
-	  --data-dir ../shared/data/fashion-mnist --keep 1 && rm -rf model && mv model.new model
+	rm -rf model.new && mkdir -p model.new/versions && cp -r model/versions/*-mlp-* model.new/versions/ \
+	  && $(BIN)/fashion-classifier train --arch compact --model-dir model.new \
+	  --data-dir ../shared/data/fashion-mnist --keep 2 && rm -rf model && mv model.new model
 
 cassandra-up:
 	scripts/cassandra-local start

@@ -64,6 +64,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -346,7 +347,9 @@ def _worker_peak_mb(procs: list[dict]) -> float:
 
 
 def bench_server(server: Server, loads: dict[str, wrkrun.Load], bodies: dict[str, bytes], workdir: Path,
-                 args: argparse.Namespace) -> dict:
+                 args: argparse.Namespace, check: Callable[[str, str, dict[str, bytes], int], None] = check_answer,
+                 ) -> dict:
+    """Start ``server``, check and load each of its workloads, stop it; ``check`` raises on a wrong answer."""
     entry: dict = {"description": server.description, "workers": WORKERS, "versions": server.versions, "runs": {}}
     for name, why in server.not_applicable.items():
         entry["runs"][name] = {"not_applicable": why}
@@ -370,7 +373,7 @@ def bench_server(server: Server, loads: dict[str, wrkrun.Load], bodies: dict[str
         for name in server.workloads:
             load = loads[name]
             try:
-                check_answer(proc.base_url, name, bodies, args.expected_class)
+                check(proc.base_url, name, bodies, args.expected_class)
             except Exception as exc:  # a wrong or failed answer: no point in loading it
                 entry["runs"][name] = {"invalid": f"answer check failed: {exc}"}
                 print(f"    {name}: answer check FAILED: {exc}", flush=True)
@@ -388,6 +391,7 @@ def bench_server(server: Server, loads: dict[str, wrkrun.Load], bodies: dict[str
                                            - run["wrk_cpu_share"], 3)
             run["warmup_errors"] = warm["errors_total"]
             run["requests_incl_warmup"] = warm["requests"] + run["requests"]
+            run["processes_after"] = processes(proc.proc.pid)  # memory as this workload left it
             entry["runs"][name] = run
             print(f"    {name:>15}: {run['requests_per_s']:>9,.0f} req/s {run['images_per_s']:>10,.0f} img/s  "
                   f"p50 {run['p50_ms']:7.2f}  p90 {run['p90_ms']:7.2f}  p99 {run['p99_ms']:7.2f} ms  "

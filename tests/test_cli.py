@@ -70,4 +70,5 @@ def test_evaluate_and_versions_on_empty_store(tmp_path, data_dir):
 def test_versions_marks_current(model_store):
     done = run("versions", "--model-dir", str(model_store))
     assert done.returncode == 0
-    assert done.stdout.startswith(f"* {store.current_version(model_store)}")
+    marked = [line for line in done.stdout.splitlines() if line.startswith("* ")]
+    assert len(marked) == 1 and marked[0].startswith(f"* {store.current_version(model_store)} ")

@@ -28,6 +28,11 @@ CLASS_NAMES: tuple[str, ...] = (
     "Ankle boot",
 )
 
+# Model architectures (training/architectures.py builds them; named here so that commands which
+# import no TensorFlow can offer them). The default reads photos: see docs/model.md.
+ARCHITECTURES: tuple[str, ...] = ("compact", "cnn", "mlp")
+DEFAULT_ARCHITECTURE = "compact"
+
 
 class ConfigError(ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
@@ -89,8 +94,8 @@ class Settings:
     # --- data and training -------------------------------------------------------------
     data_dir: Path | None = None  # FC_DATA_DIR; unset = download with keras.datasets
     seed: int = 42  # FC_SEED
-    epochs: int = 15  # FC_EPOCHS
-    batch_size: int = 0  # FC_BATCH_SIZE; 0 = the architecture's default (mlp 32, cnn 64)
+    epochs: int = 0  # FC_EPOCHS; 0 = the architecture's default (compact 20, cnn and mlp 15)
+    batch_size: int = 0  # FC_BATCH_SIZE; 0 = the architecture's default (mlp 32, compact and cnn 64)
 
     # --- model store ---------------------------------------------------------------------
     model_dir: Path = DEFAULT_MODEL_DIR  # FC_MODEL_DIR; the versioned artifact store
@@ -164,7 +169,7 @@ class Settings:
         return cls(
             data_dir=_path("FC_DATA_DIR", None),
             seed=_int("FC_SEED", 42),
-            epochs=_int("FC_EPOCHS", 15, minimum=1),
+            epochs=_int("FC_EPOCHS", 0, minimum=0),
             batch_size=_int("FC_BATCH_SIZE", 0, minimum=0),
             model_dir=_path("FC_MODEL_DIR", DEFAULT_MODEL_DIR) or DEFAULT_MODEL_DIR,
             keep_versions=_int("FC_KEEP_VERSIONS", 5, minimum=1),

@@ -19,14 +19,14 @@ def test_default_store_is_complete_and_verified():
 
     path = store.current_path(DEFAULT_MODEL_DIR)
     meta = store.verify(path, (store.TFLITE, store.KERAS))
-    assert meta["architecture"] == "mlp" and meta["epochs"] == 15
-    assert meta["test_accuracy"] >= 0.885
+    assert meta["architecture"] == "compact" and meta["epochs"] == 20
+    assert meta["test_accuracy"] >= 0.885 and meta["robustness"]["accuracy"]["shifted"] >= 0.85
     for key in ("test_loss", "per_class", "confusion_matrix", "dataset", "tensorflow_version", "seed",
                 "training_seconds", "parameters"):
         assert key in meta
-    assert meta["parameters"] == 101_770
-    assert (path / "confusion_matrix.png").stat().st_size > 1000
-    assert (path / "training_curves.png").stat().st_size > 1000
+    assert meta["parameters"] == 93_962
+    for png in ("confusion_matrix.png", "training_curves.png", "reliability_diagram.png"):
+        assert (path / png).stat().st_size > 1000
 
 
 def test_publish_switches_current_and_prunes(tmp_path):

@@ -141,7 +141,7 @@ def test_install_forms_the_ring_migrates_and_serves_the_trained_model(installed:
         served = set(versions.values())
         return versions if len(versions) == 2 and len(served) == 1 and DEFAULT_MODEL not in served else None
     versions = wait_for(trained, 60, "both classifier pods to serve the trained model")
-    assert all(re.fullmatch(r"\d{8}T\d{6}Z-mlp-\w+", v) for v in versions.values()), versions
+    assert all(re.fullmatch(r"\d{8}T\d{6}Z-compact-\w+", v) for v in versions.values()), versions
 
 
 def test_helm_test_passes(installed: Installed) -> None:

@@ -6,6 +6,7 @@ Screenshots and page sources go to ``$FC_TEST_ARTIFACTS/e2e`` (default ``var/tes
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from harness.browser import chromium
 from harness.images import encode, load_test_split
 from harness.server import start_serve
 
-from fashion_classifier.artifacts.store import KERAS, current_path, current_version
+from fashion_classifier.artifacts.store import KERAS, METADATA, current_path, current_version
 from fashion_classifier.config import CLASS_NAMES, DEFAULT_MODEL_DIR, PROJECT_ROOT
 
 
@@ -66,13 +67,14 @@ def browser(server, tmp_path_factory):
 def upload_image(store_copy, data_dir, tmp_path_factory) -> UploadImage:
     """The first test image Keras classifies correctly with confidence >= 0.9 (so the browser's
     answer does not hinge on rounding), with Keras's own prediction for it."""
-    import keras
+    from fashion_classifier.training import architectures, calibration
 
     images, labels = load_test_split(data_dir)
-    model = keras.models.load_model(current_path(store_copy) / KERAS)
+    version = current_path(store_copy)
+    model = architectures.load(version / KERAS)
     logits = np.asarray(model(images[:200].astype(np.float32) / 255.0, training=False))
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
+    temperature = json.loads((version / METADATA).read_text())["calibration"]["temperature"]
+    probs = calibration.softmax(logits, temperature)
     predicted = probs.argmax(axis=1)
     good = np.flatnonzero((predicted == labels[:200]) & (probs.max(axis=1) >= 0.9))
     assert len(good), "Keras gets none of the first 200 test images right with confidence >= 0.9"

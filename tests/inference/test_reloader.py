@@ -24,7 +24,8 @@ def test_initial_load_sets_ready_and_model_info(model_store):
     assert holder.check() is True
     assert holder.ready and holder.model.version == store.current_version(model_store)
     assert sample("fc_model_ready") == 1.0
-    assert sample("fc_model_info", {"version": holder.model.version, "architecture": "mlp"}) == 1.0
+    arch = holder.model.metadata["architecture"]
+    assert sample("fc_model_info", {"version": holder.model.version, "architecture": arch}) == 1.0
     assert holder.check() is False  # same version: nothing to do
 
 
@@ -38,8 +39,9 @@ def test_new_version_is_swapped_in_and_old_references_stay_valid(model_store):
     assert holder.model.version == new and holder.model is not in_flight
     assert in_flight.predictor.predict(np.zeros((1, 28, 28), np.float32)).shape == (1, 10)
     assert sample("fc_model_reloads_total") == reloads + 1
-    assert sample("fc_model_info", {"version": new, "architecture": "mlp"}) == 1.0
-    assert sample("fc_model_info", {"version": in_flight.version, "architecture": "mlp"}) == 0.0
+    arch = in_flight.metadata["architecture"]  # publish_copy copies the current version
+    assert sample("fc_model_info", {"version": new, "architecture": arch}) == 1.0
+    assert sample("fc_model_info", {"version": in_flight.version, "architecture": arch}) == 0.0
 
 
 def test_checksum_mismatch_is_refused_and_not_retried(model_store, caplog):

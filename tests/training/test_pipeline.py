@@ -12,8 +12,9 @@ from fashion_classifier.artifacts import store
 
 def _train(model_dir, data_dir, *extra):
     cmd = [sys.executable, "-m", "fashion_classifier.cli", "train", "--model-dir", str(model_dir),
-           "--data-dir", str(data_dir), "--limit", "3000", "--epochs", "2", "--quiet", "--json", *extra]
-    # later flags win in argparse, so extra can override --epochs
+           "--data-dir", str(data_dir), "--limit", "3000", "--arch", "mlp", "--epochs", "2", "--quiet", "--json",
+           *extra]
+    # later flags win in argparse, so extra can override --arch and --epochs
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
@@ -30,7 +31,7 @@ def test_short_run_publishes_a_valid_artifact(trained):
     path = store.current_path(model_dir)
     assert path.name == meta["version"]
     assert store.verify(path, (store.TFLITE, store.KERAS)) == meta
-    assert meta["train_examples"] == 3000 and meta["test_examples"] == 3000
+    assert meta["train_examples"] == 2700 and meta["test_examples"] == 3000  # 300 held out for calibration
     assert meta["epochs"] == 2 and meta["architecture"] == "mlp" and meta["seed"] == 42
     assert 0.5 < meta["test_accuracy"] <= 1
     confusion = np.array(meta["confusion_matrix"])
@@ -39,23 +40,23 @@ def test_short_run_publishes_a_valid_artifact(trained):
     assert set(meta["per_class"]) == set(meta["class_names"]) and len(meta["class_names"]) == 10
     assert meta["export"]["max_abs_diff_vs_keras"] <= 1e-5
     assert len(meta["history"]["loss"]) == 2
-    for png in ("confusion_matrix.png", "training_curves.png"):
+    for png in ("confusion_matrix.png", "training_curves.png", "reliability_diagram.png"):
         assert (path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_export_matches_keras_within_tolerance(trained, dataset):
     """Re-check the shipped claim independently: the TFLite export vs the saved Keras model."""
-    import keras
-
     from fashion_classifier.artifacts.export import tflite_probabilities
-    from fashion_classifier.training.evaluate import softmax
+    from fashion_classifier.training.architectures import load
+    from fashion_classifier.training.calibration import softmax
 
-    model_dir, _ = trained
+    model_dir, meta = trained
     path = store.current_path(model_dir)
     x = dataset.x_test[:2000].astype(np.float32) / 255.0
-    keras_probs = softmax(keras.models.load_model(path / store.KERAS).predict(x, verbose=0))
+    logits = load(path / store.KERAS).predict(x, verbose=0)
+    keras_probs = softmax(logits, meta["calibration"]["temperature"])
     lite = tflite_probabilities(path / store.TFLITE, x)
-    assert np.max(np.abs(lite - keras_probs)) <= 1e-5
+    assert np.max(np.abs(lite - keras_probs)) <= 1e-5  # metadata records the export's exact temperature
     assert np.allclose(lite.sum(axis=1), 1, atol=1e-5)
 
 
@@ -73,3 +74,76 @@ def test_cnn_architecture_trains_and_exports(data_dir, tmp_path):
     assert meta["architecture"] == "cnn"
     assert meta["export"]["max_abs_diff_vs_keras"] <= 1e-5
     assert meta["test_accuracy"] > 0.5
+
+
+def test_calibration_is_fitted_on_held_out_images_and_recorded(trained):
+    _, meta = trained
+    cal = meta["calibration"]
+    assert cal["validation_examples"] == 300 and cal["bins"] == 15
+    assert cal["temperature"] > 0 and cal["temperature"] == meta["export"]["output"]["temperature"]
+    # Temperature scaling minimises the held-out NLL; on the test set it should not make ECE worse
+    # by much, and on a 2-epoch MLP it improves it.
+    assert cal["ece_after"] <= cal["ece_before"] + 0.01
+    assert 0 < cal["low_confidence_below"] < 1 and 0 < cal["coverage_above"] <= 1
+    assert meta["augmentation"] is None  # the tutorial's MLP trains on the images as published
+
+
+def test_robustness_is_measured_on_the_export(trained):
+    _, meta = trained
+    robust = meta["robustness"]
+    assert robust["examples"] == 3000
+    assert set(robust["accuracy"]) == {"clean", "mirrored", "shifted", "scaled", "rotated", "contrast", "noise",
+                                       "photo"}
+    assert robust["accuracy"]["clean"] == pytest.approx(meta["test_accuracy"], abs=0.001)  # LiteRT vs Keras
+    assert robust["accuracy"]["mirrored"] < robust["accuracy"]["clean"]  # the MLP has no invariance
+
+
+@pytest.fixture(scope="module")
+def compact(tmp_path_factory, data_dir):
+    model_dir = tmp_path_factory.mktemp("compact")
+    return model_dir, _train(model_dir, data_dir, "--arch", "compact", "--epochs", "2", "--batch-size", "16")
+
+
+def test_compact_trains_augmented_and_exports_the_net_alone(compact):
+    model_dir, meta = compact
+    assert meta["architecture"] == "compact" and meta["augmentation"]["shift_pixels"] == 3
+    assert meta["export"]["max_abs_diff_vs_keras"] <= 1e-5
+    # Two epochs on 2,700 images leave batch norm's statistics unsettled (test accuracy can be
+    # near chance); that it learns is shown by its loss, its accuracy by the shipped artifact.
+    assert meta["history"]["loss"][1] < meta["history"]["loss"][0]
+    # The augmentation layers train but do not ship: the saved model is the net alone.
+    from fashion_classifier.training.architectures import load
+
+    saved = load(store.current_path(model_dir) / store.KERAS)
+    assert saved.name == "compact" and not [layer for layer in saved.layers if "random" in layer.name]
+
+
+def test_compact_same_seed_same_result(compact, data_dir, tmp_path):
+    """The augmentation is seeded: a second run sees the same batches and learns the same weights."""
+    _, first = compact
+    second = _train(tmp_path, data_dir, "--arch", "compact", "--epochs", "2", "--batch-size", "16")
+    assert second["history"]["loss"] == pytest.approx(first["history"]["loss"], rel=1e-4)
+    assert second["test_accuracy"] == pytest.approx(first["test_accuracy"], abs=0.003)
+
+
+def test_every_named_architecture_is_built_and_has_a_recipe():
+    """config names the architectures for commands without TensorFlow; training builds them."""
+    from fashion_classifier.config import ARCHITECTURES, DEFAULT_ARCHITECTURE
+    from fashion_classifier.training import architectures
+
+    assert sorted(ARCHITECTURES) == sorted(architectures.ARCHITECTURES) == sorted(architectures.RECIPES)
+    assert DEFAULT_ARCHITECTURE in ARCHITECTURES and architectures.recipe(DEFAULT_ARCHITECTURE).augmented
+    with pytest.raises(ValueError, match="unknown architecture 'resnet'"):
+        architectures.recipe("resnet")
+
+
+def test_max_normalization_makes_the_compact_net_blind_to_brightness(dataset):
+    """A dimmed garment reaches the net as the bright one."""
+    from fashion_classifier.training.architectures import MaxNormalization
+
+    x = dataset.x_test[:64].astype(np.float32) / 255.0
+    layer = MaxNormalization()
+    bright = np.asarray(layer(x))
+    assert np.allclose(bright.max(axis=(1, 2)), 1.0)
+    assert np.allclose(np.asarray(layer(x * 0.55)), bright, atol=1e-5)
+    assert not np.asarray(layer(np.zeros((1, 28, 28), np.float32))).any()  # a blank image stays blank

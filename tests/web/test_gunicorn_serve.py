@@ -137,7 +137,8 @@ def test_serve_end_to_end(server, model_store, png):
     assert set(seen) == {new}, server.log_tail()
     samples = scrape(server)
     assert samples[reloads] == 2, server.log_tail()  # once per worker
-    assert samples[("fc_model_info", (("architecture", "mlp"), ("version", new)))] == 1.0
+    arch = json.loads((model_store / "versions" / new / "metadata.json").read_text())["architecture"]
+    assert samples[("fc_model_info", (("architecture", arch), ("version", new)))] == 1.0
     assert sorted(server.worker_pids()) == sorted(workers)
 
     # Graceful stop: exit 0, every prediction written, the temporary metrics directory removed.

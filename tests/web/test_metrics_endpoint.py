@@ -58,7 +58,8 @@ def test_request_prediction_and_model_metrics(client, state, png):
     )
     assert predicted - predicted_before == 3
     assert value(after, "fc_prediction_confidence_count") - value(before, "fc_prediction_confidence_count") == 3
-    assert value(after, "fc_model_info", version=state.model.version, architecture="mlp") == 1.0
+    arch = state.model.metadata["architecture"]
+    assert value(after, "fc_model_info", version=state.model.version, architecture=arch) == 1.0
     assert value(after, "fc_model_ready") == 1.0
     assert value(after, "fc_http_requests_in_flight") == 0.0
     assert ("fc_model_load_seconds_count", ()) in after

@@ -1,8 +1,9 @@
 """Export a trained Keras model to the serving format (TFLite with softmax) and check it.
 
-The export takes float32 [N, 28, 28] pixels in [0, 1] and returns softmax probabilities, so a
-serving process needs nothing but the LiteRT interpreter. It is checked against Keras on the
-whole test set: probabilities must agree within ``TOLERANCE``.
+The export takes float32 [N, 28, 28] pixels in [0, 1] and returns softmax probabilities of the
+logits divided by the calibration temperature, so a serving process needs nothing but the LiteRT
+interpreter. It is checked against Keras on the whole test set: probabilities must agree within
+``TOLERANCE``.
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ class ExportError(Exception):
     """The export failed or disagrees with the Keras model."""
 
 
-def to_tflite(model, path: Path) -> None:  # model: keras.Model (TensorFlow imported lazily)
+def to_tflite(model, path: Path, temperature: float = 1.0) -> None:  # model: keras.Model (TF imported lazily)
+    """Write ``softmax(model(pixels) / temperature)`` as a TFLite file (temperature: calibration)."""
     import keras
     import tensorflow as tf
 
     # Converting a Keras model (not a tf.function capturing it) makes the converter freeze the
     # weights into constants; a captured Keras 3 model becomes READ_VARIABLE ops that LiteRT
     # cannot run.
-    serving = keras.Sequential([keras.Input(shape=(28, 28), name="pixels"), model, keras.layers.Softmax()])
+    serving = keras.Sequential([keras.Input(shape=(28, 28), name="pixels"), model,
+                                keras.layers.Rescaling(1.0 / temperature), keras.layers.Softmax()])
     Path(path).write_bytes(tf.lite.TFLiteConverter.from_keras_model(serving).convert())
 
 

@@ -24,11 +24,9 @@ from fashion_classifier.cluster import errors, follow, rollout, scaling, status,
 from fashion_classifier.cluster import release as releases
 from fashion_classifier.cluster.connect import Cluster, connect
 from fashion_classifier.cluster.release import Release
-from fashion_classifier.config import Settings
+from fashion_classifier.config import ARCHITECTURES, Settings
 
 T = TypeVar("T")
-
-ARCHITECTURES = ("mlp", "cnn")
 
 
 def _label(text: str) -> tuple[str, str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fashion_classifier.cli import EXIT_FAILED, EXIT_UNAVAILABLE, CliError
 from fashion_classifier.cli.argtypes import whole_number
-from fashion_classifier.config import Settings
+from fashion_classifier.config import ARCHITECTURES, DEFAULT_ARCHITECTURE, Settings
 
 POSITIVE = whole_number(1)
 
@@ -35,9 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Train on Fashion-MNIST, evaluate, export to TFLite, publish atomically.")
     _store_args(p)
     _data_args(p)
-    p.add_argument("--arch", default="mlp", choices=("mlp", "cnn"), help="architecture (default: mlp)")
-    p.add_argument("--epochs", type=POSITIVE, help="epochs (default: FC_EPOCHS, 15)")
-    p.add_argument("--batch-size", type=POSITIVE, help="batch size (default: FC_BATCH_SIZE, else mlp 32, cnn 64)")
+    p.add_argument("--arch", default=DEFAULT_ARCHITECTURE, choices=ARCHITECTURES,
+                   help=f"architecture (default: {DEFAULT_ARCHITECTURE}; mlp is the TensorFlow tutorial's)")
+    p.add_argument("--epochs", type=POSITIVE, help="epochs (default: FC_EPOCHS, else compact 20, cnn and mlp 15)")
+    p.add_argument("--batch-size", type=POSITIVE,
+                   help="batch size (default: FC_BATCH_SIZE, else mlp 32, compact and cnn 64)")
     p.add_argument("--seed", type=int, help="random seed (default: FC_SEED, 42)")
     p.add_argument("--keep", type=POSITIVE, help="versions to keep (default: FC_KEEP_VERSIONS, 5)")
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
@@ -49,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _store_args(p)
     _data_args(p)
     p.add_argument("--version", help="version id (default: the current one)")
+    p.add_argument("--robustness", action="store_true",
+                   help="accuracy on seeded variants of the test set (mirrored, shifted, scaled, rotated, "
+                   "contrast, noise, photo round trip) instead of the per-class report")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_evaluate)
 
@@ -88,7 +93,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     # TensorFlow's C++ INFO/WARNING lines drown the progress output; errors still show.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        from fashion_classifier.training.architectures import DEFAULT_BATCH_SIZE
         from fashion_classifier.training.pipeline import TrainOptions, dump, train
     except ImportError as exc:
         raise CliError(f"training needs TensorFlow: pip install 'fashion-classifier[train]' ({exc})",
@@ -98,8 +102,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     options = TrainOptions(
         architecture=args.arch,
-        epochs=args.epochs or settings.epochs,
-        batch_size=args.batch_size or settings.batch_size or DEFAULT_BATCH_SIZE[args.arch],
+        epochs=args.epochs or settings.epochs or None,
+        batch_size=args.batch_size or settings.batch_size or None,
         seed=settings.seed if args.seed is None else args.seed,
         keep_versions=args.keep or settings.keep_versions,
         verbose=2 if args.quiet else 1,
@@ -121,6 +125,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from fashion_classifier.artifacts import store
     from fashion_classifier.training.pipeline import evaluate_version
+    from fashion_classifier.training.robustness import robustness_of_version
 
     settings = Settings.from_env()
     model_dir = _model_dir(args, settings)
@@ -130,6 +135,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise store.ArtifactError(f"version {args.version} not found in {model_dir}")
         meta = store.load_metadata(path)
         dataset = _dataset(args, settings)
+        if args.robustness:
+            return _print_robustness(meta, robustness_of_version(dataset, path), args.json)
         scores = evaluate_version(dataset, path)
     except store.ArtifactError as exc:
         raise CliError(str(exc), EXIT_UNAVAILABLE) from None
@@ -143,6 +150,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"  {'class':<12} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}")
     for name, s in result["per_class"].items():
         print(f"  {name:<12} {s['precision']:>9.3f} {s['recall']:>7.3f} {s['f1']:>6.3f} {s['support']:>8}")
+    return 0
+
+
+def _print_robustness(meta: dict, result: dict, as_json: bool) -> int:
+    result = {"version": meta["version"], "architecture": meta.get("architecture"), **result}
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"version {result['version']} ({result['architecture']}) on {result['examples']:,} test images, "
+          f"variants seeded with {result['seed']}")
+    print(f"  {'variant':<10} {'accuracy':>8}")
+    for variant, accuracy in result["accuracy"].items():
+        print(f"  {variant:<10} {accuracy:>8.4f}")
     return 0
 
 

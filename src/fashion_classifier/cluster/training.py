@@ -22,6 +22,7 @@ from typing import Any
 
 from fashion_classifier.cluster.errors import NotFound
 from fashion_classifier.cluster.release import Release
+from fashion_classifier.config import DEFAULT_ARCHITECTURE
 
 MANAGED_BY = "fashion-classifier-cli"
 CREATED_BY = "fashion-classifier.dev/created-by"
@@ -104,4 +105,4 @@ def describe(job: dict[str, Any]) -> str:
     """``arch mlp, epochs 3`` from a Job made by :func:`build_job`."""
     container = job["spec"]["template"]["spec"]["containers"][0]
     args = container["command"][4:]
-    return f"arch {_option(args, '--arch', 'mlp')}, epochs {_option(args, '--epochs', 'default')}"
+    return f"arch {_option(args, '--arch', DEFAULT_ARCHITECTURE)}, epochs {_option(args, '--epochs', 'default')}"

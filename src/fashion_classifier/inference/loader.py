@@ -23,6 +23,24 @@ class LoadedModel:
     predictor: Predictor = field(repr=False)
     class_names: tuple[str, ...] = CLASS_NAMES
     load_seconds: float = 0.0
+    # A prediction whose confidence is below this is marked low-confidence; None (a model
+    # without calibration) marks none.
+    low_confidence_below: float | None = None
+
+
+def low_confidence_below(meta: dict[str, Any]) -> float | None:
+    """The threshold metadata.json's ``calibration`` block records, or None without one."""
+    calibration = meta.get("calibration")
+    if calibration is None:
+        return None
+    if not isinstance(calibration, dict):
+        raise ModelLoadError(f"calibration in metadata.json is {type(calibration).__name__}, not an object")
+    value = calibration.get("low_confidence_below")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise ModelLoadError(f"calibration.low_confidence_below is {value!r}, not a probability")
+    return float(value)
 
 
 def load_version(path: Path) -> LoadedModel:
@@ -37,6 +55,7 @@ def load_version(path: Path) -> LoadedModel:
     names = tuple(meta.get("class_names") or CLASS_NAMES)
     if len(names) != len(CLASS_NAMES):
         raise ModelLoadError(f"{path} declares {len(names)} classes, expected {len(CLASS_NAMES)}")
+    threshold = low_confidence_below(meta)
     predictor = Predictor(path / store.TFLITE)
     validate(predictor)
     return LoadedModel(
@@ -47,4 +66,5 @@ def load_version(path: Path) -> LoadedModel:
         predictor=predictor,
         class_names=names,
         load_seconds=time.perf_counter() - started,
+        low_confidence_below=threshold,
     )

@@ -15,8 +15,11 @@ import numpy as np
 
 NUM_CLASSES = 10
 INPUT_SHAPE = (28, 28)
-# Larger requests are run in chunks so the interpreter's buffers stay bounded.
-MAX_CHUNK = 1024
+# Larger requests are run in chunks so the interpreter's buffers stay bounded: LiteRT keeps the
+# arena of the largest batch it ran, about 0.4 MB per image for the compact net's activations
+# (a 256-image invoke left a worker 30 MB larger; bench/results/model-cost-*). 64 images cost
+# the MLP nothing measurable per image and bound the compact net's arena near 25 MB.
+MAX_CHUNK = 64
 
 
 class ModelLoadError(Exception):

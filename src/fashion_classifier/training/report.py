@@ -1,4 +1,4 @@
-"""Report plots: confusion matrix and training curves, as PNG files."""
+"""Report plots: confusion matrix, training curves and reliability diagram, as PNG files."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fashion_classifier.config import CLASS_NAMES  # noqa: E402
+from fashion_classifier.training.calibration import ece_of_bins  # noqa: E402
 
 
 def plot_confusion(confusion: list[list[int]], path: Path, title: str) -> None:
@@ -43,6 +44,36 @@ def plot_history(history: dict[str, list[float]], path: Path, title: str) -> Non
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
         ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_reliability(before: list[dict], after: list[dict], path: Path, title: str) -> None:
+    """Reliability diagram before and after temperature scaling, from ``reliability_bins`` rows.
+
+    Bars are each bin's accuracy, the diagonal is perfect calibration, and the ECE of each side
+    is in its panel's title.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), dpi=100, sharey=True)
+    for ax, rows, name in ((axes[0], before, "before"), (axes[1], after, "after temperature scaling")):
+        filled = [row for row in rows if row["count"]]
+        ece = ece_of_bins(rows)
+        lowers = [row["lower"] for row in filled]
+        widths = [row["upper"] - row["lower"] for row in filled]
+        ax.bar(lowers, [row["accuracy"] for row in filled], width=widths, align="edge",
+               color="tab:blue", edgecolor="white", label="accuracy")
+        ax.bar(lowers, [row["confidence"] - row["accuracy"] for row in filled], width=widths, align="edge",
+               bottom=[row["accuracy"] for row in filled], color="tab:red", alpha=0.3, label="gap to confidence")
+        ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence (top-1 probability)")
+        ax.set_title(f"{name} (ECE {ece:.4f})")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend(loc="upper left")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path)

@@ -148,5 +148,7 @@ def model_info() -> Response:
         "epochs",
         "seed",
         "training_seconds",
+        "calibration",
+        "robustness",
     )
     return json_response({key: meta.get(key) for key in keys} | {"load_seconds": model.load_seconds})

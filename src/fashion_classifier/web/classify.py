@@ -147,6 +147,14 @@ class Outcome:
         return self._ids
 
     @property
+    def low_confidence(self) -> list[bool]:
+        """Per image: is its confidence below the model's calibrated threshold? Never, without one."""
+        threshold = self.model.low_confidence_below
+        if threshold is None:
+            return [False] * len(self.classes)
+        return (self.probs.max(axis=1) < threshold).tolist()
+
+    @property
     def labels(self) -> list[str]:
         names = self.model.class_names
         return [names[k] for k in self.classes.tolist()]

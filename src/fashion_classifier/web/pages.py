@@ -2,7 +2,8 @@
 
 Templates are Jinja with autoescaping, so file names and every other client-supplied string
 are escaped. Element ids used by the browser test: ``upload-form``, ``predicted-label``,
-``model-version``, ``top3``.
+``model-version``, ``top3``. A low-confidence prediction (below the model's calibrated threshold)
+shows ``low-confidence`` ("not sure — top 3: ...") instead of ``predicted-label``.
 
 With an API token configured (``auth``), ``/predictions`` needs it, and the result page's
 feedback form carries a signed feedback token instead: a browser user can correct the
@@ -32,6 +33,17 @@ bp.record_once(auth.install)
 # 28×28 model input.
 _PREVIEW_LIMIT = 2 * 1024 * 1024
 _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "BMP": "image/bmp"}
+# What each robustness variant in metadata.json is, for the model card (issue 23's benchmark).
+ROBUSTNESS_VARIANTS = {
+    "clean": "the official test set as published",
+    "mirrored": "mirrored left–right",
+    "shifted": "shifted by up to ±3 px",
+    "scaled": "scaled 0.75–1.0 and centred",
+    "rotated": "rotated up to ±10°",
+    "contrast": "contrast × 0.5–1.0",
+    "noise": "Gaussian noise σ = 0.05",
+    "photo": "photo round trip: 224×224 on white, blurred, JPEG 75, upload preprocessing",
+}
 _ACCEPT = ",".join(f".{ext}" for ext in EXTENSIONS) + ",image/png,image/jpeg,image/gif,image/bmp"
 
 
@@ -88,6 +100,7 @@ def upload() -> Response:
         model_input=model_input,
         label=outcome.labels[0],
         confidence=probs[int(outcome.classes[0])],
+        low_confidence=outcome.low_confidence[0],
         top3=top3,
         prediction_id=str(prediction_id),
         feedback_token=feedback_token,
@@ -140,10 +153,26 @@ def model_card() -> Response:
     model = serving_state().model
     if model is None:
         return _page("model.html", status=503, meta=None)
-    return _page("model.html", meta=model.metadata)
+    return _page(
+        "model.html",
+        meta=model.metadata,
+        robustness=_robustness_rows(model.metadata),
+        reliability_diagram=(model.path / "reliability_diagram.png").is_file(),
+    )
 
 
-@bp.get("/model/<any('confusion_matrix', 'training_curves'):name>.png")
+def _robustness_rows(meta: dict) -> list[tuple[str, str, object]]:
+    """(variant, what it is, accuracy) in the benchmark's order; metadata.json sorts its keys."""
+    robustness = meta.get("robustness")
+    accuracy = robustness.get("accuracy") if isinstance(robustness, dict) else None
+    if not isinstance(accuracy, dict):
+        return []
+    names = [name for name in ROBUSTNESS_VARIANTS if name in accuracy]
+    names += sorted(name for name in accuracy if name not in ROBUSTNESS_VARIANTS)
+    return [(name, ROBUSTNESS_VARIANTS.get(name, ""), accuracy[name]) for name in names]
+
+
+@bp.get("/model/<any('confusion_matrix', 'training_curves', 'reliability_diagram'):name>.png")
 def model_image(name: str) -> Response:
     model = serving_state().model
     if model is None:

@@ -16,13 +16,15 @@ DECIMALS = 6
 
 
 def prediction_results(outcome: Outcome) -> list[dict[str, Any]]:
-    """One result per image: id, class, label, confidence, probabilities, top 3, model version."""
+    """One result per image: id, class, label, confidence, low_confidence, probabilities, top 3,
+    model version."""
     names = outcome.model.class_names
     version = outcome.model.version
     probs = np.round(outcome.probs.astype(np.float64), DECIMALS).tolist()
     classes = outcome.classes.tolist()
     top3 = outcome.top3.tolist()
     infos = outcome.infos
+    unsure = outcome.low_confidence
     results = []
     for i, pid in enumerate(outcome.ids):
         row = probs[i]
@@ -32,6 +34,7 @@ def prediction_results(outcome: Outcome) -> list[dict[str, Any]]:
             "class": cls,
             "label": names[cls],
             "confidence": row[cls],
+            "low_confidence": unsure[i],
             "probabilities": dict(zip(names, row, strict=True)),
             "top3": [{"class": k, "label": names[k], "probability": row[k]} for k in top3[i]],
             "model_version": version,
