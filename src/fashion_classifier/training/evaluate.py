@@ -9,12 +9,6 @@ import numpy as np
 from fashion_classifier.config import CLASS_NAMES
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def metrics_from_probabilities(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """Everything the model card shows, from predicted probabilities and true labels."""
     labels = labels.astype(np.int64)
