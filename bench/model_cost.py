@@ -406,13 +406,10 @@ def main(argv: list[str] | None = None) -> int:
     results["targets"] = targets(results["summary"])
     results["machine"]["loadavg_at_end"] = os.getloadavg()
     results["wall_s"] = round(time.monotonic() - started, 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / "-".join(["model-cost", f"{now:%Y-%m-%d}", *([args.suffix] if args.suffix else [])])
     text = markdown(results)
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(text)
     print(text)
-    print(f"wrote {stem}.json and {stem}.md")
+    name = "-".join(["model-cost", f"{now:%Y-%m-%d}", *([args.suffix] if args.suffix else [])])
+    paths.write_results(args.out, name, results, text)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from fashion_classifier.config import Settings
@@ -23,3 +24,13 @@ def resolve_paths(args: argparse.Namespace, default_out: Path | None) -> None:
     args.model_dir = (args.model_dir or settings.model_dir).resolve()
     args.data_dir = args.data_dir or settings.data_dir or ROOT.parent / "shared" / "data" / "fashion-mnist"
     args.out = args.out or default_out
+
+
+def write_results(out: Path, name: str, results: dict, markdown: str) -> Path:
+    """``<out>/<name>.json`` and ``.md``, the pair every benchmark leaves; returns the stem."""
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / name
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown)
+    print(f"wrote {stem}.json and {stem}.md")
+    return stem

@@ -654,16 +654,12 @@ def main(argv: list[str] | None = None) -> int:
         results["logging"]["ratio"] = round(on / off, 3) if on and off else None
     results["training"] = training_results()
     results["machine"]["loadavg_at_end"] = os.getloadavg()
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"peers-{now:%Y-%m-%d}"
     text = markdown(results)
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(text)
     print(text)
     print("ours / peer ratios:")
     for key, value in results["ratios"].items():
         print(f"  {key}: {value:,.2f}×")
-    print(f"wrote {stem}.json and {stem}.md")
+    paths.write_results(args.out, f"peers-{now:%Y-%m-%d}", results, text)
     return 0
 
 

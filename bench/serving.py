@@ -342,13 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     results["ratios"] = serving_targets.ratios(results["servers"])
     results["calibration"] = serving_targets.calibration(results["servers"])
     results["targets"] = serving_targets.check(results["servers"], results["calibration"].get("factor"))
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"serving-{now:%Y-%m-%d}"
     text = serving_report.markdown(results)
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(text)
     print(text)
-    print(f"wrote {stem}.json and {stem}.md")
+    paths.write_results(args.out, f"serving-{now:%Y-%m-%d}", results, text)
     return 0
 
 

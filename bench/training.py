@@ -21,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
+import paths  # noqa: E402
 from machine import describe  # noqa: E402
 
 TARGETS = {"mlp": 0.885, "cnn": 0.925}
@@ -77,12 +78,7 @@ def main() -> int:
         print(f"{arch}: accuracy {run['test_accuracy']:.4f} (target {run['accuracy_target']}), "
               f"{run['wall_seconds']} s wall -> {'PASS' if run['pass'] else 'FAIL'}", flush=True)
         results["runs"].append(run)
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"training-{results['date']}"
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(results))
-    print(f"wrote {stem}.json and .md")
+    paths.write_results(paths.RESULTS, f"training-{results['date']}", results, markdown(results))
     return 0 if all(r["pass"] for r in results["runs"]) else 1
 
 
