@@ -1,6 +1,7 @@
 """Architecture candidates for the default model: accuracy under augmentation vs serving cost.
 
     .venv/bin/python bench/model_candidates.py ARCH EPOCHS [--batch-size 64] [--no-augment]
+        [--moved-share 0.5] [--max-blur 1.0] [--max-noise 0.08]
 
 Trains one candidate body (below) behind the training augmentation on 54,000 training images,
 then reports the training time, LiteRT µs per image (one thread, one image per invoke, as
@@ -80,6 +81,9 @@ def main() -> None:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--interpolation", choices=("bilinear", "nearest"), default=augment.INTERPOLATION,
                    help="of the rotation, zoom and shift augmentation")
+    p.add_argument("--moved-share", type=float, default=augment.MOVED_SHARE, help="share of images moved")
+    p.add_argument("--max-blur", type=float, default=augment.MAX_BLUR, help="blur weight drawn in [0, this]")
+    p.add_argument("--max-noise", type=float, default=augment.MAX_NOISE_SIGMA, help="noise σ drawn in [0, this]")
     p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "fashion-mnist")
     args = p.parse_args()
 
@@ -91,7 +95,7 @@ def main() -> None:
     else:
         net = keras.Sequential([keras.Input(shape=(28, 28)), layers.Reshape((28, 28, 1)), *CANDIDATES[args.arch](),
                                 layers.Dense(10)], name=args.arch)
-    stage = augment.stage(42, args.interpolation)
+    stage = augment.stage(42, args.interpolation, args.moved_share, args.max_blur, args.max_noise)
     trainer = net if args.no_augment else keras.Sequential([keras.Input(shape=(28, 28)), stage, net])
     steps = -(-len(x) // args.batch_size) * args.epochs
     trainer.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(args.learning_rate, steps)),
@@ -109,7 +113,8 @@ def main() -> None:
         us = litert_us(path, scale(data.x_test[:1]))
     row = {"date": f"{datetime.now(UTC):%Y-%m-%d}", "arch": args.arch, "epochs": args.epochs,
            "batch_size": args.batch_size, "learning_rate": args.learning_rate, "augmented": not args.no_augment,
-           "interpolation": args.interpolation,
+           "interpolation": args.interpolation, "moved_share": args.moved_share, "max_blur": args.max_blur,
+           "max_noise": args.max_noise,
            "parameters": net.count_params(), "train_seconds": round(seconds), "litert_us_per_image": round(us, 1),
            **accuracy}
     print(json.dumps(row))

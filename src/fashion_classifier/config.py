@@ -94,7 +94,7 @@ class Settings:
     # --- data and training -------------------------------------------------------------
     data_dir: Path | None = None  # FC_DATA_DIR; unset = download with keras.datasets
     seed: int = 42  # FC_SEED
-    epochs: int = 0  # FC_EPOCHS; 0 = the architecture's default (compact 20, cnn and mlp 15)
+    epochs: int = 0  # FC_EPOCHS; 0 = the architecture's default (compact 24, cnn and mlp 15)
     batch_size: int = 0  # FC_BATCH_SIZE; 0 = the architecture's default (mlp 32, compact and cnn 64)
 
     # --- model store ---------------------------------------------------------------------

@@ -120,7 +120,8 @@ def test_contrast_dims_each_image_towards_black_by_half_at_most(variants, clean)
     np.testing.assert_allclose(variants["contrast"], clean * factors[:, None, None], atol=1e-6)
 
 
-def test_noise_has_sigma_005(variants, clean):
+def test_noise_has_sigma_005_and_stays_a_valid_image(variants, clean):
+    assert variants["noise"].min() == 0.0 and variants["noise"].max() == 1.0  # clipped, as an upload is
     middle = (clean > 0.2) & (clean < 0.8)  # no clipping within 3σ
     assert (variants["noise"] - clean)[middle].std() == pytest.approx(0.05, rel=0.05)
     assert abs((variants["noise"] - clean)[middle].mean()) < 0.005

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _data_args(p)
     p.add_argument("--arch", default=DEFAULT_ARCHITECTURE, choices=ARCHITECTURES,
                    help=f"architecture (default: {DEFAULT_ARCHITECTURE}; mlp is the TensorFlow tutorial's)")
-    p.add_argument("--epochs", type=POSITIVE, help="epochs (default: FC_EPOCHS, else compact 20, cnn and mlp 15)")
+    p.add_argument("--epochs", type=POSITIVE, help="epochs (default: FC_EPOCHS, else compact 24, cnn and mlp 15)")
     p.add_argument("--batch-size", type=POSITIVE,
                    help="batch size (default: FC_BATCH_SIZE, else mlp 32, compact and cnn 64)")
     p.add_argument("--seed", type=int, help="random seed (default: FC_SEED, 42)")

@@ -138,7 +138,7 @@ def _contrast(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _noise(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Gaussian noise of σ 0.05 added to every pixel, clipped to [0, 1]."""
     x = _scale(images)
-    return x + rng.normal(0.0, NOISE_SIGMA, size=x.shape).astype(np.float32)
+    return np.clip(x + rng.normal(0.0, NOISE_SIGMA, size=x.shape).astype(np.float32), 0.0, 1.0)
 
 
 def _photo(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
