@@ -13,10 +13,7 @@ differs by more than the tolerance. Training takes as long as the version's did.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 import paths  # noqa: E402
 from machine import describe  # noqa: E402
+from training import train_metadata  # noqa: E402
 
 from fashion_classifier.artifacts import store  # noqa: E402
 
@@ -32,14 +30,9 @@ TOLERANCE = 0.003
 
 
 def retrain(meta: dict, data_dir: Path) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "fashion_classifier.cli", "train", "--model-dir", tmp, "--data-dir",
-               str(data_dir), "--arch", meta["architecture"], "--epochs", str(meta["epochs"]),
-               "--batch-size", str(meta["batch_size"]), "--seed", str(meta["seed"]), "--quiet", "--json"]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"training failed:\n{done.stderr[-2000:]}")
-        return json.loads(done.stdout)
+    second, _ = train_metadata(data_dir, "--arch", meta["architecture"], "--epochs", str(meta["epochs"]),
+                               "--batch-size", str(meta["batch_size"]), "--seed", str(meta["seed"]))
+    return second
 
 
 def figures(meta: dict) -> dict[str, float]:
@@ -47,9 +40,9 @@ def figures(meta: dict) -> dict[str, float]:
 
 
 def compare(first: dict, second: dict) -> dict:
-    rows = []
+    rows, second_figures = [], figures(second)
     for name, value in figures(first).items():
-        again = figures(second)[name]
+        again = second_figures[name]
         rows.append({"figure": name, "first": value, "second": again, "difference": round(again - value, 4),
                      "pass": abs(again - value) <= TOLERANCE})
     return {

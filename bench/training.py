@@ -28,16 +28,21 @@ TARGETS = {"mlp": 0.885, "cnn": 0.925}
 MAX_SECONDS = 600
 
 
-def train(arch: str, data_dir: Path) -> dict:
+def train_metadata(data_dir: Path, *options: str) -> tuple[dict, float]:
+    """``fashion-classifier train OPTIONS`` into a temporary store: (its metadata, wall seconds)."""
     with tempfile.TemporaryDirectory() as store:
-        cmd = [sys.executable, "-m", "fashion_classifier.cli", "train", "--arch", arch, "--model-dir", store,
+        cmd = [sys.executable, "-m", "fashion_classifier.cli", "train", *options, "--model-dir", store,
                "--data-dir", str(data_dir), "--quiet", "--json"]
         started = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"training {arch} failed:\n{done.stderr[-2000:]}")
-    meta = json.loads(done.stdout)
+        raise SystemExit(f"training {' '.join(options)} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout), wall
+
+
+def train(arch: str, data_dir: Path) -> dict:
+    meta, wall = train_metadata(data_dir, "--arch", arch)
     return {
         "architecture": arch,
         "parameters": meta["parameters"],

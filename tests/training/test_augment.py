@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("keras")
-
-from fashion_classifier.training import augment  # noqa: E402
+from fashion_classifier.training import augment
 
 
 @pytest.fixture(scope="module")
