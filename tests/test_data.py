@@ -13,7 +13,7 @@ def test_loads_official_files(dataset):
     assert dataset.x_test.shape == (10_000, 28, 28)
     assert set(np.unique(dataset.y_test)) == set(range(10))
     assert np.bincount(dataset.y_test).tolist() == [1000] * 10
-    # The README's published training-set statistics pin the decoding byte for byte.
+    # The official training set's pixel mean and standard deviation pin the decoding byte for byte.
     assert dataset.x_train.mean() == pytest.approx(72.9404, abs=1e-3)
     assert dataset.x_train.std() == pytest.approx(90.0212, abs=1e-3)
     assert dataset.checksums == {name: sha for name, (_md5, sha) in data.FILES.items()}

@@ -42,3 +42,10 @@ def test_every_variable_the_docs_name_exists_in_the_code():
     assert named, "no FC_* variable found in the docs: the pattern is wrong"
     missing = sorted(v for v in named if v not in code)
     assert not missing, f"the docs name variables that nothing reads or sets: {missing}"
+
+
+def test_the_configuration_table_is_the_one_settings_generates():
+    from fashion_classifier.config import Settings
+
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    assert Settings.markdown() in text, "run: fashion-classifier config --markdown, and paste it into the page"

@@ -1,15 +1,17 @@
 """All settings, read from environment variables with documented defaults.
 
 Every other module takes a :class:`Settings` (or one of its values) instead of reading the
-environment itself, so one place documents the whole configuration surface. ``fashion-classifier
-config`` prints the effective values.
+environment itself. Each setting is declared once (variable, default, meaning, checks), and the
+rest is derived from it: parsing, ``fashion-classifier config`` and docs/configuration.md.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # The default artifact shipped in the repository (model/), used when FC_MODEL_DIR is unset.
@@ -32,43 +34,29 @@ CLASS_NAMES: tuple[str, ...] = (
 # import no TensorFlow can offer them). The default reads photos: see docs/model.md.
 ARCHITECTURES: tuple[str, ...] = ("compact", "cnn", "mlp")
 DEFAULT_ARCHITECTURE = "compact"
+# prometheus_client's multiprocess directory: read by the library itself, so not an FC_* name.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class ConfigError(ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
-
-
-def _int(name: str, default: int, minimum: int | None = None) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+def _int(name: str, raw: str) -> int:
     try:
-        value = int(raw)
+        return int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{name}={value} must be >= {minimum}")
-    return value
 
 
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+def _float(name: str, raw: str) -> float:
     try:
         return float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
 
 
-def _bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+def _bool(name: str, raw: str) -> bool:
     if raw.lower() in ("1", "true", "yes", "on"):
         return True
     if raw.lower() in ("0", "false", "no", "off"):
@@ -76,147 +64,181 @@ def _bool(name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean (use true/false)")
 
 
-def _list(name: str, default: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in _env(name, default).split(",") if part.strip())
+def _text(_name: str, raw: str) -> str:
+    return raw
 
 
-def _path(name: str, default: Path | None) -> Path | None:
-    raw = os.environ.get(name)
-    if raw:
-        return Path(raw).expanduser()
-    return default
+def _list(_name: str, raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _path(_name: str, raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+def _token(_name: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _predlog(name: str, raw: str) -> str:
+    value = raw.lower()
+    if value not in PREDLOG_BACKENDS:
+        raise ConfigError(f"{name}={value!r} must be one of {', '.join(PREDLOG_BACKENDS)}")
+    return value
+
+
+PREDLOG_BACKENDS = ("sqlite", "cassandra", "off")
+_PARSERS: dict[type, Callable[[str, str], Any]] = {int: _int, float: _float, bool: _bool, str: _text, tuple: _list}
+
+
+def _setting(env: str, default: Any, doc: str, *, parse: Callable[[str, str], Any] | None = None,
+             minimum: float | None = None, secret: bool = False) -> Any:
+    """A Settings field read from ``env``: its one declaration (default, variable, doc, checks).
+
+    ``parse`` defaults to the default's type; a path or an optional value names its own. An empty
+    variable means the default, except for text, where it is a value.
+    """
+    parse = parse or _PARSERS[type(default)]
+    return field(default=default, repr=not secret,
+                 metadata={"env": env, "doc": doc, "parse": parse, "minimum": minimum, "secret": secret})
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Effective configuration. Field docs name the environment variable and its default."""
+    """Effective configuration: each field's variable, default and meaning are declared once here.
+
+    ``fashion-classifier config`` prints the values, ``config --markdown`` the table of
+    docs/configuration.md.
+    """
 
     # --- data and training -------------------------------------------------------------
-    data_dir: Path | None = None  # FC_DATA_DIR; unset = download with keras.datasets
-    seed: int = 42  # FC_SEED
-    epochs: int = 0  # FC_EPOCHS; 0 = the architecture's default (compact 24, cnn and mlp 15)
-    batch_size: int = 0  # FC_BATCH_SIZE; 0 = the architecture's default (mlp 32, compact and cnn 64)
+    data_dir: Path | None = _setting(
+        "FC_DATA_DIR", None, "directory with the official Fashion-MNIST files; unset = download them with keras",
+        parse=_path)
+    seed: int = _setting("FC_SEED", 42, "random seed of training")
+    epochs: int = _setting("FC_EPOCHS", 0, "training epochs; 0 = the architecture's (compact 24, cnn and mlp 15)",
+                           minimum=0)
+    batch_size: int = _setting("FC_BATCH_SIZE", 0, "training batch size; 0 = the architecture's (mlp 32, compact "
+                               "and cnn 64)", minimum=0)
 
     # --- model store ---------------------------------------------------------------------
-    model_dir: Path = DEFAULT_MODEL_DIR  # FC_MODEL_DIR; the versioned artifact store
-    keep_versions: int = 5  # FC_KEEP_VERSIONS; retention count when publishing
-    reload_interval: float = 2.0  # FC_RELOAD_INTERVAL seconds between checks for a new version
+    model_dir: Path = _setting("FC_MODEL_DIR", DEFAULT_MODEL_DIR, "the versioned model store", parse=_path)
+    keep_versions: int = _setting("FC_KEEP_VERSIONS", 5, "versions kept when a new one is published", minimum=1)
+    reload_interval: float = _setting("FC_RELOAD_INTERVAL", 2.0, "seconds between a worker's checks for a new "
+                                      "model version")
 
     # --- serving ---------------------------------------------------------------------------
-    host: str = "127.0.0.1"  # FC_HOST
-    port: int = 8000  # FC_PORT
-    # FC_METRICS_PORT: the gunicorn master serves the workers' summed metrics at /metrics on
-    # this port (same host as FC_PORT), never on the app's port; 0 = not served at all
-    metrics_port: int = 9464
-    workers: int = 0  # FC_WORKERS; 0 = one per CPU core
-    timeout: int = 30  # FC_TIMEOUT gunicorn worker timeout (s)
-    graceful_timeout: int = 20  # FC_GRACEFUL_TIMEOUT (s)
-    # FC_KEEPALIVE seconds an idle client connection stays open; 0 closes each connection
-    # after its response
-    keepalive: int = 5
-    # FC_REQUEST_TIMEOUT seconds a request (head and body) may take to arrive, from its first byte
-    request_timeout: float = 30.0
-    worker_connections: int = 1000  # FC_WORKER_CONNECTIONS open client connections per worker
-    max_upload_bytes: int = 10 * 1024 * 1024  # FC_MAX_UPLOAD_BYTES; larger bodies get 413
-    max_batch: int = 1024  # FC_MAX_BATCH images per request
-    model_name: str = "fashion"  # FC_MODEL_NAME used in /v1 and /v2 URLs
-    metrics_dir: Path | None = None  # PROMETHEUS_MULTIPROC_DIR; set by `serve` when unset
-    # FC_CLIENT_SALT keys the hash of client addresses in the prediction log; unset = a random
-    # salt per worker process (hashes then only match within one process)
-    client_salt: str = field(default="", repr=False)
-    # FC_API_TOKEN: the bearer token that guards the prediction history and /api/v1/feedback;
-    # unset (and no FC_API_TOKEN_FILE) = those routes are open, as for `make run` on 127.0.0.1
-    api_token: str = field(default="", repr=False)
-    # FC_API_TOKEN_FILE: a file holding the token (a mounted Secret), re-read when it changes
-    api_token_file: Path | None = None
+    host: str = _setting("FC_HOST", "127.0.0.1", "address `serve` listens on")
+    port: int = _setting("FC_PORT", 8000, "port of the page and the APIs", minimum=0)
+    metrics_port: int = _setting(
+        "FC_METRICS_PORT", 9464, "port where the gunicorn master serves the workers' summed metrics at /metrics "
+        "(same host as FC_PORT, never the app's port); 0 = not served", minimum=0)
+    workers: int = _setting("FC_WORKERS", 0, "gunicorn workers; 0 = one per CPU core", minimum=0)
+    timeout: int = _setting("FC_TIMEOUT", 30, "seconds before gunicorn replaces a worker that does not answer",
+                            minimum=1)
+    graceful_timeout: int = _setting("FC_GRACEFUL_TIMEOUT", 20, "seconds a stopping worker has to finish its "
+                                     "requests", minimum=0)
+    keepalive: int = _setting("FC_KEEPALIVE", 5, "seconds an idle client connection stays open; 0 closes each "
+                              "after its response", minimum=0)
+    request_timeout: float = _setting("FC_REQUEST_TIMEOUT", 30.0, "seconds a request (head and body) may take to "
+                                      "arrive, from its first byte")
+    worker_connections: int = _setting("FC_WORKER_CONNECTIONS", 1000, "open client connections per worker",
+                                       minimum=1)
+    max_upload_bytes: int = _setting("FC_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, "largest request body; larger "
+                                     "ones get 413", minimum=1)
+    max_batch: int = _setting("FC_MAX_BATCH", 1024, "images per request", minimum=1)
+    model_name: str = _setting("FC_MODEL_NAME", "fashion", "the model's name in the /v1 and /v2 URLs")
+    metrics_dir: Path | None = _setting(
+        MULTIPROC_ENV, None, "the workers' metric files; `serve` makes a temporary one when unset",
+        parse=_path)
+    client_salt: str = _setting(
+        "FC_CLIENT_SALT", "", "key of the hash of client addresses in the prediction log; unset = a random salt "
+        "per worker process (hashes then match only within one process)", secret=True)
+    api_token: str = _setting(
+        "FC_API_TOKEN", "", "bearer token guarding the prediction history and feedback; unset (and no "
+        "FC_API_TOKEN_FILE) = those routes are open, as for `make run` on 127.0.0.1", parse=_token, secret=True)
+    api_token_file: Path | None = _setting(
+        "FC_API_TOKEN_FILE", None, "a file holding the token (a mounted Secret), read again when it changes",
+        parse=_path)
 
     # --- prediction log ------------------------------------------------------------------------
-    # FC_PREDLOG: "sqlite" (embedded default), "cassandra", or "off"
-    predlog: str = "sqlite"
-    sqlite_path: Path = PROJECT_ROOT / "var" / "predictions.sqlite3"  # FC_SQLITE_PATH
-    spool_dir: Path = PROJECT_ROOT / "var" / "spool"  # FC_SPOOL_DIR durable spool for unsent rows
-    # FC_QUEUE_SIZE in-memory rows before spilling to the spool. With the batches in flight, the
-    # rows a SIGKILLed worker can lose (docs/security.md): 2,000 + 2 × 1,000 with Cassandra.
-    queue_size: int = 2_000
-    cassandra_hosts: tuple[str, ...] = ("127.0.0.1",)  # FC_CASSANDRA_HOSTS comma-separated
-    cassandra_port: int = 9042  # FC_CASSANDRA_PORT
-    cassandra_keyspace: str = "fashion"  # FC_CASSANDRA_KEYSPACE
-    cassandra_local_dc: str = "datacenter1"  # FC_CASSANDRA_LOCAL_DC
-    cassandra_replication: int = 2  # FC_CASSANDRA_REPLICATION factor used by `migrate`
-    cassandra_username: str = ""  # FC_CASSANDRA_USERNAME (PasswordAuthenticator when set)
-    cassandra_password: str = field(default="", repr=False)  # FC_CASSANDRA_PASSWORD
-    # FC_CASSANDRA_APP_USERNAME / _PASSWORD: the application role `migrate` creates (SELECT and
-    # MODIFY on the keyspace only) when it runs as the admin role; unset = no role management
-    cassandra_app_username: str = ""
-    cassandra_app_password: str = field(default="", repr=False)
-    cassandra_tls: bool = False  # FC_CASSANDRA_TLS
-    cassandra_ca_file: Path | None = None  # FC_CASSANDRA_CA_FILE to verify the server
-    cassandra_connect_timeout: float = 5.0  # FC_CASSANDRA_CONNECT_TIMEOUT (s)
-    cassandra_ttl_days: int = 90  # FC_CASSANDRA_TTL_DAYS default TTL of prediction rows
+    predlog: str = _setting("FC_PREDLOG", "sqlite", "prediction log: sqlite (embedded), cassandra or off",
+                            parse=_predlog)
+    sqlite_path: Path = _setting("FC_SQLITE_PATH", PROJECT_ROOT / "var" / "predictions.sqlite3",
+                                 "the embedded log's file", parse=_path)
+    spool_dir: Path = _setting("FC_SPOOL_DIR", PROJECT_ROOT / "var" / "spool",
+                               "durable spool of rows not yet written to the log", parse=_path)
+    queue_size: int = _setting(
+        "FC_QUEUE_SIZE", 2_000, "rows a worker holds in memory before spooling them; with the batches in flight, "
+        "what a killed worker can lose (docs/security.md)", minimum=1)
+    cassandra_hosts: tuple[str, ...] = _setting("FC_CASSANDRA_HOSTS", ("127.0.0.1",),
+                                                "Cassandra contact points, comma-separated")
+    cassandra_port: int = _setting("FC_CASSANDRA_PORT", 9042, "Cassandra's CQL port", minimum=1)
+    cassandra_keyspace: str = _setting("FC_CASSANDRA_KEYSPACE", "fashion", "keyspace of the prediction log")
+    cassandra_local_dc: str = _setting("FC_CASSANDRA_LOCAL_DC", "datacenter1", "the data center to use")
+    cassandra_replication: int = _setting("FC_CASSANDRA_REPLICATION", 2, "replication factor `migrate` gives "
+                                          "the keyspace", minimum=1)
+    cassandra_username: str = _setting("FC_CASSANDRA_USERNAME", "", "role to log in as (`migrate`: the admin "
+                                       "role); unset = no authentication")
+    cassandra_password: str = _setting("FC_CASSANDRA_PASSWORD", "", "its password", secret=True)
+    cassandra_app_username: str = _setting(
+        "FC_CASSANDRA_APP_USERNAME", "", "`migrate` only: the application role it creates (SELECT and MODIFY on "
+        "the keyspace) when it runs as the admin role; unset = no role management")
+    cassandra_app_password: str = _setting("FC_CASSANDRA_APP_PASSWORD", "", "that role's password", secret=True)
+    cassandra_tls: bool = _setting("FC_CASSANDRA_TLS", False, "connect to Cassandra over TLS")
+    cassandra_ca_file: Path | None = _setting("FC_CASSANDRA_CA_FILE", None, "CA certificate that verifies "
+                                              "Cassandra's", parse=_path)
+    cassandra_connect_timeout: float = _setting("FC_CASSANDRA_CONNECT_TIMEOUT", 5.0, "seconds to connect to a "
+                                                "Cassandra node")
+    cassandra_ttl_days: int = _setting("FC_CASSANDRA_TTL_DAYS", 90, "days a prediction row is kept (the "
+                                       "tables' default TTL, set by `migrate`); 0 = forever", minimum=0)
 
     # --- cluster operations ----------------------------------------------------------------------
-    namespace: str = "fashion-classifier"  # FC_NAMESPACE
-    release: str = "fashion-classifier"  # FC_RELEASE Helm release name
+    namespace: str = _setting("FC_NAMESPACE", "fashion-classifier", "namespace of the release the `cluster` "
+                              "commands operate on")
+    release: str = _setting("FC_RELEASE", "fashion-classifier", "Helm release the `cluster` commands operate on")
 
     @classmethod
     def from_env(cls) -> Settings:
-        predlog = _env("FC_PREDLOG", "sqlite").lower()
-        if predlog not in ("sqlite", "cassandra", "off"):
-            raise ConfigError(f"FC_PREDLOG={predlog!r} must be one of sqlite, cassandra, off")
-        port, metrics_port = _int("FC_PORT", 8000, minimum=0), _int("FC_METRICS_PORT", 9464, minimum=0)
-        if metrics_port and metrics_port == port:
-            raise ConfigError(f"FC_METRICS_PORT={metrics_port} must differ from FC_PORT")
-        return cls(
-            data_dir=_path("FC_DATA_DIR", None),
-            seed=_int("FC_SEED", 42),
-            epochs=_int("FC_EPOCHS", 0, minimum=0),
-            batch_size=_int("FC_BATCH_SIZE", 0, minimum=0),
-            model_dir=_path("FC_MODEL_DIR", DEFAULT_MODEL_DIR) or DEFAULT_MODEL_DIR,
-            keep_versions=_int("FC_KEEP_VERSIONS", 5, minimum=1),
-            reload_interval=_float("FC_RELOAD_INTERVAL", 2.0),
-            host=_env("FC_HOST", "127.0.0.1"),
-            port=port,
-            metrics_port=metrics_port,
-            workers=_int("FC_WORKERS", 0, minimum=0),
-            timeout=_int("FC_TIMEOUT", 30, minimum=1),
-            graceful_timeout=_int("FC_GRACEFUL_TIMEOUT", 20, minimum=0),
-            keepalive=_int("FC_KEEPALIVE", 5, minimum=0),
-            request_timeout=_float("FC_REQUEST_TIMEOUT", 30.0),
-            worker_connections=_int("FC_WORKER_CONNECTIONS", 1000, minimum=1),
-            max_upload_bytes=_int("FC_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1),
-            max_batch=_int("FC_MAX_BATCH", 1024, minimum=1),
-            model_name=_env("FC_MODEL_NAME", "fashion"),
-            metrics_dir=_path("PROMETHEUS_MULTIPROC_DIR", None),
-            client_salt=_env("FC_CLIENT_SALT", ""),
-            api_token=_env("FC_API_TOKEN", "").strip(),
-            api_token_file=_path("FC_API_TOKEN_FILE", None),
-            predlog=predlog,
-            sqlite_path=_path("FC_SQLITE_PATH", Settings.sqlite_path) or Settings.sqlite_path,
-            spool_dir=_path("FC_SPOOL_DIR", Settings.spool_dir) or Settings.spool_dir,
-            queue_size=_int("FC_QUEUE_SIZE", 2_000, minimum=1),
-            cassandra_hosts=_list("FC_CASSANDRA_HOSTS", "127.0.0.1"),
-            cassandra_port=_int("FC_CASSANDRA_PORT", 9042, minimum=1),
-            cassandra_keyspace=_env("FC_CASSANDRA_KEYSPACE", "fashion"),
-            cassandra_local_dc=_env("FC_CASSANDRA_LOCAL_DC", "datacenter1"),
-            cassandra_replication=_int("FC_CASSANDRA_REPLICATION", 2, minimum=1),
-            cassandra_username=_env("FC_CASSANDRA_USERNAME", ""),
-            cassandra_password=_env("FC_CASSANDRA_PASSWORD", ""),
-            cassandra_app_username=_env("FC_CASSANDRA_APP_USERNAME", ""),
-            cassandra_app_password=_env("FC_CASSANDRA_APP_PASSWORD", ""),
-            cassandra_tls=_bool("FC_CASSANDRA_TLS", False),
-            cassandra_ca_file=_path("FC_CASSANDRA_CA_FILE", None),
-            cassandra_connect_timeout=_float("FC_CASSANDRA_CONNECT_TIMEOUT", 5.0),
-            cassandra_ttl_days=_int("FC_CASSANDRA_TTL_DAYS", 90, minimum=0),
-            namespace=_env("FC_NAMESPACE", "fashion-classifier"),
-            release=_env("FC_RELEASE", "fashion-classifier"),
-        )
+        """The settings the environment sets, the defaults for the rest; ConfigError names a bad variable."""
+        values = {}
+        for f in fields(cls):
+            name, raw = f.metadata["env"], os.environ.get(f.metadata["env"])
+            if raw is None or (raw == "" and f.metadata["parse"] is not _text):
+                continue
+            value = f.metadata["parse"](name, raw)
+            minimum = f.metadata["minimum"]
+            if minimum is not None and value < minimum:
+                raise ConfigError(f"{name}={value} must be >= {minimum}")
+            values[f.name] = value
+        settings = cls(**values)
+        if settings.metrics_port and settings.metrics_port == settings.port:
+            raise ConfigError(f"FC_METRICS_PORT={settings.metrics_port} must differ from FC_PORT")
+        return settings
 
     def describe(self) -> list[tuple[str, str]]:
-        """(name, value) pairs for display; secrets are masked."""
-        out = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("cassandra_password", "cassandra_app_password", "client_salt", "api_token") and value:
-                value = "********"
-            out.append((f.name, str(value)))
-        return out
+        """(variable, value) pairs for display; secrets are masked."""
+        return [(f.metadata["env"], "********" if f.metadata["secret"] and getattr(self, f.name) else
+                 _shown(getattr(self, f.name))) for f in fields(self)]
+
+    @classmethod
+    def markdown(cls) -> str:
+        """The table of every variable, its default and meaning (docs/configuration.md holds a copy)."""
+        rows = ["| variable | default | meaning |", "|---|---|---|"]
+        for f in fields(cls):
+            default = "unset" if f.default in (None, "") else f"`{_shown(f.default)}`"
+            rows.append(f"| `{f.metadata['env']}` | {default} | {f.metadata['doc']} |")
+        return "\n".join(rows) + "\n"
+
+
+def _shown(value: Any) -> str:
+    """A value as a user writes it: paths inside the project relative to it, lists comma-separated."""
+    if value is None:
+        return "unset"
+    if isinstance(value, Path) and value.is_relative_to(PROJECT_ROOT):
+        return str(value.relative_to(PROJECT_ROOT))
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)

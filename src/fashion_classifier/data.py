@@ -8,12 +8,13 @@ are byte-identical to the files.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from fashion_classifier.checksums import sha256_file
 
 # The official files and their MD5 sums as published by the dataset's authors, with SHA-256
 # of the same bytes (the MD5s identify the files; SHA-256 is what we verify).
@@ -64,14 +65,6 @@ class Dataset:
         )
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify_files(data_dir: Path) -> dict[str, str]:
     """Check that all four files exist and match the official checksums; return their sha256."""
     data_dir = Path(data_dir)
@@ -82,7 +75,7 @@ def verify_files(data_dir: Path) -> dict[str, str]:
         path = data_dir / name
         if not path.is_file():
             raise DatasetError(f"{path} is missing (expected the official Fashion-MNIST file {name})")
-        actual = sha256_of(path)
+        actual = sha256_file(path)
         if actual != expected:
             raise DatasetError(
                 f"{path} has the wrong checksum (sha256 {actual[:16]}…, expected {expected[:16]}…): "

@@ -28,7 +28,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from fashion_classifier.config import MULTIPROC_ENV
 
 # Latency buckets around the service's range: ~0.5 ms for one image up to seconds for big batches.
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -71,6 +71,18 @@ class Kube:
                  or None, 60, f"the default ServiceAccount of {name}")
         return name
 
+    def service_account_kubeconfig(self, namespace: str, account: str, path: Path) -> Path:
+        """A kubeconfig with a token of ServiceAccount ``account``: that real identity and its RBAC."""
+        token = self.kubectl("create", "token", account, "-n", namespace).stdout.strip()
+        cluster = json.loads(self.kubectl("config", "view", "--raw", "-o", "json").stdout)["clusters"][0]["cluster"]
+        path.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": account,
+            "clusters": [{"name": "local", "cluster": cluster}],
+            "users": [{"name": account, "user": {"token": token}}],
+            "contexts": [{"name": account, "context": {"cluster": "local", "user": account}}],
+        }))
+        return path
+
     def cli(self, *args: str, kubeconfig: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """``fashion-classifier cluster ...`` in a subprocess, against this cluster."""
         env = self.env(KUBECONFIG=str(kubeconfig or self.kubeconfig))

@@ -150,20 +150,43 @@ def test_no_cluster_is_a_one_line_error_exit_3(kube: Kube, tmp_path: Path) -> No
 def test_rbac_forbidden_is_a_one_line_error(release: Kube, tmp_path: Path) -> None:
     # A real identity with no permissions: a ServiceAccount's token, no RoleBinding.
     release.kubectl("create", "serviceaccount", "nobody", "-n", NAMESPACE)
-    token = release.kubectl("create", "token", "nobody", "-n", NAMESPACE).stdout.strip()
-    ca = json.loads(release.kubectl("config", "view", "--raw", "-o", "json").stdout)["clusters"][0]["cluster"]
-    config = tmp_path / "kubeconfig"
-    config.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "nobody",
-        "clusters": [{"name": "local", "cluster": ca}],
-        "users": [{"name": "nobody", "user": {"token": token}}],
-        "contexts": [{"name": "nobody", "context": {"cluster": "local", "user": "nobody"}}],
-    }))
+    config = release.service_account_kubeconfig(NAMESPACE, "nobody", tmp_path / "kubeconfig")
     proc = release.cli("status", "-n", NAMESPACE, "--release", RELEASE, kubeconfig=config)
     assert proc.returncode == 3
     line = _one_line_error(proc)
     assert line.startswith("fashion-classifier cluster: error: forbidden: not allowed to read Helm release"), line
     assert "system:serviceaccount:fc-cli:nobody" in line, line
+
+
+def test_cassandra_repair_may_read_only_its_own_statefulset(release: Kube, tmp_path: Path) -> None:
+    # The repair CronJob's identity (the repair itself, by exec, runs on the real node).
+    config = release.service_account_kubeconfig(NAMESPACE, f"{FULLNAME}-cassandra-repair",
+                                                 tmp_path / "kubeconfig")
+    proc = release.cli("cassandra-repair", "-n", NAMESPACE, f"{FULLNAME}-other", kubeconfig=config)
+    assert proc.returncode == 3
+    line = _one_line_error(proc)
+    assert f"forbidden: not allowed to read StatefulSet {FULLNAME}-other" in line, line
+
+
+def test_cassandra_repair_without_exec_rights_is_forbidden_not_a_missing_cluster(release: Kube,
+                                                                                 tmp_path: Path) -> None:
+    # exec is a websocket upgrade, which the client reports as a connection failure with the API
+    # server's Status inside: the error must still say RBAC refused it.
+    release.kubectl("create", "serviceaccount", "reader", "-n", NAMESPACE)
+    release.kubectl("create", "role", "read-statefulsets", "-n", NAMESPACE, "--verb=get", "--resource=statefulsets")
+    release.kubectl("create", "rolebinding", "reader", "-n", NAMESPACE, "--role=read-statefulsets",
+                    f"--serviceaccount={NAMESPACE}:reader")
+    # The authorizer learns of the binding through a watch: wait for exactly that.
+    wait_for(lambda: release.kubectl("auth", "can-i", "get", "statefulsets", "-n", NAMESPACE,
+                                     f"--as=system:serviceaccount:{NAMESPACE}:reader", check=False
+                                     ).stdout.strip() == "yes", 30, "the reader's binding to take effect")
+    config = release.service_account_kubeconfig(NAMESPACE, "reader", tmp_path / "kubeconfig")
+    proc = release.cli("cassandra-repair", "-n", NAMESPACE, f"{FULLNAME}-cassandra", kubeconfig=config)
+    assert proc.returncode == 3
+    line = _one_line_error(proc)
+    assert line.startswith(f"fashion-classifier cluster: error: forbidden: not allowed to exec into pod "
+                           f"{FULLNAME}-cassandra-0"), line
+    assert "pods/exec" in line, line
 
 
 def test_without_the_kubernetes_package_the_error_is_one_line() -> None:

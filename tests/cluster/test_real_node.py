@@ -4,14 +4,18 @@ scripts/kube-node runs a kubelet with containerd, a bridge CNI, kube-proxy and C
 container of the release really starts: the Cassandra StatefulSet (the image built from the Maven
 jars, docker/cassandra) forms a ring, the migration Job creates the schema and the roles, the
 training Job trains on the official files (a hostPath, no download) and the classifier pods
-hot-reload its model. The tests run in order on one release; each load is bounded in requests and
-time and goes only to the Service's cluster IP or to pod IPs on the node's bridge.
+hot-reload its model; the repair CronJob's command repairs both nodes. The tests run in order
+on one release; each load is bounded in requests and time and goes only to the Service's cluster
+IP or to pod IPs on the node's bridge.
 
 Not run here, and why:
 - NetworkPolicy: the bridge CNI accepts policies but does not enforce them (a policy engine such
   as kube-router would; not built).
 - HorizontalPodAutoscaler: no metrics-server, so the chart's HPA is switched off and replicas are
   fixed (the kwok suite checks the HPA object).
+- A pod that calls the API server (the Cassandra repair CronJob's): kube-local's API server listens
+  on 127.0.0.1 only, which no pod reaches. The repair's command runs from here instead, with the
+  CronJob's ServiceAccount token: the same code, rights, exec and nodetool.
 """
 
 from __future__ import annotations
@@ -71,7 +75,9 @@ def _values(images: dict[str, str], data_dir: Path) -> dict:
         "training": {"epochs": 1, "data": {"hostPath": str(data_dir.resolve())},
                      "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}}},
         "migration": {"resources": {"requests": {"cpu": "50m"}}},
-        "cassandra": {"image": image("cassandra"), "resources": {"requests": {"cpu": "100m", "memory": "1Gi"}}},
+        # One node: both Cassandra pods on it, as on kind (the default puts each on its own node).
+        "cassandra": {"image": image("cassandra"), "antiAffinity": "preferred",
+                      "resources": {"requests": {"cpu": "100m", "memory": "1Gi"}}},
     }
 
 
@@ -149,6 +155,31 @@ def test_helm_test_passes(installed: Installed) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"test-predict\s+Last Started.*\n.*\n\s*Phase:\s+Succeeded", proc.stdout), proc.stdout
     assert re.search(r"test-ready\s+Last Started.*\n.*\n\s*Phase:\s+Succeeded", proc.stdout), proc.stdout
+
+
+def test_the_repair_cronjobs_identity_repairs_each_node_and_may_do_nothing_else(
+        installed: Installed, tmp_path: Path) -> None:
+    kube = installed.kube
+    repair = f"{FULLNAME}-cassandra-repair"
+
+    def allowed(*request: str) -> str:
+        return kube.kubectl("auth", "can-i", *request, "-n", NAMESPACE,
+                            f"--as=system:serviceaccount:{NAMESPACE}:{repair}", check=False).stdout.strip()
+    classifier = sorted(installed.classifier_ips())[0]
+    assert allowed("create", f"pods/{FULLNAME}-cassandra-1", "--subresource=exec") == "yes"
+    assert allowed("create", f"pods/{classifier}", "--subresource=exec") == "no"
+    assert allowed("get", "secrets") == "no"
+    assert allowed("list", "pods") == "no"
+    # The CronJob's command, with its ServiceAccount's token (from here: see the module docstring).
+    config = kube.service_account_kubeconfig(NAMESPACE, repair, tmp_path / "kubeconfig")
+    [command] = kube.get("cronjob", repair, "-n", NAMESPACE)["spec"]["jobTemplate"]["spec"]["template"]["spec"][
+        "containers"]
+    assert command["command"][:3] == ["fashion-classifier", "cluster", "cassandra-repair"]
+    proc = kube.cli(*command["command"][2:], "-n", NAMESPACE, kubeconfig=config, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for index in range(2):
+        assert f"{FULLNAME}-cassandra-{index}: repaired" in proc.stdout, proc.stdout
+    assert f"repaired the primary ranges of all 2 pods of {FULLNAME}-cassandra" in proc.stdout, proc.stdout
 
 
 def test_kubectl_scale_to_four_and_the_service_reaches_all_of_them(installed: Installed) -> None:

@@ -31,6 +31,7 @@ SKAFFOLD_SCHEMA = TOOLS_DIR / "schemas" / "skaffold-v4beta13.json"
 VALUES_MATRIX: dict[str, dict[str, Any]] = {
     "defaults": {},
     "cassandra-3-nodes": {"cassandra": {"replicas": 3, "replicationFactor": 3}},
+    "cassandra-one-node": {"cassandra": {"antiAffinity": "preferred", "repair": {"enabled": False}}},
     "ingress-on": {"ingress": {"enabled": True, "className": "nginx", "host": "fc.example.com",
                                "tls": [{"secretName": "fc-tls", "hosts": ["fc.example.com"]}]}},
     "auth-off": {"cassandra": {"auth": {"enabled": False}}},

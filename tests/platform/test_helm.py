@@ -45,6 +45,13 @@ def test_helm_lint_strict(tools, tmp_path, name):
         ({"cassandra": {"enabled": False}}, "externalHosts"),
         ({"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "minReplicas"),
         ({"metrics": {"prometheusNamespaces": ["Monitoring"]}}, "prometheusNamespaces"),
+        ({"cassandra": {"antiAffinity": "soft"}}, "antiAffinity"),
+        ({"cassandra": {"repair": {"enabled": True, "schedule": "weekly"}}}, "schedule"),
+        # 1 prediction/s for 90 days on RF 2 of 2 nodes: 2.17 GiB a node, within 60 % of 3.62 GiB.
+        ({"cassandra": {"persistence": {"size": "3700Mi"}}}, "ask for at least 3.62 GiB"),
+        ({"cassandra": {"persistence": {"sizing": {"predictionsPerSecond": 50, "rowBytes": 300}}}},
+         "each node keeps 108.63 GiB"),
+        ({"cassandra": {"ttlDays": 0}}, "no cassandra.persistence.size can hold them"),
     ],
     ids=lambda v: str(v)[:60],
 )
@@ -60,9 +67,9 @@ def test_defaults_render_the_platform(render_chart):
     r = render_chart({}, name="defaults")
     kinds = sorted({d["kind"] for d in r.docs})
     assert kinds == sorted([
-        "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Job", "NetworkPolicy", "PersistentVolumeClaim",
-        "Pod", "PodDisruptionBudget", "PrometheusRule", "Secret", "Service", "ServiceAccount",
-        "ServiceMonitor", "StatefulSet",
+        "ConfigMap", "CronJob", "Deployment", "HorizontalPodAutoscaler", "Job", "NetworkPolicy",
+        "PersistentVolumeClaim", "Pod", "PodDisruptionBudget", "PrometheusRule", "Role", "RoleBinding", "Secret",
+        "Service", "ServiceAccount", "ServiceMonitor", "StatefulSet",
     ])
     assert all(d["metadata"].get("namespace") == NAMESPACE for d in r.docs)
     sts = r.get("StatefulSet", "fashion-classifier-cassandra")
@@ -83,6 +90,51 @@ def test_three_cassandra_nodes(render_chart):
     seeds = _env(sts["spec"]["template"]["spec"]["containers"][0], "CASSANDRA_SEEDS").split(",")
     assert seeds == hosts[:2]
     assert _configmap(r)["FC_CASSANDRA_REPLICATION"] == "3"
+
+
+def test_cassandra_pods_get_a_node_each_unless_the_cluster_has_one(render_chart):
+    def anti_affinity(r: Rendered) -> dict:
+        return r.get("StatefulSet", "fashion-classifier-cassandra")["spec"]["template"]["spec"]["affinity"][
+            "podAntiAffinity"]
+    [term] = anti_affinity(render_chart({}, name="defaults"))["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "cassandra"
+    relaxed = anti_affinity(render_chart(VALUES_MATRIX["cassandra-one-node"], name="cassandra-one-node"))
+    assert list(relaxed) == ["preferredDuringSchedulingIgnoredDuringExecution"]
+
+
+def test_cassandra_logs_to_stdout_only(render_chart):
+    init = render_chart({}, name="defaults").get("StatefulSet", "fashion-classifier-cassandra")["spec"]["template"][
+        "spec"]["initContainers"][0]
+    script = init["command"][-1]
+    logback = script[script.index("<configuration>"):script.index("</configuration>")]
+    assert "ConsoleAppender" in logback and "FileAppender" not in logback
+
+
+def test_rows_ttl_reaches_the_migration(render_chart):
+    assert _configmap(render_chart({}, name="defaults"))["FC_CASSANDRA_TTL_DAYS"] == "90"
+    assert _configmap(render_chart({"cassandra": {"ttlDays": 7}}, name="ttl-7"))["FC_CASSANDRA_TTL_DAYS"] == "7"
+
+
+def test_repair_cronjob_may_only_exec_into_the_cassandra_pods(render_chart):
+    r = render_chart(VALUES_MATRIX["cassandra-3-nodes"], name="cassandra-3-nodes")
+    name = "fashion-classifier-cassandra-repair"
+    cron = r.get("CronJob", name)
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == name and pod["automountServiceAccountToken"] is True
+    assert pod["containers"][0]["command"] == ["fashion-classifier", "cluster", "cassandra-repair",
+                                               "fashion-classifier-cassandra"]
+    assert r.get("Role", name)["rules"] == [
+        {"apiGroups": ["apps"], "resources": ["statefulsets"], "resourceNames": ["fashion-classifier-cassandra"],
+         "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["pods/exec"],
+         "resourceNames": [f"fashion-classifier-cassandra-{i}" for i in range(3)], "verbs": ["get", "create"]},
+    ]
+    binding = r.get("RoleBinding", name)
+    assert binding["roleRef"]["name"] == name and binding["subjects"][0]["name"] == name
+    off = render_chart(VALUES_MATRIX["cassandra-one-node"], name="cassandra-one-node")
+    assert not off.of_kind("CronJob") and not off.of_kind("Role")
 
 
 def test_ingress_on(render_chart):

@@ -76,7 +76,7 @@ def test_monitoring_copies_are_current():
     assert prometheus_rule["spec"] == yaml.safe_load(rules), "run scripts/monitoring-sync"
 
 
-def test_overlays_differ_from_base_only_as_documented(render_kustomize):
+def test_overlays_differ_from_base_only_as_documented(render_chart, render_kustomize):
     base = _objects(render_kustomize("base").docs)
     kind = _objects(render_kustomize("kind").docs)
     minikube = _objects(render_kustomize("minikube").docs)
@@ -86,9 +86,14 @@ def test_overlays_differ_from_base_only_as_documented(render_kustomize):
     # minikube keeps the HPA and exposes the classifier on a node port for `minikube service`.
     assert set(minikube) == set(base)
     assert minikube[("Service", "fashion-classifier")]["spec"]["type"] == "NodePort"
+    # Both have one node: the Cassandra pods may share it, as the chart's antiAffinity=preferred has it.
+    sts = ("StatefulSet", "fashion-classifier-cassandra")
+    one_node = _objects(render_chart({"cassandra": {"antiAffinity": "preferred"}}, name="one-node",
+                                     skip_tests=True).docs)[sts]
     for overlay in (kind, minikube):
         changed = {k for k in overlay if _comparable(overlay[k]) != _comparable(base[k])}
-        assert changed <= {("Deployment", "fashion-classifier"), ("Service", "fashion-classifier")}
+        assert changed <= {("Deployment", "fashion-classifier"), ("Service", "fashion-classifier"), sts}
+        assert _comparable(overlay[sts]) == _comparable(one_node)
 
 
 def test_paths_in_skaffold_exist():

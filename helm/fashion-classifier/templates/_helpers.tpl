@@ -95,6 +95,31 @@ app.kubernetes.io/part-of: {{ include "fashion-classifier.name" .ctx }}
 {{- if and .Values.training.data.hostPath .Values.training.data.existingClaim }}
 {{- fail "training.data: set hostPath or existingClaim, not both" }}
 {{- end }}
+{{- include "fashion-classifier.checkCassandraVolume" . }}
+{{- end }}
+
+{{/* The rows a TTL keeps must fit each node's volume (formula: values.yaml, cassandra.persistence). */}}
+{{- define "fashion-classifier.checkCassandraVolume" -}}
+{{- $c := .Values.cassandra }}
+{{- $rate := float64 $c.persistence.sizing.predictionsPerSecond }}
+{{- if and $c.enabled (gt $rate 0.0) }}
+{{- if eq (int $c.ttlDays) 0 }}
+{{- fail "cassandra.ttlDays is 0 (rows kept forever): no cassandra.persistence.size can hold them; set a TTL, or cassandra.persistence.sizing.predictionsPerSecond: 0 to skip the size check" }}
+{{- end }}
+{{- $perNode := divf (mulf $rate 86400 (int $c.ttlDays) (int $c.persistence.sizing.rowBytes) (int $c.replicationFactor)) (int $c.replicas) }}
+{{- $size := include "fashion-classifier.bytes" $c.persistence.size | float64 }}
+{{- if gt $perNode (mulf $size 0.6) }}
+{{- fail (printf "cassandra.persistence.size %v cannot hold %v days of rows at %v predictions/s: each node keeps %.2f GiB (rate x 86400 x ttlDays x rowBytes x replicationFactor / replicas), which must stay within 60%% of its volume: ask for at least %.2f GiB" $c.persistence.size $c.ttlDays $c.persistence.sizing.predictionsPerSecond (divf $perNode 1073741824) (divf $perNode 644245094.4)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Bytes in a Kubernetes quantity of the forms values.schema.json admits: 5Gi, 500Mi, 10G, 1e3... */}}
+{{- define "fashion-classifier.bytes" -}}
+{{- $q := toString . }}
+{{- $unit := regexFind "(Ki|Mi|Gi|Ti|k|M|G|T|m)$" $q }}
+{{- $scale := get (dict "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "k" 1000.0 "M" 1e6 "G" 1e9 "T" 1e12 "m" 0.001 "" 1.0) $unit }}
+{{- mulf (float64 (trimSuffix $unit $q)) $scale }}
 {{- end }}
 
 {{/* Pod security context of the application's pods (the image's user app, uid 10001). */}}

@@ -19,7 +19,6 @@ imports no TensorFlow: serving processes use it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -29,6 +28,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from fashion_classifier.checksums import sha256_file
 
 VERSIONS = "versions"
 CURRENT = "CURRENT"
@@ -42,14 +43,6 @@ _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 class ArtifactError(Exception):
     """A store or version is missing, incomplete or corrupt; the message says which and why."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def new_version_id(architecture: str, now: datetime | None = None) -> str:

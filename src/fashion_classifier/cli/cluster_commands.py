@@ -1,7 +1,8 @@
 """``fashion-classifier cluster ...``: operate a deployed release through the Kubernetes API.
 
-train, status, scale, rollout. Each takes --namespace/--release (the Helm release, default
-fashion-classifier in namespace fashion-classifier) and --kubeconfig/--context (default: the
+train, status, scale, rollout; ensure-secrets and cassandra-repair, which need no release. Each
+takes --namespace/--release (the Helm release, default fashion-classifier in namespace
+fashion-classifier) and --kubeconfig/--context (default: the
 user's kubeconfig, else the pod's service account). Nothing here imports ``kubernetes`` at module
 level: the serving image is built without it and must still run every other command.
 
@@ -12,8 +13,9 @@ Exit codes: 3 when there is no cluster, the credentials or RBAC refuse, or the r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from fashion_classifier.cli import EXIT_FAILED, EXIT_UNAVAILABLE, EXIT_USAGE, CliError, argtypes
@@ -50,7 +52,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     cluster = sub.add_parser(
         "cluster",
-        help="operate a deployed release (train, status, scale, rollout)",
+        help="operate a deployed release (train, status, scale, rollout, cassandra-repair)",
         description="Operate a fashion-classifier Helm release through the Kubernetes API "
         "(needs the 'kubernetes' package).",
     )
@@ -125,6 +127,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.set_defaults(handler=cmd_ensure_secrets)
 
+    p = commands.add_parser(
+        "cassandra-repair",
+        help="run nodetool repair -pr on each node of a Cassandra StatefulSet, one after another",
+        description="Repair the primary token ranges of every pod of the StatefulSet in turn (by exec into its "
+        "cassandra container): one pass repairs every range once. The chart's CronJob runs it within "
+        "gc_grace_seconds. Needs get on the StatefulSet, and get and create on pods/exec; the release need not exist.",
+    )
+    p.add_argument("statefulset", help="the Cassandra StatefulSet, e.g. fashion-classifier-cassandra")
+    p.add_argument("keyspaces", nargs="*", help="keyspaces to repair (default: all of them)")
+    _common(p)
+    p.set_defaults(handler=cmd_cassandra_repair)
+
 
 def cmd_ensure_secrets(args: argparse.Namespace) -> int:
     from fashion_classifier.cluster import secrets
@@ -134,15 +148,21 @@ def cmd_ensure_secrets(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     namespace = args.namespace or Settings.from_env().namespace
-    try:
+    with _cluster_errors():
         cluster = connect(args.kubeconfig, args.context, args.request_timeout)
         for spec in specs:
             created = secrets.ensure(cluster, namespace, spec, dict(args.label))
             _emit(f"secret {spec.name}: {'created' if created else 'exists, kept'}")
-    except (errors.ClientMissing, errors.NoCluster, errors.Forbidden, errors.NotFound) as exc:
-        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
-    except errors.ClusterError as exc:
-        raise CliError(str(exc), EXIT_FAILED) from None
+    return 0
+
+
+def cmd_cassandra_repair(args: argparse.Namespace) -> int:
+    from fashion_classifier.cluster import cassandra_repair
+
+    namespace = args.namespace or Settings.from_env().namespace
+    with _cluster_errors():
+        cluster = connect(args.kubeconfig, args.context, args.request_timeout)
+        cassandra_repair.repair(cluster, namespace, args.statefulset, args.keyspaces, _emit)
     return 0
 
 
@@ -154,16 +174,21 @@ def _run(args: argparse.Namespace, operation: Callable[[Cluster, Release], T]) -
     """Connect, load the release, run ``operation(cluster, release)``; cluster errors become CliError."""
     settings = Settings.from_env()
     namespace, release = args.namespace or settings.namespace, args.release or settings.release
-    try:
+    with _cluster_errors():
         cluster = connect(args.kubeconfig, args.context, args.request_timeout)
         return operation(cluster, releases.load(cluster, namespace, release))
-    except errors.OperationFailed as exc:
-        raise CliError(str(exc), EXIT_FAILED) from None
+
+
+@contextlib.contextmanager
+def _cluster_errors() -> Iterator[None]:
+    """Cluster errors become CliError with the exit code the module docstring lists."""
+    try:
+        yield
     except errors.Refused as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     except (errors.ClientMissing, errors.NoCluster, errors.Forbidden, errors.NotFound) as exc:
         raise CliError(str(exc), EXIT_UNAVAILABLE) from None
-    except errors.ClusterError as exc:
+    except errors.ClusterError as exc:  # OperationFailed and the rest
         raise CliError(str(exc), EXIT_FAILED) from None
 
 

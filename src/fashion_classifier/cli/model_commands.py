@@ -69,6 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_versions)
 
     p = sub.add_parser("config", help="print the effective settings (FC_* environment variables)")
+    p.add_argument("--markdown", action="store_true",
+                   help="print every variable's default and meaning as a Markdown table instead")
     p.set_defaults(handler=cmd_config)
 
 
@@ -197,6 +199,9 @@ def cmd_versions(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(Settings.markdown(), end="")
+        return 0
     for name, value in Settings.from_env().describe():
-        print(f"{name:<26} {value}")
+        print(f"{name:<30} {value}")
     return 0

@@ -96,6 +96,9 @@ class Cluster:
 
     def _api_error(self, what: str, exc: Any) -> ClusterError:
         message = _api_message(exc)
+        refused = _websocket_refusal(exc)
+        if refused is not None:  # exec: the API server's answer to the websocket upgrade
+            exc.status, message = refused
         if exc.status == 401:
             return Forbidden(f"unauthorized: the API server {self.host} rejected the credentials of "
                              f"context {self.context!r} (trying to {what})")
@@ -114,6 +117,20 @@ def _api_message(exc: Any) -> str:
         return str(json.loads(exc.body)["message"])
     except (TypeError, ValueError, KeyError):
         return str(exc.reason or exc.body or exc).strip()
+
+
+def _websocket_refusal(exc: Any) -> tuple[int, str] | None:
+    """(status, message) of a refused websocket upgrade (exec), which the client reports as status 0
+    with ``Handshake status 403 Forbidden -+-+- {headers} -+-+- {Status JSON}`` as its reason."""
+    reason = str(exc.reason or "")
+    if exc.status or not reason.startswith("Handshake status "):
+        return None
+    try:
+        status = int(reason.split()[2])
+        message = str(json.loads(reason.rsplit("-+-+-", 1)[-1])["message"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return None
+    return status, message
 
 
 def _root_cause(exc: BaseException) -> str:

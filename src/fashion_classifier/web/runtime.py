@@ -11,6 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from fashion_classifier.config import MULTIPROC_ENV
+
 # Each worker owns one core: BLAS/OpenMP pools would oversubscribe the other worker's.
 THREAD_VARS = (
     "OMP_NUM_THREADS",
@@ -19,7 +21,6 @@ THREAD_VARS = (
     "NUMEXPR_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS",
 )
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Set when this code created the metrics directory, so the gunicorn master removes it on exit.
 OWNED_ENV = "FC_METRICS_DIR_OWNED"
 
