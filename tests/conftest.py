@@ -10,6 +10,9 @@ import pytest
 
 from fashion_classifier.config import DEFAULT_MODEL_DIR, PROJECT_ROOT
 
+# Fixtures that several folders share: test images, a served copy of the model store.
+pytest_plugins = ["harness.fixtures"]
+
 # The official files, shipped beside the project (never inside it); FC_TEST_DATA_DIR overrides.
 DATA_DIR = Path(os.environ.get("FC_TEST_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data" / "fashion-mnist"))
 

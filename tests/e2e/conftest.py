@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +15,9 @@ import numpy as np
 import pytest
 from harness.browser import chromium
 from harness.images import encode, load_test_split
-from harness.server import start_serve
 
 from fashion_classifier.artifacts.store import KERAS, METADATA, current_path, current_version
-from fashion_classifier.config import CLASS_NAMES, DEFAULT_MODEL_DIR, PROJECT_ROOT
+from fashion_classifier.config import CLASS_NAMES, PROJECT_ROOT
 
 
 @dataclass(frozen=True)
@@ -37,20 +35,6 @@ def artifacts_dir() -> Path:
     path = root / "e2e"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-@pytest.fixture(scope="module")
-def store_copy(tmp_path_factory) -> Path:
-    target = tmp_path_factory.mktemp("e2e") / "model"
-    shutil.copytree(DEFAULT_MODEL_DIR, target)
-    return target
-
-
-@pytest.fixture(scope="module")
-def server(store_copy, tmp_path_factory):
-    srv = start_serve(tmp_path_factory.mktemp("e2e-serve"), store_copy, workers=2, predlog="sqlite")
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture(scope="module")

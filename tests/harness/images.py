@@ -25,10 +25,11 @@ def load_test_split(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def encode(pixels: np.ndarray, fmt: str = "PNG", **save_args: object) -> bytes:
-    """A uint8 grayscale array as an image file in ``fmt`` (PNG, JPEG, GIF, BMP, ...)."""
+def encode(pixels: np.ndarray | Image.Image, fmt: str = "PNG", **save_args: object) -> bytes:
+    """An image, or a uint8 array (grayscale [H, W] or RGB [H, W, 3]), as a file in ``fmt`` (PNG, JPEG, ...)."""
+    image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(np.asarray(pixels, dtype=np.uint8))
     buf = io.BytesIO()
-    Image.fromarray(np.asarray(pixels, dtype=np.uint8), mode="L").save(buf, format=fmt, **save_args)
+    image.save(buf, format=fmt, **save_args)
     return buf.getvalue()
 
 

@@ -6,7 +6,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-from inference.conftest import encode, test_split  # noqa: F401 - fixtures shared with the inference tests
 
 from fashion_classifier.config import Settings
 from fashion_classifier.predlog import open_log
@@ -59,13 +58,13 @@ def state(app):
 
 
 @pytest.fixture(scope="session")
-def sample_images(test_split):  # noqa: F811 - the imported fixture
+def sample_images(test_split):
     """The first 16 test images (uint8) and labels."""
     images, labels = test_split
     return np.asarray(images[:16]), np.asarray(labels[:16])
 
 
 @pytest.fixture(scope="session")
-def png(sample_images, encode):  # noqa: F811 - the imported fixture
+def png(sample_images, encode):
     """png(i) -> the i-th test image as PNG bytes."""
     return lambda i=0: encode(sample_images[0][i], "PNG")
