@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pytest
 
+from fashion_classifier import timeuuid
 from fashion_classifier.predlog import metrics
 from fashion_classifier.predlog.base import PredictionBatch
 from fashion_classifier.predlog.codec import (
@@ -23,7 +24,6 @@ from fashion_classifier.predlog.codec import (
     item_from_json,
     item_rows,
     item_to_json,
-    uuid_ticks,
 )
 from fashion_classifier.predlog.sqlite_log import SqliteLog, _BatchRows, _row
 from fashion_classifier.predlog.writer import AsyncWriter
@@ -86,7 +86,7 @@ def test_iso_times_match_isoformat(micros):
 def test_uuid_ticks_is_the_uuid_time():
     for _ in range(100):
         value = uuid.uuid1()
-        assert uuid_ticks(value) == value.time
+        assert timeuuid.ticks(value) == value.time
 
 
 def test_sqlite_rows_of_a_batch_equal_the_rows_of_its_records():

@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from fashion_classifier import timeuuid
 from fashion_classifier.predlog.base import InvalidPageState
 from fashion_classifier.predlog.codec import (
     MAX_FILENAME_CHARS,
@@ -16,7 +17,6 @@ from fashion_classifier.predlog.codec import (
     item_from_json,
     item_to_json,
     limit_record,
-    uuid_time,
 )
 
 from .conftest import make_record
@@ -40,7 +40,7 @@ def test_day_comes_from_the_timeuuid():
     ticks = int((moment - datetime(1582, 10, 15, tzinfo=UTC)).total_seconds() * 10_000_000)
     pid = uuid.UUID(fields=(ticks & 0xFFFFFFFF, (ticks >> 32) & 0xFFFF, (ticks >> 48) | 0x1000, 0x80, 0, 1))
     assert pid.version == 1
-    assert uuid_time(pid) == moment
+    assert timeuuid.moment(pid) == moment
     assert day_of_id(pid) == date(2026, 3, 4)
     # created_at a moment later (next day) does not move the row away from its id's day
     rec = make_record(id=pid, created_at=datetime(2026, 3, 5, 0, 0, 0, 1, tzinfo=UTC))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from fashion_classifier.web.classify import TimeIds, _recent_uuid1
+from fashion_classifier.timeuuid import TimeIds, is_recent
 
 
 def test_ids_are_unique_time_based_and_increasing():
@@ -14,7 +14,7 @@ def test_ids_are_unique_time_based_and_increasing():
     assert len(set(batch)) == len(batch)
     assert all(i.version == 1 and i.variant == uuid.RFC_4122 for i in batch)
     assert [i.time for i in batch] == sorted(i.time for i in batch)
-    assert all(_recent_uuid1(i, seconds=5) for i in batch[:1] + batch[-1:])
+    assert all(is_recent(i, seconds=5) for i in batch[:1] + batch[-1:])
     assert batch[0].node & (1 << 40)  # a random node, marked as such
 
 
@@ -27,6 +27,6 @@ def test_a_forked_process_draws_new_random_parts(monkeypatch):
 
 
 def test_old_or_random_ids_are_not_recent():
-    assert not _recent_uuid1(uuid.uuid4(), seconds=10)
+    assert not is_recent(uuid.uuid4(), seconds=10)
     old = uuid.UUID(fields=(0, 0, 0x1000, 0x80, 0, 1))
-    assert not _recent_uuid1(old, seconds=10)
+    assert not is_recent(old, seconds=10)

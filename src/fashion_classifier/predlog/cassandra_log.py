@@ -27,6 +27,7 @@ from cassandra.cluster import NoHostAvailable
 from cassandra.protocol import ProtocolException
 from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, Statement
 
+from fashion_classifier import timeuuid
 from fashion_classifier.config import Settings
 from fashion_classifier.predlog import metrics
 from fashion_classifier.predlog.base import (
@@ -52,7 +53,6 @@ from fashion_classifier.predlog.codec import (
     limit_filename,
     limit_record,
     utc,
-    uuid_ticks,
 )
 from fashion_classifier.predlog.writer import AsyncWriter, Done
 
@@ -417,7 +417,7 @@ class _Encoder:
         infos = batch.infos
         days = self._days
         for i, pid in enumerate(batch.ids):
-            day = days.of_ticks(uuid_ticks(pid))
+            day = days.of_ticks(timeuuid.ticks(pid))
             if day is not self._day:
                 self._day, self._day_bytes = day, self.day_bytes(day)
             cls, row = classes[i], probs[i]

@@ -19,10 +19,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from fashion_classifier import timeuuid
 from fashion_classifier.predlog.base import InvalidPageState, PredictionBatch, PredictionRecord
 
 # uuid1 timestamps count 100 ns intervals since the Gregorian reform (1582-10-15).
-_UUID_EPOCH = datetime(1582, 10, 15, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -131,13 +131,6 @@ class IsoTimes:
         return f"{self._prefix}.{micros:06d}+00:00" if micros else f"{self._prefix}+00:00"
 
 
-def uuid_ticks(value: uuid.UUID) -> int:
-    """The 60-bit timestamp of a version-1 uuid (``value.time`` without the property's cost)."""
-    n = value.int
-    return ((n >> 64) & 0x0FFF) << 48 | ((n >> 80) & 0xFFFF) << 32 | (n >> 96)
-
-
-UUID_EPOCH_TICKS = 0x01B21DD213814000  # 100 ns ticks from 1582-10-15 to 1970-01-01
 _TICKS_PER_DAY = 86_400 * 10_000_000
 
 
@@ -154,18 +147,11 @@ class DayBuckets:
 
     def of_ticks(self, ticks: int) -> date:
         if not self._start <= ticks < self._end:
-            since_epoch = ticks - UUID_EPOCH_TICKS
+            since_epoch = ticks - timeuuid.EPOCH_TICKS
             self._start = ticks - since_epoch % _TICKS_PER_DAY
             self._end = self._start + _TICKS_PER_DAY
             self.day = date(1970, 1, 1) + timedelta(days=since_epoch // _TICKS_PER_DAY)
         return self.day
-
-
-def uuid_time(value: uuid.UUID) -> datetime | None:
-    """The UTC time inside a version-1 uuid, None for other versions."""
-    if value.version != 1:
-        return None
-    return _UUID_EPOCH + timedelta(microseconds=value.time // 10)
 
 
 def day_of(rec: PredictionRecord) -> date:
@@ -177,8 +163,8 @@ def day_of(rec: PredictionRecord) -> date:
 
 
 def day_of_id(prediction_id: uuid.UUID) -> date | None:
-    moment = uuid_time(prediction_id)
-    return moment.date() if moment else None
+    made = timeuuid.moment(prediction_id)
+    return made.date() if made else None
 
 
 def utc(moment: datetime) -> datetime:

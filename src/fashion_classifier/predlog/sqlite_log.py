@@ -20,6 +20,7 @@ import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from fashion_classifier import timeuuid
 from fashion_classifier.predlog import metrics
 from fashion_classifier.predlog.base import (
     InvalidPageState,
@@ -40,8 +41,6 @@ from fashion_classifier.predlog.codec import (
     encode_token,
     limit_filename,
     limit_record,
-    uuid_ticks,
-    uuid_time,
 )
 from fashion_classifier.predlog.writer import AsyncWriter, Done
 
@@ -150,14 +149,11 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
     return applied_now
 
 
-_UUID_EPOCH_TICKS = 0x01B21DD213814000  # 100 ns ticks from 1582-10-15 to 1970-01-01
-
-
 def _sort_key(rec: PredictionRecord) -> int:
     """100 ns ticks of the id's time, like Cassandra's timeuuid clustering order."""
-    if uuid_time(rec.id) is not None:
+    if timeuuid.moment(rec.id) is not None:
         return rec.id.time
-    return _UUID_EPOCH_TICKS + int(rec.created_at.timestamp() * 10_000_000)
+    return timeuuid.EPOCH_TICKS + int(rec.created_at.timestamp() * 10_000_000)
 
 
 def _row(rec: PredictionRecord) -> tuple:
@@ -216,7 +212,7 @@ class _BatchRows:
         infos = batch.infos
         days = self._days
         for i, pid in enumerate(batch.ids):
-            ticks = uuid_ticks(pid)
+            ticks = timeuuid.ticks(pid)
             day = days.of_ticks(ticks)
             if day is not self._day_key:
                 self._day_key, self._day_iso = day, day.isoformat()

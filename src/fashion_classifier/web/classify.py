@@ -11,9 +11,7 @@ log's writer thread, not here (the request thread's budget is ~300 µs in all).
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
-import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -21,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fashion_classifier import metrics
+from fashion_classifier import metrics, timeuuid
 from fashion_classifier.inference.loader import LoadedModel
 from fashion_classifier.inference.reloader import ModelHolder
 from fashion_classifier.predlog.base import PredictionBatch, PredictionLog
@@ -39,50 +37,6 @@ class ImageInfo:
 # Frozen, so one instance stands for every image sent as a tensor (a 256-image batch would
 # otherwise build 256 of them, ~1 µs each).
 NO_INFO = ImageInfo()
-
-
-class TimeIds:
-    """Version-1 (time-based) UUIDs, cheap and unique across workers.
-
-    ``uuid.uuid1()`` goes through libuuid's clock file (a file lock, ~8 µs); these are built
-    from the clock directly: 60-bit timestamp in 100-ns steps, strictly increasing within the
-    process (a batch takes consecutive steps), a random clock sequence and a random node with
-    the multicast bit set, as RFC 4122 prescribes for random nodes. The random parts are drawn
-    again after a fork, so gunicorn workers never collide.
-    """
-
-    def __init__(self) -> None:
-        self._pid = -1
-        self._low_bits = 0  # variant, clock sequence and node: the UUID's lower 64 bits
-        self._last = 0
-        self._lock = threading.Lock()
-
-    def take(self, n: int) -> list[uuid.UUID]:
-        if self._pid != os.getpid():
-            self._pid = os.getpid()
-            clock_seq = secrets.randbits(14)
-            node = secrets.randbits(48) | (1 << 40)
-            self._low_bits = (0x8000 | clock_seq) << 48 | node
-        with self._lock:
-            start = max(time.time_ns() // 100 + _UUID_EPOCH_OFFSET, self._last + 1)
-            self._last = start + n - 1
-        low = self._low_bits
-        ids = []
-        for ts in range(start, start + n):
-            high = (ts & 0xFFFFFFFF) << 32 | ((ts >> 32) & 0xFFFF) << 16 | 0x1000 | (ts >> 48) & 0x0FFF
-            ids.append(_uuid_from_int(high << 64 | low))
-        return ids
-
-
-def _uuid_from_int(
-    value: int, _new=object.__new__, _set=object.__setattr__, _cls=uuid.UUID, _safe=uuid.SafeUUID.unknown
-) -> uuid.UUID:
-    """``uuid.UUID(int=value)`` without its argument checks (~1 µs instead of ~2 per id: a
-    256-image batch makes 256). ``value`` is a valid 128-bit version-1 UUID by construction."""
-    made = _new(_cls)
-    _set(made, "int", value)
-    _set(made, "is_safe", _safe)
-    return made
 
 
 class RecentPredictions:
@@ -169,7 +123,7 @@ class Classifier:
         self.holder = holder
         self.predlog = predlog
         self.logging = not isinstance(predlog, NullLog)  # FC_PREDLOG=off: no records to build
-        self.ids = TimeIds()
+        self.ids = timeuuid.TimeIds()
         self.recent = RecentPredictions()
         # Without a configured salt, hashes are stable within a process only.
         self._salt = (client_salt or secrets.token_hex(16)).encode()
@@ -250,17 +204,9 @@ class Classifier:
     @staticmethod
     def may_be_unwritten(prediction_id: uuid.UUID) -> bool:
         """True for an id made in the last UNWRITTEN_SECONDS: its row may not be in the log yet."""
-        return _recent_uuid1(prediction_id, seconds=UNWRITTEN_SECONDS)
+        return timeuuid.is_recent(prediction_id, seconds=UNWRITTEN_SECONDS)
 
 
 # A row reaches the log within the writer's linger (0.2 s SQLite, 0.5 s Cassandra) plus a write,
 # unless the log is down (then it waits in the spool and this is no promise).
 UNWRITTEN_SECONDS = 10.0
-_UUID_EPOCH_OFFSET = 0x01B21DD213814000  # 100-ns intervals from 1582-10-15 to 1970-01-01
-
-
-def _recent_uuid1(value: uuid.UUID, seconds: float) -> bool:
-    if value.version != 1:
-        return False
-    made = (value.time - _UUID_EPOCH_OFFSET) / 1e7
-    return -1.0 <= time.time() - made <= seconds
