@@ -83,6 +83,11 @@ class Kube:
         }))
         return path
 
+    def can_i(self, namespace: str, account: str, *request: str) -> bool:
+        """``kubectl auth can-i REQUEST`` as ServiceAccount ``account`` of ``namespace``."""
+        return self.kubectl("auth", "can-i", *request, "-n", namespace,
+                            f"--as=system:serviceaccount:{namespace}:{account}", check=False).stdout.strip() == "yes"
+
     def cli(self, *args: str, kubeconfig: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """``fashion-classifier cluster ...`` in a subprocess, against this cluster."""
         env = self.env(KUBECONFIG=str(kubeconfig or self.kubeconfig))

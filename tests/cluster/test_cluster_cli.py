@@ -177,9 +177,8 @@ def test_cassandra_repair_without_exec_rights_is_forbidden_not_a_missing_cluster
     release.kubectl("create", "rolebinding", "reader", "-n", NAMESPACE, "--role=read-statefulsets",
                     f"--serviceaccount={NAMESPACE}:reader")
     # The authorizer learns of the binding through a watch: wait for exactly that.
-    wait_for(lambda: release.kubectl("auth", "can-i", "get", "statefulsets", "-n", NAMESPACE,
-                                     f"--as=system:serviceaccount:{NAMESPACE}:reader", check=False
-                                     ).stdout.strip() == "yes", 30, "the reader's binding to take effect")
+    wait_for(lambda: release.can_i(NAMESPACE, "reader", "get", "statefulsets"), 30,
+             "the reader's binding to take effect")
     config = release.service_account_kubeconfig(NAMESPACE, "reader", tmp_path / "kubeconfig")
     proc = release.cli("cassandra-repair", "-n", NAMESPACE, f"{FULLNAME}-cassandra", kubeconfig=config)
     assert proc.returncode == 3

@@ -161,15 +161,11 @@ def test_the_repair_cronjobs_identity_repairs_each_node_and_may_do_nothing_else(
         installed: Installed, tmp_path: Path) -> None:
     kube = installed.kube
     repair = f"{FULLNAME}-cassandra-repair"
-
-    def allowed(*request: str) -> str:
-        return kube.kubectl("auth", "can-i", *request, "-n", NAMESPACE,
-                            f"--as=system:serviceaccount:{NAMESPACE}:{repair}", check=False).stdout.strip()
     classifier = sorted(installed.classifier_ips())[0]
-    assert allowed("create", f"pods/{FULLNAME}-cassandra-1", "--subresource=exec") == "yes"
-    assert allowed("create", f"pods/{classifier}", "--subresource=exec") == "no"
-    assert allowed("get", "secrets") == "no"
-    assert allowed("list", "pods") == "no"
+    assert kube.can_i(NAMESPACE, repair, "create", f"pods/{FULLNAME}-cassandra-1", "--subresource=exec")
+    assert not kube.can_i(NAMESPACE, repair, "create", f"pods/{classifier}", "--subresource=exec")
+    assert not kube.can_i(NAMESPACE, repair, "get", "secrets")
+    assert not kube.can_i(NAMESPACE, repair, "list", "pods")
     # The CronJob's command, with its ServiceAccount's token (from here: see the module docstring).
     config = kube.service_account_kubeconfig(NAMESPACE, repair, tmp_path / "kubeconfig")
     [command] = kube.get("cronjob", repair, "-n", NAMESPACE)["spec"]["jobTemplate"]["spec"]["template"]["spec"][

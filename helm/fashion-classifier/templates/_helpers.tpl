@@ -109,7 +109,7 @@ app.kubernetes.io/part-of: {{ include "fashion-classifier.name" .ctx }}
 {{- $perNode := divf (mulf $rate 86400 (int $c.ttlDays) (int $c.persistence.sizing.rowBytes) (int $c.replicationFactor)) (int $c.replicas) }}
 {{- $size := include "fashion-classifier.bytes" $c.persistence.size | float64 }}
 {{- if gt $perNode (mulf $size 0.6) }}
-{{- fail (printf "cassandra.persistence.size %v cannot hold %v days of rows at %v predictions/s: each node keeps %.2f GiB (rate x 86400 x ttlDays x rowBytes x replicationFactor / replicas), which must stay within 60%% of its volume: ask for at least %.2f GiB" $c.persistence.size $c.ttlDays $c.persistence.sizing.predictionsPerSecond (divf $perNode 1073741824) (divf $perNode 644245094.4)) }}
+{{- fail (printf "cassandra.persistence.size %v cannot hold %v days of rows at %v predictions/s: each node keeps %.2f GiB (rate x 86400 x ttlDays x rowBytes x replicationFactor / replicas), which must stay within 60%% of its volume: ask for at least %.2f GiB" $c.persistence.size $c.ttlDays $c.persistence.sizing.predictionsPerSecond (divf $perNode 1073741824) (divf $perNode 0.6 1073741824)) }}
 {{- end }}
 {{- end }}
 {{- end }}
