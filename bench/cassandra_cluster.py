@@ -92,25 +92,23 @@ class Admin:
         self.session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
 
     def truncate(self, keyspace: str) -> None:
-        self.session.execute(f"TRUNCATE {keyspace}.predictions_by_day", timeout=120)
+        for table in ("predictions_by_bucket", "buckets_by_day"):
+            self.session.execute(f"TRUNCATE {keyspace}.{table}", timeout=120)
 
     def stored_ids(self, keyspace: str, days: Iterable[date]) -> list[uuid.UUID]:
-        """Every prediction id stored for ``days``, read at consistency ALL: a node restarted a
-        moment ago may still be missing hinted writes, and an ALL read sees (and repairs) them."""
+        """Every prediction id stored for ``days``, by a scan of the table read at consistency ALL:
+        a node restarted a moment ago may still be missing hinted writes, and an ALL read sees (and
+        repairs) them."""
         from cassandra import ConsistencyLevel
         from cassandra.query import SimpleStatement
 
-        ids: list[uuid.UUID] = []
-        for day in sorted(set(days)):
-            stmt = SimpleStatement(f"SELECT id FROM {keyspace}.predictions_by_day WHERE day = %s",
-                                   fetch_size=5000, consistency_level=ConsistencyLevel.ALL)
-            ids.extend(row.id for row in self.session.execute(stmt, (day,)))
-        return ids
+        wanted = set(days)
+        stmt = SimpleStatement(f"SELECT day, id FROM {keyspace}.predictions_by_bucket",
+                               fetch_size=5000, consistency_level=ConsistencyLevel.ALL)
+        return [row.id for row in self.session.execute(stmt, timeout=120) if row.day.date() in wanted]
 
     def count_day(self, keyspace: str, day: date) -> int:
-        row = self.session.execute(f"SELECT COUNT(*) AS n FROM {keyspace}.predictions_by_day WHERE day = %s",
-                                   (day,), timeout=120).one()
-        return int(row.n)
+        return len(self.stored_ids(keyspace, [day]))
 
     def close(self) -> None:
         self._cluster.shutdown()

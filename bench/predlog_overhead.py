@@ -81,15 +81,14 @@ def migrate() -> None:
 
 def count_rows() -> int:
     from cassandra.cluster import Cluster
+    from cassandra.query import SimpleStatement
 
     cluster = Cluster(HOSTS.split(","), protocol_version=5)
     try:
         session = cluster.connect()
         day = datetime.now(UTC).date()
-        row = session.execute(
-            f"SELECT COUNT(*) AS n FROM {KEYSPACE}.predictions_by_day WHERE day = %s", (day,), timeout=60
-        ).one()
-        return int(row.n)
+        scan = SimpleStatement(f"SELECT day FROM {KEYSPACE}.predictions_by_bucket", fetch_size=5000)
+        return sum(row.day.date() == day for row in session.execute(scan, timeout=60))
     finally:
         cluster.shutdown()
 
@@ -99,7 +98,9 @@ def truncate() -> None:
 
     cluster = Cluster(HOSTS.split(","), protocol_version=5)
     try:
-        cluster.connect().execute(f"TRUNCATE {KEYSPACE}.predictions_by_day", timeout=60)
+        session = cluster.connect()
+        for table in ("predictions_by_bucket", "buckets_by_day"):
+            session.execute(f"TRUNCATE {KEYSPACE}.{table}", timeout=60)
     finally:
         cluster.shutdown()
 

@@ -13,14 +13,17 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 import pytest
 
 from fashion_classifier.config import PROJECT_ROOT, Settings
-from fashion_classifier.predlog.base import PredictionRecord
+from fashion_classifier.predlog.base import PredictionBatch, PredictionRecord
+from fashion_classifier.predlog.codec import MAX_FILENAME_CHARS
+from fashion_classifier.timeuuid import TimeIds
 
 SCRIPT = PROJECT_ROOT / "scripts" / "cassandra-local"
 HOSTS = ("127.0.0.1", "127.0.0.2")
@@ -54,6 +57,17 @@ def new_id() -> uuid.UUID:
     return uuid.uuid1(clock_seq=int.from_bytes(os.urandom(2), "big") >> 2)
 
 
+def id_at(moment: datetime, low: int | None = None) -> uuid.UUID:
+    """A version-1 id made at ``moment``; ``low`` (clock sequence and node) picks its process."""
+    from fashion_classifier.timeuuid import EPOCH_TICKS
+
+    if low is None:
+        low = new_id().int & ((1 << 64) - 1)
+    t = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 10 + EPOCH_TICKS
+    high = (t & 0xFFFFFFFF) << 32 | ((t >> 32) & 0xFFFF) << 16 | 0x1000 | (t >> 48) & 0x0FFF
+    return uuid.UUID(int=high << 64 | (low & ((1 << 62) - 1)) | (1 << 63))
+
+
 def make_record(i: int = 0, filename: str | None = "shirt.png", **changes) -> PredictionRecord:
     rec = PredictionRecord(
         id=new_id(),
@@ -73,15 +87,52 @@ def make_record(i: int = 0, filename: str | None = "shirt.png", **changes) -> Pr
     return dataclasses.replace(rec, **changes) if changes else rec
 
 
-class LocalCluster:
-    """Drives scripts/cassandra-local; every call waits for the script to finish."""
+NAMES = ("T-shirt/top", "Trouser", 'Pull"over', "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
-    def __init__(self) -> None:
-        self.hosts = HOSTS
+
+@dataclasses.dataclass(frozen=True)
+class Info:
+    filename: str | None
+    width: int | None
+    height: int | None
+
+
+def make_batch(n: int = 3, infos: bool = True, created_us: int | None = None, ids=None, seed: int = 0):
+    """A PredictionBatch as the web layer makes one: ids from one process (one shard)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.random((n, 10), dtype=np.float32)
+    probs = (logits / logits.sum(axis=1, keepdims=True)).astype(np.float32)
+    top3 = np.argsort(-probs, axis=1, kind="stable")[:, :3]
+    names = ['odd "name" ../日本.png', "x" * (MAX_FILENAME_CHARS + 10), None]
+    return PredictionBatch(
+        ids=ids or _IDS.take(n),
+        created_us=created_us if created_us is not None else time.time_ns() // 1000,
+        model_version="20260101T000000Z-mlp",
+        names=NAMES,
+        classes=top3[:, 0].copy(),
+        top3=top3,
+        probs=probs,
+        source="api",
+        infos=[Info(names[i % 3], 28 + i, None if i % 2 else 28) for i in range(n)] if infos else None,
+        latency_ms=0.75,
+        client_hash="0123456789abcdef",
+    )
+
+
+_IDS = TimeIds()
+
+
+class LocalCluster:
+    """Drives scripts/cassandra-local; every call waits for the script to finish. ``env`` selects
+    another cluster (FC_CASSANDRA_NODES, _IP_OFFSET, _DATA) than the default 2-node one."""
+
+    def __init__(self, hosts: tuple[str, ...] = HOSTS, env: dict[str, str] | None = None) -> None:
+        self.hosts = hosts
+        self._env = {**os.environ, **(env or {})}
 
     def run(self, *args: str, timeout: float = 400) -> str:
         proc = subprocess.run(
-            [str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False
+            [str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False, env=self._env
         )
         if proc.returncode != 0:
             pytest.fail(
@@ -91,7 +142,7 @@ class LocalCluster:
         return proc.stdout
 
     def all_up(self) -> bool:
-        proc = subprocess.run([str(SCRIPT), "status"], capture_output=True, text=True, check=False)
+        proc = subprocess.run([str(SCRIPT), "status"], capture_output=True, text=True, check=False, env=self._env)
         return proc.returncode == 0
 
     def kill(self, node: int) -> None:
@@ -109,13 +160,13 @@ class LocalCluster:
             self.start()
 
 
-@pytest.fixture(scope="session")
-def cassandra_cluster() -> Iterator[LocalCluster]:
-    cluster = LocalCluster()
+def running(cluster: LocalCluster) -> Iterator[LocalCluster]:
+    """The cluster, started (with fresh data when no node runs) unless every node is up; stopped
+    again at the end when started here."""
     started_here = False
     if not cluster.all_up():
-        running = subprocess.run([str(SCRIPT), "status"], capture_output=True, text=True).stdout
-        fresh = () if " up " in running or "starting" in running else ("--fresh",)
+        status = subprocess.run([str(SCRIPT), "status"], capture_output=True, text=True, env=cluster._env).stdout
+        fresh = () if " up " in status or "starting" in status else ("--fresh",)
         t0 = time.monotonic()
         out = cluster.run("start", *fresh)
         print(f"\n{out.strip()}\n(cluster start {time.monotonic() - t0:.1f} s)")
@@ -125,24 +176,33 @@ def cassandra_cluster() -> Iterator[LocalCluster]:
         cluster.stop()
 
 
-@pytest.fixture(scope="session")
-def admin_session(cassandra_cluster):
-    """A driver session for checking what reached the cluster (not the code under test)."""
+def connect_admin(hosts: tuple[str, ...]):
+    """A driver session for checking what reached a cluster (not the code under test)."""
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy
 
     policy = DCAwareRoundRobinPolicy("datacenter1")
     profile = ExecutionProfile(load_balancing_policy=policy, request_timeout=30)
     cluster = Cluster(
-        list(HOSTS),
+        list(hosts),
         protocol_version=5,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         reconnection_policy=ExponentialReconnectionPolicy(0.5, 2.0),
     )
-    session = cluster.connect()
+    return cluster.connect()
+
+
+@pytest.fixture(scope="session")
+def cassandra_cluster() -> Iterator[LocalCluster]:
+    yield from running(LocalCluster())
+
+
+@pytest.fixture(scope="session")
+def admin_session(cassandra_cluster):
+    session = connect_admin(HOSTS)
     _drop_test_keyspaces(session)
     yield session
-    cluster.shutdown()
+    session.cluster.shutdown()
 
 
 def _drop_test_keyspaces(session) -> None:
@@ -154,7 +214,7 @@ def _drop_test_keyspaces(session) -> None:
     """
     wait_until_settled(session)
     wait_for_hints_delivered(session)
-    for keyspace in session.cluster.metadata.keyspaces:
+    for keyspace in list(session.cluster.metadata.keyspaces):  # the driver refreshes it meanwhile
         if keyspace.startswith(TEST_KEYSPACE_PREFIX):
             session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
     wait_until_settled(session)
@@ -182,7 +242,7 @@ def wait_until_settled(session, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         hosts = cluster.metadata.all_hosts()
-        if len(hosts) == len(HOSTS) and all(host.is_up for host in hosts):
+        if len(hosts) == len(cluster.contact_points) and all(host.is_up for host in hosts):
             try:
                 if cluster.control_connection.wait_for_schema_agreement(wait_time=5):
                     return
@@ -228,7 +288,8 @@ def keyspace(admin_session, request) -> str:
 
 
 def stored_ids(session, keyspace: str, days, consistency=None) -> list[uuid.UUID]:
-    """All prediction ids stored for the given days.
+    """All prediction ids stored for the given days, found by scanning the table (not through the
+    bucket index, whose marks the tests check too).
 
     Consistency ALL by default: a node restarted a moment ago may not have its hints yet, and
     ALL reads repair that. Pass ONE while a node is down.
@@ -237,12 +298,20 @@ def stored_ids(session, keyspace: str, days, consistency=None) -> list[uuid.UUID
     from cassandra.query import SimpleStatement
 
     consistency = ConsistencyLevel.ALL if consistency is None else consistency
-    ids: list[uuid.UUID] = []
-    for day in sorted(set(days)):
-        stmt = SimpleStatement(
-            f"SELECT id FROM {keyspace}.predictions_by_day WHERE day = %s",
-            fetch_size=5000,
-            consistency_level=consistency,
-        )
-        ids.extend(row.id for row in session.execute(stmt, (day,)))
-    return ids
+    wanted = set(days)
+    stmt = SimpleStatement(
+        f"SELECT day, id FROM {keyspace}.predictions_by_bucket", fetch_size=5000, consistency_level=consistency
+    )
+    return [row.id for row in session.execute(stmt) if row.day.date() in wanted]  # the driver's Date
+
+
+def indexed_buckets(session, keyspace: str, days) -> set[tuple]:
+    """The (day, bucket) pairs the bucket index lists for the given days (not the hours), read at ALL."""
+    from cassandra import ConsistencyLevel
+    from cassandra.query import SimpleStatement
+
+    stmt = SimpleStatement(
+        f"SELECT day, bucket FROM {keyspace}.buckets_by_day WHERE day = %s AND bucket >= 0",
+        consistency_level=ConsistencyLevel.ALL,
+    )
+    return {(row.day.date(), row.bucket) for day in set(days) for row in session.execute(stmt, (day,))}

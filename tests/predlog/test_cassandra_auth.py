@@ -23,7 +23,7 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, N
 from cassandra.policies import DCAwareRoundRobinPolicy
 
 from fashion_classifier.cli import main
-from fashion_classifier.predlog import cassandra_log
+from fashion_classifier.predlog import cassandra_sink
 from fashion_classifier.predlog.cassandra_log import CassandraLog
 
 from .conftest import SCRIPT, cassandra_settings, eventually, make_record
@@ -210,13 +210,13 @@ def test_app_role_cannot_change_the_schema_or_roles(auth_cluster, statement):
 
 def test_wrong_password_is_one_log_line_and_rows_wait_in_the_spool(auth_cluster, tmp_path, caplog, monkeypatch):
     attempts = []
-    real_build = cassandra_log.build_cluster
+    real_build = cassandra_sink.build_cluster
 
     def counting_build(settings):
         attempts.append(time.monotonic())
         return real_build(settings)
 
-    monkeypatch.setattr(cassandra_log, "build_cluster", counting_build)
+    monkeypatch.setattr(cassandra_sink, "build_cluster", counting_build)
     caplog.set_level(logging.INFO)
     recs = [make_record(i) for i in range(25)]
     lg = CassandraLog(app_settings(tmp_path, cassandra_password="wrong-password"))
@@ -238,7 +238,7 @@ def test_wrong_password_is_one_log_line_and_rows_wait_in_the_spool(auth_cluster,
     assert spooled > 0
 
     # Not lost: with the right password the same spool is replayed into the cluster.
-    monkeypatch.setattr(cassandra_log, "build_cluster", real_build)
+    monkeypatch.setattr(cassandra_sink, "build_cluster", real_build)
     lg = CassandraLog(app_settings(tmp_path))
     try:
         _connected(lg)

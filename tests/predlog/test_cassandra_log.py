@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import gc
+import json
 import logging
 import socket
 import time
@@ -14,13 +15,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from fashion_classifier.config import Settings
-from fashion_classifier.predlog import InvalidPageState, PredictionRecord, cassandra_log, cassandra_schema
-from fashion_classifier.predlog.base import PredictionBatch, PredictionLogUnavailable
-from fashion_classifier.predlog.cassandra_log import CassandraLog, CassandraSink
-from fashion_classifier.predlog.codec import decode_token, encode_token
+from fashion_classifier.predlog import InvalidPageState, PredictionRecord, cassandra_schema
+from fashion_classifier.predlog.base import PredictionBatch
+from fashion_classifier.predlog.cassandra_buckets import place
+from fashion_classifier.predlog.cassandra_log import CassandraLog
+from fashion_classifier.predlog.cassandra_sink import CassandraSink
+from fashion_classifier.predlog.codec import encode_token
 
-from .conftest import cassandra_settings, eventually, make_record, stored_ids
-from .test_batches import make_batch
+from .conftest import cassandra_settings, eventually, make_batch, make_record, stored_ids
 
 pytestmark = pytest.mark.cassandra
 
@@ -58,21 +60,26 @@ def test_migration_creates_the_designed_schema(admin_session, keyspace):
     ks = meta.keyspaces[keyspace]
     assert ks.replication_strategy.__class__.__name__ == "NetworkTopologyStrategy"
     assert str(ks.replication_strategy.dc_replication_factors_info["datacenter1"]) == "2"
-    table = ks.tables["predictions_by_day"]
-    assert [c.name for c in table.partition_key] == ["day"]
+    table = ks.tables["predictions_by_bucket"]
+    assert [c.name for c in table.partition_key] == ["day", "bucket"]
     assert [c.name for c in table.clustering_key] == ["id"]
     assert table.columns["id"].cql_type == "timeuuid"
     assert "CLUSTERING ORDER BY (id DESC)" in table.export_as_string()
+    index = ks.tables["buckets_by_day"]
+    assert [c.name for c in index.partition_key] == ["day"]
+    assert [c.name for c in index.clustering_key] == ["bucket"]
+    assert "CLUSTERING ORDER BY (bucket DESC)" in index.export_as_string()
     for name in cassandra_schema.TTL_TABLES:
         options = ks.tables[name].options
         assert "TimeWindowCompactionStrategy" in options["compaction"]["class"]
         assert options["default_time_to_live"] == 90 * 86_400
-    assert cassandra_schema.applied_versions(admin_session, keyspace) == [1]
+    assert cassandra_schema.applied_versions(admin_session, keyspace) == [1, 2]
     # idempotent: nothing to apply, nothing altered; a new TTL is applied in place
     assert cassandra_schema.migrate(admin_session, keyspace, "datacenter1", 2, 90) == []
     assert cassandra_schema.migrate(admin_session, keyspace, "datacenter1", 2, 30) == []
     admin_session.cluster.refresh_schema_metadata()
-    assert meta.keyspaces[keyspace].tables["predictions_by_day"].options["default_time_to_live"] == 30 * 86_400
+    for name in cassandra_schema.TTL_TABLES:
+        assert meta.keyspaces[keyspace].tables[name].options["default_time_to_live"] == 30 * 86_400
 
 
 def test_round_trip_paging_counts_feedback(log, admin_session, keyspace):
@@ -113,26 +120,6 @@ def test_round_trip_paging_counts_feedback(log, admin_session, keyspace):
     assert [r.id for r in log.recent(5)] == [r.id for r in reversed(recs)][:5]
 
 
-def test_counts_read_every_page_and_stop_at_the_budget(log, admin_session, keyspace, monkeypatch):
-    _connected(log)
-    recs = [make_record(i) for i in range(57)]
-    for rec in recs:
-        log.record(rec)
-    assert log.flush()
-    today = datetime.now(UTC).date()
-    eventually(lambda: _all_stored(admin_session, keyspace, today, recs))
-    monkeypatch.setattr(cassandra_log, "COUNT_PAGE_ROWS", 10)  # 6 pages
-
-    def all_counted() -> None:
-        counts = log.counts(today)
-        assert sum(counts.values()) == 57 and counts["class-0"] == 6
-
-    eventually(all_counted)  # a LOCAL_ONE read may reach the replica that is behind
-    log.count_budget = 0.0
-    with pytest.raises(PredictionLogUnavailable, match=r"stopped after 0 s and 10 predictions"):
-        log.counts(today)
-
-
 def test_rows_carry_the_default_ttl(log, admin_session, keyspace):
     _connected(log)
     rec = make_record(1)
@@ -141,8 +128,9 @@ def test_rows_carry_the_default_ttl(log, admin_session, keyspace):
 
     def ttl() -> int:
         row = admin_session.execute(
-            f"SELECT TTL(model_version) AS ttl FROM {keyspace}.predictions_by_day WHERE day = %s AND id = %s",
-            (datetime.now(UTC).date(), rec.id),
+            f"SELECT TTL(model_version) AS ttl FROM {keyspace}.predictions_by_bucket "
+            "WHERE day = %s AND bucket = %s AND id = %s",
+            (*place(rec.id), rec.id),
         ).one()
         assert row is not None
         return row.ttl
@@ -165,10 +153,13 @@ def test_forged_page_states_are_rejected(log):
     token = eventually(first_page_token)
     with pytest.raises(InvalidPageState):
         log.list_day(today.replace(year=2001), page_state=token)  # another day's token
-    payload = decode_token(token)
-    payload["p"] = base64.urlsafe_b64encode(b"\x00\xffnot a paging state").decode()
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    forged = raw[:16] + raw[16:].replace(b'"before":"', b'"before":"f', 1)[:-1]  # another position
     with pytest.raises(InvalidPageState):
-        log.list_day(today, page_state=encode_token(payload))
+        log.list_day(today, page_state=base64.urlsafe_b64encode(forged).decode())
+    unsigned = encode_token(json.loads(raw[16:]))  # the payload without its tag
+    with pytest.raises(InvalidPageState):
+        log.list_day(today, page_state=unsigned)
     with pytest.raises(InvalidPageState):
         log.list_day(today, page_state="definitely-not-a-token")
 
@@ -207,8 +198,6 @@ def test_history_and_migrate_commands_read_the_cluster(log, keyspace, tmp_path, 
 def test_batches_from_the_web_layer_read_back_like_records(log, admin_session, keyspace):
     """The pre-serialized batch path stores what the records of the batch would store."""
     from fashion_classifier.predlog.codec import batch_records
-
-    from .test_batches import make_batch
 
     _connected(log)
     batches = [make_batch(n, infos=n % 2 == 0, seed=n) for n in (1, 4, 7)]
@@ -263,7 +252,7 @@ def test_contact_points_that_do_not_resolve_yet_are_retried(monkeypatch, caplog)
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
-    caplog.set_level(logging.WARNING, logger="fashion_classifier.predlog.cassandra_log")
+    caplog.set_level(logging.WARNING, logger="fashion_classifier.predlog.cassandra_sink")
     sink = CassandraSink(Settings(cassandra_hosts=(name,)))
     try:
         deadline = time.monotonic() + 10

@@ -37,9 +37,9 @@ def _png() -> bytes:
 class Server:
     """`fashion-classifier serve` (2 workers) logging to the test keyspace."""
 
-    def __init__(self, keyspace: str, model_store: Path, work: Path) -> None:
+    def __init__(self, keyspace: str, model_store: Path, work: Path, hosts: tuple[str, ...] = HOSTS) -> None:
         extra = {
-            "FC_CASSANDRA_HOSTS": ",".join(HOSTS),
+            "FC_CASSANDRA_HOSTS": ",".join(hosts),
             "FC_CASSANDRA_KEYSPACE": keyspace,
             "FC_LOG_LEVEL": "warning",
         }

@@ -1,17 +1,23 @@
 """Versioned, idempotent schema of the Cassandra prediction log (`fashion-classifier migrate`).
 
-Tables follow the queries:
+Tables follow the queries (migration 2; docs/prediction-log.md has the reasoning and numbers):
 
-* ``predictions_by_day``: one partition per UTC day, rows clustered by the prediction id (a
-  timeuuid) descending, so a day reads newest first and pages with the driver's paging state.
-  The day is the one inside the timeuuid, so the same table also answers the lookup by id
-  (``WHERE day = <day of id> AND id = ?``) without a second write per prediction.
-* ``feedback_by_id``: the true label sent for a prediction, by id.
-* Counts per class and day are computed from ``predictions_by_day`` (label column only) rather
-  than kept in a counter table: counter updates are not idempotent, and a replayed spool or a
-  retried timeout would count a prediction twice. Reading a day costs one partition scan.
+* ``predictions_by_bucket``: a UTC day spread over one-minute x shard partitions
+  ``((day, bucket), id)``, the bucket computed from the id (``cassandra_buckets``), rows newest
+  first. A lookup by id is one read; a writer batch is one partition. The true label sent as
+  feedback is a column of the prediction's row (``true_label``, ``feedback_at``), so a history
+  page reads its labels with its rows; feedback is only taken for predictions that exist.
+* ``buckets_by_day``: one row per written bucket of a day, newest first: where a history page
+  finds its partitions, and the per-bucket count rollups, plus one row per hour (negative
+  buckets) summing that hour's. ``written_at`` is set by the writers (on a process's first write
+  to a bucket and on every late write, for the bucket and its hour), ``counts``/``counted_at`` by
+  whoever counted them once settled. A count is recomputed from rows, never
+  incremented, so spool replays and retried writes cannot count a row twice.
+* ``predictions_by_day`` and ``feedback_by_id`` (migration 1): one partition per day, feedback by
+  id. No longer written; read beside the new tables while they hold rows (at most
+  FC_CASSANDRA_TTL_DAYS after migration 2).
 
-Both tables expire rows after the default TTL (FC_CASSANDRA_TTL_DAYS) and use
+Tables expire rows after the default TTL (FC_CASSANDRA_TTL_DAYS) and use
 TimeWindowCompactionStrategy with one-day windows: whole SSTables drop when their window expires.
 """
 
@@ -19,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from cassandra.cluster import Session
 
@@ -62,10 +68,49 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             + _TWCS,
         ),
     ),
+    (
+        2,
+        "predictions by (day, minute x shard) bucket, buckets and their counts by day",
+        (
+            """CREATE TABLE IF NOT EXISTS {ks}.predictions_by_bucket (
+                day date,
+                bucket int,
+                id timeuuid,
+                created_at timestamp,
+                model_version text,
+                predicted_class int,
+                label text,
+                confidence double,
+                top3 frozen<list<tuple<text, double>>>,
+                source text,
+                filename text,
+                image_width int,
+                image_height int,
+                latency_ms double,
+                client_hash text,
+                true_label int,
+                feedback_at timestamp,
+                PRIMARY KEY ((day, bucket), id)
+            ) WITH CLUSTERING ORDER BY (id DESC)
+              AND compaction = """
+            + _TWCS,
+            """CREATE TABLE IF NOT EXISTS {ks}.buckets_by_day (
+                day date,
+                bucket int,
+                written_at timestamp,
+                counted_at timestamp,
+                counts frozen<map<text, int>>,
+                PRIMARY KEY ((day), bucket)
+            ) WITH CLUSTERING ORDER BY (bucket DESC)
+              AND compaction = """
+            + _TWCS,
+        ),
+    ),
 )
 
-TTL_TABLES = ("predictions_by_day", "feedback_by_id")
-REQUIRED_TABLES = TTL_TABLES
+LEGACY_TABLES = ("predictions_by_day", "feedback_by_id")
+TTL_TABLES = (*LEGACY_TABLES, "predictions_by_bucket", "buckets_by_day")
+REQUIRED_TABLES = ("predictions_by_bucket", "buckets_by_day")
 
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 
@@ -113,7 +158,9 @@ def _apply_ttl(session: Session, ks: str, ttl: int) -> None:
     session.cluster.refresh_schema_metadata()
     tables = session.cluster.metadata.keyspaces[ks].tables
     for table in TTL_TABLES:
-        current = tables[table].options.get("default_time_to_live") if table in tables else None
+        if table not in tables:
+            continue
+        current = tables[table].options.get("default_time_to_live")
         if current != ttl:
             session.execute(f"ALTER TABLE {ks}.{table} WITH default_time_to_live = {ttl}")
             log.info("%s.%s: default TTL %s s -> %s s", ks, table, current, ttl)
@@ -122,6 +169,28 @@ def _apply_ttl(session: Session, ks: str, ttl: int) -> None:
 def applied_versions(session: Session, keyspace: str) -> list[int]:
     ks = check_keyspace_name(keyspace)
     return sorted(row.version for row in session.execute(f"SELECT version FROM {ks}.schema_migrations"))
+
+
+def legacy_read_until(session: Session, keyspace: str, ttl_days: int) -> datetime | None:
+    """Until when the tables of migration 1 may hold rows: migration 2's time plus the TTL; None
+    when they hold none (a keyspace created by this version, or their rows have expired).
+
+    Servers of the previous release keep writing those tables until a rolling update replaces
+    them, so they are read beside the new ones rather than copied; callers ask again now and then.
+    """
+    ks = check_keyspace_name(keyspace)
+    tables = session.cluster.metadata.keyspaces[ks].tables
+    if not all(table in tables for table in LEGACY_TABLES):
+        return None
+    if not any(session.execute(f"SELECT id FROM {ks}.{table} LIMIT 1").one() for table in LEGACY_TABLES):
+        return None
+    row = session.execute(f"SELECT applied_at FROM {ks}.schema_migrations WHERE version = 2").one()
+    if row is None:
+        return None
+    if int(ttl_days) == 0:  # rows are kept forever
+        return datetime.max.replace(tzinfo=UTC)
+    applied = row.applied_at if row.applied_at.tzinfo else row.applied_at.replace(tzinfo=UTC)
+    return applied + timedelta(days=int(ttl_days) + 1)
 
 
 def _warn_on_replication_drift(session: Session, ks: str, local_dc: str, replication: int) -> None:

@@ -1,0 +1,207 @@
+"""Reading a day's predictions back, newest first, across its bucket partitions.
+
+A page walks ``buckets_by_day`` newest first and reads whole minutes of partitions in one request
+each (every partition gives at most the rows still wanted), merged by id: the newest minute first,
+then as many minutes as the rows seen so far suggest. A minute's rows are all newer than the
+previous minute's, so the walk stops once it has one row more than the page; the page's last id
+is where the next page continues (``id <`` it). The tables of migration 1 are read beside while
+they may hold rows (``cassandra_schema.legacy_read_until``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import date
+
+from fashion_classifier import timeuuid
+from fashion_classifier.predlog.cassandra_buckets import SHARDS, last_bucket_at_or_before, place
+from fashion_classifier.predlog.cassandra_encoder import COLUMNS
+from fashion_classifier.predlog.cassandra_schema import LEGACY_TABLES
+from fashion_classifier.predlog.cassandra_session import READS
+
+INDEX_PAGE = 64  # buckets read from the index at a time
+HEAD_FRESH = 1.0  # seconds the newest buckets of a day are reused for first pages
+MAX_BUCKETS_PER_READ = 64  # partitions one read asks for (whole minutes: up to 7 more)
+_LOW_64 = (1 << 64) - 1
+_SIGNED_BYTES = 0x8080808080808080
+
+
+def newest_first(prediction_id: uuid.UUID) -> tuple[int, int]:
+    """Sort key of Cassandra's timeuuid order (time, then the low 8 bytes as signed bytes); sort
+    with ``reverse=True`` for the tables' DESC clustering."""
+    return timeuuid.ticks(prediction_id), (prediction_id.int & _LOW_64) ^ _SIGNED_BYTES
+
+
+class History:
+    """The read statements of one keyspace and the page merge over them."""
+
+    def __init__(self, session, keyspace: str) -> None:
+        self._session = session
+        tables = session.cluster.metadata.keyspaces[keyspace].tables
+        # Whether the tables of migration 1 are read too: set by the owner while they hold rows.
+        self.legacy = False
+        legacy = all(table in tables for table in LEGACY_TABLES)
+        table = f"{keyspace}.predictions_by_bucket"
+        columns = f"{COLUMNS}, true_label"
+        self._buckets = session.prepare(
+            f"SELECT bucket FROM {keyspace}.buckets_by_day WHERE day = ? AND bucket >= 0 AND bucket <= ?"
+        )
+        self._head = session.prepare(
+            f"SELECT bucket FROM {keyspace}.buckets_by_day WHERE day = ? AND bucket >= 0 LIMIT ?"
+        )
+        self._heads: dict[date, tuple[float, list[int]]] = {}
+        self._rows = session.prepare(
+            f"SELECT {columns} FROM {table} WHERE day = ? AND bucket IN ? PER PARTITION LIMIT ?"
+        )
+        self._rows_before = session.prepare(
+            f"SELECT {columns} FROM {table} WHERE day = ? AND bucket IN ? AND id < ? PER PARTITION LIMIT ?"
+        )
+        self._rows_one = session.prepare(f"SELECT {columns} FROM {table} WHERE day = ? AND bucket = ? LIMIT ?")
+        self._rows_one_before = session.prepare(
+            f"SELECT {columns} FROM {table} WHERE day = ? AND bucket = ? AND id < ? LIMIT ?"
+        )
+        self._one = session.prepare(f"SELECT {columns} FROM {table} WHERE day = ? AND bucket = ? AND id = ?")
+        for statement in (self._buckets, self._head, self._rows, self._rows_before, self._rows_one,
+                          self._rows_one_before, self._one):
+            statement.is_idempotent = True  # may be sent to a second replica (READS)
+        if legacy:
+            old = f"{keyspace}.predictions_by_day"
+            self._old_rows = session.prepare(f"SELECT {COLUMNS} FROM {old} WHERE day = ? LIMIT ?")
+            self._old_rows_before = session.prepare(f"SELECT {COLUMNS} FROM {old} WHERE day = ? AND id < ? LIMIT ?")
+            self._old_one = session.prepare(f"SELECT {COLUMNS} FROM {old} WHERE day = ? AND id = ?")
+            self.old_labels = session.prepare(f"SELECT label FROM {old} WHERE day = ?")
+            self._old_feedback = session.prepare(
+                f"SELECT id, true_label FROM {keyspace}.feedback_by_id WHERE id IN ?"
+            )
+
+    def get(self, prediction_id: uuid.UUID) -> tuple[object, int | None] | None:
+        """The row of an id and its true label (None when no feedback), or None."""
+        day, bucket = place(prediction_id)
+        row = self._session.execute(self._one, (day, bucket, prediction_id), execution_profile=READS).one()
+        if row is not None and row.label is None:
+            row = None  # feedback whose prediction was never written: a label without a row
+        if row is None and self.legacy:
+            row = self._session.execute(self._old_one, (day, prediction_id)).one()
+        if row is None:
+            return None
+        label = getattr(row, "true_label", None)
+        if label is None and self.legacy:
+            label = self._old_labels([row.id]).get(row.id)
+        return row, label
+
+    def _old_labels(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+        out: dict[uuid.UUID, int] = {}
+        for start in range(0, len(ids), 100):
+            for found in self._session.execute(self._old_feedback, (ids[start : start + 100],)):
+                out[found.id] = found.true_label
+        return out
+
+    def page(
+        self, day: date, limit: int, before: uuid.UUID | None
+    ) -> tuple[list, uuid.UUID | None, dict[uuid.UUID, int]]:
+        """Up to ``limit`` rows of the day older than ``before`` (all when None), newest first; the
+        id the next page starts below (None: no more rows); the true labels sent for the rows."""
+        want = limit + 1
+        old = None
+        if self.legacy:
+            if before is None:
+                old = self._session.execute_async(self._old_rows, (day, want))
+            else:
+                old = self._session.execute_async(self._old_rows_before, (day, before, want))
+        if before is None:
+            buckets = self._newest_buckets(day)
+        else:
+            buckets = self._buckets_from(day, last_bucket_at_or_before(before))
+        rows: list = []
+        chunks = _Minutes(buckets)
+        size = 1  # minutes in the next read: one, then as many as the rows seen so far suggest
+        while len(rows) < want:
+            chunk = chunks.take(size)
+            if not chunk:
+                break
+            found = self._read(day, chunk, before, want - len(rows))
+            rows += found
+            per_minute = max(len(found), 1) / len({bucket // SHARDS for bucket in chunk})
+            size = math.ceil(1.5 * (want - len(rows)) / per_minute)
+        if old is not None:
+            rows += old.result().current_rows
+            rows.sort(key=lambda row: newest_first(row.id), reverse=True)
+        next_before = rows[limit - 1].id if len(rows) > limit else None
+        # A row without a label is feedback whose prediction was never written: not a prediction.
+        # It held its place in the merge (each partition gave its newest rows), and leaves now.
+        rows = [row for row in rows[:limit] if row.label is not None]
+        labels = {row.id: row.true_label for row in rows if getattr(row, "true_label", None) is not None}
+        if old is not None:
+            labels.update(self._old_labels([row.id for row in rows if row.id not in labels]))
+        return rows, next_before, labels
+
+    def _buckets_from(self, day: date, upper: int) -> Iterator[int]:
+        """The day's buckets from ``upper`` down, read from the index as they are needed."""
+        index = self._buckets.bind((day, upper))
+        index.fetch_size = INDEX_PAGE
+        for (bucket,) in self._session.execute(index, execution_profile=READS):
+            yield bucket
+
+    def _newest_buckets(self, day: date) -> Iterator[int]:
+        """The day's buckets newest first, the first INDEX_PAGE of them reused for HEAD_FRESH
+        seconds: a first page then costs one round trip (a bucket created meanwhile, a new minute
+        of a writer, shows up that much later)."""
+        now = time.monotonic()
+        cached = self._heads.get(day)
+        if cached is None or now - cached[0] >= HEAD_FRESH:
+            found = self._session.execute(self._head, (day, INDEX_PAGE), execution_profile=READS)
+            head = [bucket for (bucket,) in found]
+            if len(self._heads) > 64:
+                self._heads.clear()
+            cached = self._heads[day] = (now, head)
+        head = cached[1]
+        yield from head
+        if len(head) == INDEX_PAGE:
+            yield from self._buckets_from(day, head[-1] - 1)
+
+    def _read(self, day: date, buckets: list[int], before: uuid.UUID | None, want: int) -> list:
+        """The newest ``want`` rows of whole minutes' partitions, each partition giving its newest
+        ``want``, merged here. A minute's few partitions are read concurrently, one request each;
+        more go in one request (``IN … PER PARTITION LIMIT``), which costs the client less per
+        partition but answers a few partitions slower (bench/results/predlog-schema-*)."""
+        run = self._session.execute_async
+        if len(buckets) <= SHARDS:
+            if before is None:
+                futures = [run(self._rows_one, (day, b, want), execution_profile=READS) for b in buckets]
+            else:
+                futures = [run(self._rows_one_before, (day, b, before, want), execution_profile=READS) for b in buckets]
+        elif before is None:
+            futures = [run(self._rows, (day, buckets, want), execution_profile=READS)]
+        else:
+            futures = [run(self._rows_before, (day, buckets, before, want), execution_profile=READS)]
+        rows = [row for future in futures for row in future.result()]
+        if len(buckets) > 1:
+            rows.sort(key=lambda row: newest_first(row.id), reverse=True)
+        return rows[:want]
+
+
+class _Minutes:
+    """Takes a day's buckets (newest first) a number of whole minutes at a time: the rows of a
+    minute must all be merged before a page can end inside it."""
+
+    def __init__(self, buckets: Iterator[int]) -> None:
+        self._buckets = buckets
+        self._next: int | None = next(buckets, None)
+
+    def take(self, minutes: int) -> list[int]:
+        """The buckets of the next ``minutes`` minutes that have any, at most MAX_BUCKETS_PER_READ
+        (rounded up to a whole minute)."""
+        out: list[int] = []
+        seen = 0
+        while self._next is not None:
+            minute = self._next // SHARDS
+            if not out or out[-1] // SHARDS != minute:
+                if seen == minutes or len(out) >= MAX_BUCKETS_PER_READ:
+                    break
+                seen += 1
+            out.append(self._next)
+            self._next = next(self._buckets, None)
+        return out
