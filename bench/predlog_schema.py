@@ -185,13 +185,8 @@ def read_runs(day, workdir: Path, args) -> dict:
 
 
 def read_variants(day, rounds: int) -> dict:
-    """In one process, interleaved: the first page read through the speculative READS profile or
-    the default one, and a minute's two partitions read as two concurrent requests or one IN
-    request (the choices cassandra_history makes)."""
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT
-
-    from fashion_classifier.predlog import cassandra_history
-
+    """In one process, interleaved: a minute's two partitions read as two concurrent requests or
+    as one IN request (the choice cassandra_history makes), and the first page as it reads it."""
     settings = Settings(predlog="cassandra", cassandra_hosts=tuple(HOSTS.split(",")),
                         cassandra_keyspace=KEYSPACES["bucketed"], spool_dir=Path(tempfile.mkdtemp()) / "spool")
     log = CassandraLog(settings)
@@ -204,10 +199,8 @@ def read_variants(day, rounds: int) -> dict:
     history = log._read_statements().history
     session = history._session
     buckets = list(history._newest_buckets(day))[:2]
-    profiles = {"speculative": cassandra_history.READS, "plain": EXEC_PROFILE_DEFAULT}
     variants = {
-        **{f"first_page_{name}": (lambda p=p: _with_profile(cassandra_history, p, lambda: history.page(day, 50, None)))
-           for name, p in profiles.items()},
+        "first_page": lambda: history.page(day, 50, None),
         "two_partitions_concurrent": lambda: [r for f in [session.execute_async(history._rows_one, (day, b, 51))
                                                           for b in buckets] for r in f.result()],
         "two_partitions_in": lambda: list(session.execute(history._rows, (day, buckets, 51))),
@@ -225,14 +218,6 @@ def read_variants(day, rounds: int) -> dict:
         out[name] = {"p50_ms": round(ts[len(ts) // 2], 2), "p90_ms": round(ts[int(len(ts) * 0.9)], 2),
                      "p99_ms": round(ts[int(len(ts) * 0.99)], 2), "n": len(ts)}
     return out
-
-
-def _with_profile(module, profile, call):
-    saved, module.READS = module.READS, profile
-    try:
-        return call()
-    finally:
-        module.READS = saved
 
 
 def token_spread(day, writers: int, nodes: int, draws: int = 20) -> float:

@@ -21,12 +21,14 @@ from __future__ import annotations
 import time
 from datetime import UTC, date, datetime, timedelta
 
-from cassandra import ConsistencyLevel, ReadTimeout, Unavailable
+from cassandra import ConsistencyLevel, OperationTimedOut, ReadFailure, ReadTimeout, Unavailable, WriteTimeout
 
 from fashion_classifier.predlog.base import PredictionLogUnavailable
 from fashion_classifier.predlog.cassandra_buckets import BUCKETS_PER_HOUR, hour_end, hour_of, hour_row, slot_end
 
 SETTLE = timedelta(seconds=30)
+# What a read at ALL meets when a replica is down or slow: answer from the others, store nothing.
+UNREACHABLE = (Unavailable, ReadTimeout, ReadFailure, OperationTimedOut)
 PAGE_ROWS = 5000  # rows per page when a bucket's labels are read
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -74,7 +76,7 @@ class Rollups:
             if row.counted_at is not None and _utc(row.counted_at) >= self._settled(hour_end(day, hour), row):
                 _add(total, row.counts)
             else:
-                _add(total, self._hour(day, hour, row.written_at, deadline))
+                _add(total, self._hour(day, hour, row.written_at, deadline)[0])
         return total
 
     def roll(self, day: date, bucket: int) -> bool:
@@ -84,22 +86,22 @@ class Rollups:
         hour's rollup then reads the hour's bucket rollups, not its rows.
         """
         try:
-            row = self._session.execute(self._one, (day, bucket)).one()
+            row = self._index_row(day, bucket)
             since = self._settled(slot_end(day, bucket), row)
             stale = row is not None and (row.counted_at is None or _utc(row.counted_at) < since)
             if stale and datetime.now(UTC) >= since:
                 self._bucket(day, row, time.monotonic() + 60, must_store=True)
             hour = hour_of(bucket)
-            summary = self._session.execute(self._one, (day, hour_row(hour))).one()
+            summary = self._index_row(day, hour_row(hour))
             since = self._settled(hour_end(day, hour), summary)
             if summary is not None and summary.counted_at is not None and _utc(summary.counted_at) >= since:
                 return True
             if datetime.now(UTC) < since:
                 return False
-            self._hour(day, hour, summary.written_at if summary else None, time.monotonic() + 60, must_store=True)
-        except (Unavailable, ReadTimeout):
-            return False  # a replica is down: try again later
-        return True
+            written_at = summary.written_at if summary else None
+            return self._hour(day, hour, written_at, time.monotonic() + 60, must_store=True)[1]
+        except UNREACHABLE:
+            return False  # a replica is down or slow: the next pass tries again
 
     # --- internals ------------------------------------------------------------------------------
     @staticmethod
@@ -107,23 +109,42 @@ class Rollups:
         """From when a rollup may be stored: SETTLE after its period and its last mark."""
         return max(end, _utc(row.written_at if row is not None else None)) + SETTLE
 
-    def _hour(self, day: date, hour: int, written_at, deadline: float, must_store: bool = False) -> dict[str, int]:
-        """An hour's counts from its buckets, stored as its rollup when it had settled at the start."""
+    def _index_row(self, day: date, bucket: int):
+        """A row of buckets_by_day at ALL: a rollup stored from it must not miss a late mark."""
+        statement = self._one.bind((day, bucket))
+        statement.consistency_level = ConsistencyLevel.ALL
+        return self._session.execute(statement).one()
+
+    def _hour(
+        self, day: date, hour: int, written_at, deadline: float, must_store: bool = False
+    ) -> tuple[dict[str, int], bool]:
+        """An hour's counts from its buckets, and whether they were stored as its rollup (only when
+        the hour had settled at the start and every bucket was counted at ALL)."""
         started = datetime.now(UTC)
         settled = started >= max(hour_end(day, hour), _utc(written_at)) + SETTLE
         start = hour * BUCKETS_PER_HOUR
+        statement = self._hour_buckets.bind((day, start, start + BUCKETS_PER_HOUR))
+        statement.consistency_level = ConsistencyLevel.ALL if settled else statement.consistency_level
+        try:
+            rows = list(self._session.execute(statement))
+        except UNREACHABLE:
+            if must_store or not settled:
+                raise
+            settled = False  # the buckets one replica knows: an answer, not a rollup
+            rows = list(self._session.execute(self._hour_buckets, (day, start, start + BUCKETS_PER_HOUR)))
         total: dict[str, int] = {}
         complete = True
-        for row in self._session.execute(self._hour_buckets, (day, start, start + BUCKETS_PER_HOUR)):
+        for row in rows:
             if row.counted_at is not None and _utc(row.counted_at) >= self._settled(slot_end(day, row.bucket), row):
                 _add(total, row.counts)
                 continue
+            if time.monotonic() > deadline:
+                raise CountBudgetExceeded("the buckets counted meanwhile are kept, so a retry goes further")
             counts, stored = self._bucket(day, row, deadline, must_store)
             complete = complete and stored
             _add(total, counts)
-        if settled and complete:
-            self._put(day, hour_row(hour), total, started)
-        return total
+        stored = settled and complete and self._put(day, hour_row(hour), total, started, must_store)
+        return total, stored
 
     def _bucket(self, day: date, row, deadline: float, must_store: bool) -> tuple[dict[str, int], bool]:
         """A bucket's counts from its rows, and whether they were stored as its rollup."""
@@ -135,21 +156,26 @@ class Rollups:
             statement.consistency_level = ConsistencyLevel.ALL
         try:
             counts = self._read(statement, deadline)
-        except (Unavailable, ReadTimeout):
+        except UNREACHABLE:
             if must_store or not settled:
                 raise
-            # A replica is down: answer from the replicas that are up, store nothing.
+            # A replica is down or slow: answer from the replicas that are up, store nothing.
             statement = self._labels.bind((day, row.bucket))
             statement.fetch_size = PAGE_ROWS
             return self._read(statement, deadline), False
-        if settled:
-            self._put(day, row.bucket, counts, started)
-        return counts, settled
+        return counts, settled and self._put(day, row.bucket, counts, started, must_store)
 
-    def _put(self, day: date, bucket: int, counts: dict[str, int], started: datetime) -> None:
+    def _put(self, day: date, bucket: int, counts: dict[str, int], started: datetime, must_store: bool) -> bool:
+        """Store a rollup; a request that cannot still has its answer (the rollup comes later)."""
         # The timestamp is the count's start: of two counts, the later-started one wins.
         stamp = int(started.timestamp() * 1_000_000)
-        self._session.execute(self._store, (stamp, counts, started, day, bucket))
+        try:
+            self._session.execute(self._store, (stamp, counts, started, day, bucket))
+        except (*UNREACHABLE, WriteTimeout):
+            if must_store:
+                raise
+            return False
+        return True
 
     def _read(self, statement, deadline: float) -> dict[str, int]:
         tally: dict[str, int] = {}
@@ -161,8 +187,5 @@ class Rollups:
             if not result.has_more_pages:
                 return tally
             if time.monotonic() > deadline:
-                raise CountBudgetExceeded(
-                    f"counting stopped after {sum(tally.values()):,} rows of a bucket not counted yet; the "
-                    "buckets counted meanwhile are kept, so a retry goes further"
-                )
+                raise CountBudgetExceeded("the buckets counted meanwhile are kept, so a retry goes further")
             result.fetch_next_page()

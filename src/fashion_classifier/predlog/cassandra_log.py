@@ -85,10 +85,16 @@ class _Reads:
         self.check_legacy()
 
     def check_legacy(self) -> None:
-        """Read the tables of migration 1 too while they may hold rows (asked again every minute)."""
-        until = legacy_read_until(self.session, self._keyspace, self._ttl_days)
-        self.history.legacy = until is not None and datetime.now(UTC) < until
+        """Read the tables of migration 1 too while they may hold rows (asked again every minute).
+        When the cluster cannot tell, they are read: a slower page, not a missing row."""
         self.checked = time.monotonic()
+        try:
+            until = legacy_read_until(self.session, self._keyspace, self._ttl_days)
+        except _READ_ERRORS as exc:
+            log.warning("prediction log: could not check the tables of migration 1 (%s); reading them", exc)
+            self.history.legacy = self.history.has_legacy_tables
+            return
+        self.history.legacy = until is not None and datetime.now(UTC) < until
 
 
 class CassandraLog:
@@ -255,10 +261,10 @@ class CassandraLog:
     def _roll_loop(self) -> None:
         """Roll up the count of each bucket this process wrote, once it has settled."""
         while not self._stop.wait(ROLLUP_EVERY):
+            reads = self._reads
+            if reads is not None and time.monotonic() - reads.checked > LEGACY_CHECK_EVERY:
+                reads.check_legacy()
             try:
-                reads = self._reads
-                if reads is not None and time.monotonic() - reads.checked > LEGACY_CHECK_EVERY:
-                    reads.check_legacy()
                 self.roll_up()
             except Exception as exc:  # noqa: BLE001 - the cluster may be down; the next pass retries
                 log.debug("prediction log: rollup pass failed (%s)", exc)
@@ -272,7 +278,12 @@ class CassandraLog:
         reads = self._read_statements()
         done = 0
         for key, at in todo:
-            if reads.rollups.roll(*key):
+            try:
+                rolled = reads.rollups.roll(*key)
+            except _READ_ERRORS as exc:  # e.g. a rollup's write timed out: this key waits, not the others
+                log.debug("prediction log: rollup of %s failed (%s)", key, exc)
+                continue
+            if rolled:
                 self._rolled[key] = at
                 done += 1
         for key in [key for key in self._rolled if key not in marked]:

@@ -20,7 +20,6 @@ from cassandra import ConsistencyLevel, ProtocolVersion, WriteType
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.policies import (
-    ConstantSpeculativeExecutionPolicy,
     DCAwareRoundRobinPolicy,
     ExponentialReconnectionPolicy,
     RetryPolicy,
@@ -33,12 +32,6 @@ log = logging.getLogger(__name__)
 
 WRITE_CONSISTENCY = ConsistencyLevel.LOCAL_ONE
 REQUEST_TIMEOUT = 5.0  # seconds; a slower write is spooled and replayed later
-# History reads (idempotent statements) use this profile: a read the first replica has not
-# answered within SPECULATE_AFTER is also sent to the next one, and the first answer wins. Two
-# JVMs sharing small machines pause now and then; this cut the first page's p99 in
-# bench/results/predlog-schema-*.
-READS = "reads"
-SPECULATE_AFTER = 0.004
 
 
 class IdempotentWriteRetryPolicy(RetryPolicy):
@@ -77,12 +70,6 @@ def build_cluster(settings: Settings) -> Cluster:
         consistency_level=WRITE_CONSISTENCY,
         request_timeout=REQUEST_TIMEOUT,
     )
-    reads = ExecutionProfile(
-        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.cassandra_local_dc)),
-        consistency_level=WRITE_CONSISTENCY,
-        request_timeout=REQUEST_TIMEOUT,
-        speculative_execution_policy=ConstantSpeculativeExecutionPolicy(SPECULATE_AFTER, max_attempts=1),
-    )
     auth = None
     if settings.cassandra_username:
         auth = PlainTextAuthProvider(
@@ -93,7 +80,7 @@ def build_cluster(settings: Settings) -> Cluster:
         port=settings.cassandra_port,
         # Native protocol v5 (Cassandra 4.0 and later): no version negotiation on every connect.
         protocol_version=ProtocolVersion.V5,
-        execution_profiles={EXEC_PROFILE_DEFAULT: profile, READS: reads},
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         auth_provider=auth,
         ssl_context=ssl_context(settings),
         connect_timeout=settings.cassandra_connect_timeout,
