@@ -57,6 +57,7 @@ from fashion_classifier.config import Settings  # noqa: E402
 from fashion_classifier.predlog import cassandra_counts  # noqa: E402
 from fashion_classifier.predlog.base import PredictionBatch  # noqa: E402
 from fashion_classifier.predlog.cassandra_buckets import SHARDS, SLOTS_PER_DAY, bucket_bytes, day_bytes, shard_of  # noqa: E402
+from fashion_classifier.predlog.cassandra_encoder import COLUMNS  # noqa: E402
 from fashion_classifier.predlog.cassandra_log import CassandraLog  # noqa: E402
 from fashion_classifier.timeuuid import EPOCH_TICKS  # noqa: E402
 
@@ -186,7 +187,7 @@ def read_runs(day, workdir: Path, args) -> dict:
 
 def read_variants(day, rounds: int) -> dict:
     """In one process, interleaved: a minute's two partitions read as two concurrent requests or
-    as one IN request (the choice cassandra_history makes), and the first page as it reads it."""
+    as one IN request (what cassandra_history does), and the first page as it reads it."""
     settings = Settings(predlog="cassandra", cassandra_hosts=tuple(HOSTS.split(",")),
                         cassandra_keyspace=KEYSPACES["bucketed"], spool_dir=Path(tempfile.mkdtemp()) / "spool")
     log = CassandraLog(settings)
@@ -199,9 +200,11 @@ def read_variants(day, rounds: int) -> dict:
     history = log._read_statements().history
     session = history._session
     buckets = list(history._newest_buckets(day))[:2]
+    one = session.prepare(f"SELECT {COLUMNS}, true_label FROM {KEYSPACES['bucketed']}.predictions_by_bucket "
+                          "WHERE day = ? AND bucket = ? LIMIT ?")
     variants = {
         "first_page": lambda: history.page(day, 50, None),
-        "two_partitions_concurrent": lambda: [r for f in [session.execute_async(history._rows_one, (day, b, 51))
+        "two_partitions_concurrent": lambda: [r for f in [session.execute_async(one, (day, b, 51))
                                                           for b in buckets] for r in f.result()],
         "two_partitions_in": lambda: list(session.execute(history._rows, (day, buckets, 51))),
     }

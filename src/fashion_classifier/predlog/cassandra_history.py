@@ -67,10 +67,6 @@ class History:
         self._rows_before = session.prepare(
             f"SELECT {columns} FROM {table} WHERE day = ? AND bucket IN ? AND id < ? PER PARTITION LIMIT ?"
         )
-        self._rows_one = session.prepare(f"SELECT {columns} FROM {table} WHERE day = ? AND bucket = ? LIMIT ?")
-        self._rows_one_before = session.prepare(
-            f"SELECT {columns} FROM {table} WHERE day = ? AND bucket = ? AND id < ? LIMIT ?"
-        )
         self._one = session.prepare(f"SELECT {columns} FROM {table} WHERE day = ? AND bucket = ? AND id = ?")
         if legacy:
             old = f"{keyspace}.predictions_by_day"
@@ -207,21 +203,13 @@ class History:
             yield from self._buckets_from(day, head[-1] - 1)
 
     def _read(self, day: date, buckets: list[int], before: uuid.UUID | None, want: int) -> list:
-        """The newest ``want`` rows of whole minutes' partitions, each partition giving its newest
-        ``want``, merged here. A minute's few partitions are read concurrently, one request each;
-        more go in one request (``IN … PER PARTITION LIMIT``), which costs the client less per
-        partition but answers a few partitions slower (bench/results/predlog-schema-*)."""
-        run = self._session.execute_async
-        if len(buckets) <= SHARDS:
-            if before is None:
-                futures = [run(self._rows_one, (day, b, want)) for b in buckets]
-            else:
-                futures = [run(self._rows_one_before, (day, b, before, want)) for b in buckets]
-        elif before is None:
-            futures = [run(self._rows, (day, buckets, want))]
+        """The newest ``want`` rows of whole minutes' partitions, in one request (each partition
+        gives its newest ``want``: PER PARTITION LIMIT), merged here. As fast as one request per
+        partition at the median (bench/results/predlog-schema-2026-12-06-run*)."""
+        if before is None:
+            rows = list(self._session.execute(self._rows, (day, buckets, want)))
         else:
-            futures = [run(self._rows_before, (day, buckets, before, want))]
-        rows = [row for future in futures for row in future.result()]
+            rows = list(self._session.execute(self._rows_before, (day, buckets, before, want)))
         if len(buckets) > 1:
             rows.sort(key=lambda row: newest_first(row.id), reverse=True)
         return rows[:want]
