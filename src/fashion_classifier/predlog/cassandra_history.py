@@ -128,8 +128,11 @@ class History:
                 break
             found = self._read(day, chunk, before, want - len(rows))
             rows += found
-            per_minute = max(len(found), 1) / len({bucket // SHARDS for bucket in chunk})
-            size = math.ceil(1.5 * (want - len(rows)) / per_minute)
+            if found:
+                per_minute = len(found) / len({bucket // SHARDS for bucket in chunk})
+                size = math.ceil(1.5 * (want - len(rows)) / per_minute)
+            else:  # nothing to go by (today's minute ahead, an empty minute): twice as far
+                size *= 2
         full = len(rows) >= want
         if old is not None:
             found = old.result().current_rows

@@ -6,7 +6,7 @@ Tables follow the queries (migration 2; docs/prediction-log.md has the reasoning
   ``((day, bucket), id)``, the bucket computed from the id (``cassandra_buckets``), rows newest
   first. A lookup by id is one read; a writer batch is one partition. The true label sent as
   feedback is a column of the prediction's row (``true_label``, ``feedback_at``), so a history
-  page reads its labels with its rows; feedback is only taken for predictions that exist.
+  page reads its labels with its rows; a label whose row was never written is not a prediction.
 * ``buckets_by_day``: one row per written bucket of a day, newest first: where a history page
   finds its partitions, and the per-bucket count rollups, plus one row per hour (negative
   buckets) summing that hour's. ``written_at`` is set by the writers (on a process's first write
