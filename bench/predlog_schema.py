@@ -60,7 +60,7 @@ from fashion_classifier.predlog.base import PredictionBatch  # noqa: E402
 from fashion_classifier.predlog.cassandra_buckets import SHARDS, SLOTS_PER_DAY, bucket_bytes, day_bytes, shard_of  # noqa: E402
 from fashion_classifier.predlog.cassandra_encoder import COLUMNS  # noqa: E402
 from fashion_classifier.predlog.cassandra_log import CassandraLog  # noqa: E402
-from fashion_classifier.timeuuid import EPOCH_TICKS  # noqa: E402
+from fashion_classifier.timeuuid import EPOCH_TICKS, at_ticks  # noqa: E402
 
 HOSTS = predlog_overhead.HOSTS
 BASELINE = "942bf74"  # main before migration 2: the one-partition-per-day schema
@@ -111,18 +111,24 @@ def write_round(side: str, workdir: Path, png: Path, args, duration: float, work
     return result
 
 
-def fill_day(day, rows: int, workdir: Path) -> dict:
-    """``rows`` predictions spread over every minute of ``day`` from 2 writer processes, written
-    through the CassandraLog (the server's write path), then rolled up."""
+def connected_log(spool: Path) -> CassandraLog:
+    """A started CassandraLog on the bucketed keyspace, once connected."""
     settings = Settings(predlog="cassandra", cassandra_hosts=tuple(HOSTS.split(",")),
-                        cassandra_keyspace=KEYSPACES["bucketed"], spool_dir=workdir / "spool")
+                        cassandra_keyspace=KEYSPACES["bucketed"], spool_dir=spool)
     log = CassandraLog(settings)
     log.start()
     deadline = time.monotonic() + 60
     while not log.connected:
         if time.monotonic() > deadline:
-            raise predlog_overhead.BenchError("the fill did not connect to the cluster")
+            raise predlog_overhead.BenchError("the bench's prediction log did not connect to the cluster")
         time.sleep(0.2)
+    return log
+
+
+def fill_day(day, rows: int, workdir: Path) -> dict:
+    """``rows`` predictions spread over every minute of ``day`` from 2 writer processes, written
+    through the CassandraLog (the server's write path), then rolled up."""
+    log = connected_log(workdir / "spool")
     writers: list[int] = []
     while len(writers) < 2:  # two processes on two shards, as two workers are 7 times in 8
         low = uuid.uuid4().int & ((1 << 62) - 1) | (1 << 63)
@@ -140,11 +146,7 @@ def fill_day(day, rows: int, workdir: Path) -> dict:
         for w, low in enumerate(writers):
             n = per + (1 if minute * len(writers) + w < extra else 0)
             base = int(start_ticks) + minute * 600_000_000 + w * 1000
-            ids = []
-            for k in range(n):
-                t = base + k * (590_000_000 // max(n, 1))
-                high = (t & 0xFFFFFFFF) << 32 | ((t >> 32) & 0xFFFF) << 16 | 0x1000 | (t >> 48) & 0x0FFF
-                ids.append(uuid.UUID(int=high << 64 | low))
+            ids = [at_ticks(base + k * (590_000_000 // max(n, 1)), low) for k in range(n)]
             log.record_batch(PredictionBatch(
                 ids=ids, created_us=time.time_ns() // 1000, model_version="bench", names=names,
                 classes=top3[:n, 0], top3=top3[:n], probs=probs[:n], source="bench", infos=None,
@@ -203,15 +205,7 @@ def read_runs(day, workdir: Path, args) -> dict:
 def read_variants(day, rounds: int) -> dict:
     """In one process, interleaved: a minute's two partitions read as two concurrent requests or
     as one IN request (what cassandra_history does), and the first page as it reads it."""
-    settings = Settings(predlog="cassandra", cassandra_hosts=tuple(HOSTS.split(",")),
-                        cassandra_keyspace=KEYSPACES["bucketed"], spool_dir=Path(tempfile.mkdtemp()) / "spool")
-    log = CassandraLog(settings)
-    log.start()
-    deadline = time.monotonic() + 60
-    while not log.connected:
-        if time.monotonic() > deadline:
-            raise predlog_overhead.BenchError("the read variants did not connect to the cluster")
-        time.sleep(0.2)
+    log = connected_log(Path(tempfile.mkdtemp()) / "spool")
     history = log._read_statements().history
     session = history._session
     buckets = list(history._newest_buckets(day))[:2]

@@ -62,6 +62,13 @@ def _from_int(
     return made
 
 
+def at_ticks(ticks_: int, low: int) -> uuid.UUID:
+    """The version-1 uuid of timestamp ``ticks_`` whose lower 64 bits (variant, clock sequence and
+    node) are ``low``: the ids of one process at a given time, for tests and synthetic loads."""
+    high = (ticks_ & 0xFFFFFFFF) << 32 | ((ticks_ >> 32) & 0xFFFF) << 16 | 0x1000 | (ticks_ >> 48) & 0x0FFF
+    return uuid.UUID(int=high << 64 | low)
+
+
 def ticks(value: uuid.UUID) -> int:
     """The 60-bit timestamp of a version-1 uuid (``value.time`` without the property's cost)."""
     n = value.int

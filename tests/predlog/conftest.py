@@ -59,13 +59,12 @@ def new_id() -> uuid.UUID:
 
 def id_at(moment: datetime, low: int | None = None) -> uuid.UUID:
     """A version-1 id made at ``moment``; ``low`` (clock sequence and node) picks its process."""
-    from fashion_classifier.timeuuid import EPOCH_TICKS
+    from fashion_classifier.timeuuid import EPOCH_TICKS, at_ticks
 
     if low is None:
         low = new_id().int & ((1 << 64) - 1)
     t = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 10 + EPOCH_TICKS
-    high = (t & 0xFFFFFFFF) << 32 | ((t >> 32) & 0xFFFF) << 16 | 0x1000 | (t >> 48) & 0x0FFF
-    return uuid.UUID(int=high << 64 | (low & ((1 << 62) - 1)) | (1 << 63))
+    return at_ticks(t, (low & ((1 << 62) - 1)) | (1 << 63))
 
 
 def make_record(i: int = 0, filename: str | None = "shirt.png", **changes) -> PredictionRecord:

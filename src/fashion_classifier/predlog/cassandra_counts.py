@@ -151,7 +151,6 @@ class Rollups:
         started = datetime.now(UTC)
         settled = started >= self._settled(slot_end(day, row.bucket), row)
         statement = self._labels.bind((day, row.bucket))
-        statement.fetch_size = PAGE_ROWS
         if settled:
             statement.consistency_level = ConsistencyLevel.ALL
         try:
@@ -160,9 +159,7 @@ class Rollups:
             if must_store or not settled:
                 raise
             # A replica is down or slow: answer from the replicas that are up, store nothing.
-            statement = self._labels.bind((day, row.bucket))
-            statement.fetch_size = PAGE_ROWS
-            return self._read(statement, deadline), False
+            return self._read(self._labels.bind((day, row.bucket)), deadline), False
         return counts, settled and self._put(day, row.bucket, counts, started, must_store)
 
     def _put(self, day: date, bucket: int, counts: dict[str, int], started: datetime, must_store: bool) -> bool:
@@ -178,14 +175,22 @@ class Rollups:
         return True
 
     def _read(self, statement, deadline: float) -> dict[str, int]:
-        tally: dict[str, int] = {}
-        result = self._session.execute(statement)
-        while True:
-            for row in result.current_rows:
-                if row.label is not None:  # None: feedback whose prediction was never written
-                    tally[row.label] = tally.get(row.label, 0) + 1
-            if not result.has_more_pages:
-                return tally
-            if time.monotonic() > deadline:
-                raise CountBudgetExceeded("the buckets counted meanwhile are kept, so a retry goes further")
-            result.fetch_next_page()
+        return count_labels(self._session, statement, deadline, "the buckets counted meanwhile are kept, "
+                            "so a retry goes further")
+
+
+def count_labels(session, statement, deadline: float, stopped: str) -> dict[str, int]:
+    """Rows per label of a paged ``SELECT label`` statement; CountBudgetExceeded (saying
+    ``stopped``) when a page is due past ``deadline``."""
+    statement.fetch_size = PAGE_ROWS
+    tally: dict[str, int] = {}
+    result = session.execute(statement)
+    while True:
+        for row in result.current_rows:
+            if row.label is not None:  # None: feedback whose prediction was never written
+                tally[row.label] = tally.get(row.label, 0) + 1
+        if not result.has_more_pages:
+            return tally
+        if time.monotonic() > deadline:
+            raise CountBudgetExceeded(stopped)
+        result.fetch_next_page()

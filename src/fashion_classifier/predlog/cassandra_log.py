@@ -28,7 +28,7 @@ from fashion_classifier.predlog.base import (
     PredictionLogUnavailable,
     PredictionRecord,
 )
-from fashion_classifier.predlog.cassandra_counts import PAGE_ROWS, CountBudgetExceeded, Rollups
+from fashion_classifier.predlog.cassandra_counts import CountBudgetExceeded, Rollups, count_labels
 from fashion_classifier.predlog.cassandra_history import History
 from fashion_classifier.predlog.cassandra_schema import check_keyspace_name, legacy_read_until
 from fashion_classifier.predlog.cassandra_sink import CassandraSink
@@ -242,21 +242,11 @@ class CassandraLog:
             raise InvalidPageState("page_state is not a token issued by this service") from None
 
     @staticmethod
-    def _legacy_counts(reads: _Reads, day: date, deadline: float) -> collections.Counter[str]:
+    def _legacy_counts(reads: _Reads, day: date, deadline: float) -> dict[str, int]:
         """The old table's rows of the day, counted by reading them (days before migration 2)."""
         statement = reads.history.old_labels.bind((day,))
-        statement.fetch_size = PAGE_ROWS
-        tally: collections.Counter[str] = collections.Counter()
-        result = reads.session.execute(statement)
-        while True:
-            tally.update(row.label for row in result.current_rows)
-            if not result.has_more_pages:
-                return tally
-            if time.monotonic() > deadline:
-                raise CountBudgetExceeded(
-                    f"{tally.total():,} rows of the day's partition in the table written before migration 2"
-                )
-            result.fetch_next_page()
+        return count_labels(reads.session, statement, deadline,
+                            "the day's partition in the table written before migration 2 is too large")
 
     def _roll_loop(self) -> None:
         """Roll up the count of each bucket this process wrote, once it has settled."""
