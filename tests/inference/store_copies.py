@@ -32,3 +32,17 @@ def corrupt_current(model_dir: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
+
+
+def other_version(model_dir: Path) -> str:
+    """A published version that is not the current one (the shipped store's MLP)."""
+    current = store.current_version(model_dir)
+    return next(v for v in store.list_versions(model_dir) if v != current)
+
+
+def publish_beside(model_dir: Path, tag: str, tflite: bytes | None = None) -> str:
+    """Publish a copy of the current version under a new id, leaving CURRENT where it was."""
+    current = store.current_version(model_dir)
+    version = publish_copy(model_dir, tag, tflite)
+    store.set_current(model_dir, current)
+    return version

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from fashion_classifier.artifacts import store
+from fashion_classifier.artifacts import rollout, store
 from fashion_classifier.inference.reloader import ModelHolder
 
-from .store_copies import corrupt_current, publish_copy
+from .store_copies import corrupt_current, other_version, publish_beside, publish_copy
 
 
 def sample(name: str, labels: dict[str, str] | None = None) -> float:
@@ -113,3 +113,59 @@ def test_no_watcher_without_an_interval(model_store, interval):
     holder = ModelHolder(model_store, reload_interval=interval)
     holder.start()
     assert holder._thread is None
+
+
+def test_a_candidate_is_loaded_beside_the_current_version(model_store):
+    holder = ModelHolder(model_store, reload_interval=0)
+    holder.check()
+    current = holder.model
+    candidate = other_version(model_store)
+    rollout.set_candidate(model_store, candidate, rollout.CANARY, 25)
+    assert holder.check() is True
+    serving = holder.serving
+    assert serving.current is current and serving.candidate.version == candidate
+    assert (serving.mode, serving.weight) == (rollout.CANARY, 25.0)
+    labels = {"version": candidate, "architecture": "mlp", "mode": "canary", "weight": "25"}
+    assert sample("fc_model_candidate_info", labels) == 1.0
+    rollout.set_candidate(model_store, candidate, rollout.CANARY, 50)
+    assert holder.check() is True and holder.serving.candidate is serving.candidate  # a new weight loads nothing
+    assert sample("fc_model_candidate_info", labels) == 0.0
+    assert holder.check() is False
+
+
+def test_promotion_reuses_the_loaded_candidate_and_rollback_drops_it(model_store):
+    holder = ModelHolder(model_store, reload_interval=0)
+    holder.check()
+    old = holder.model
+    rollout.set_candidate(model_store, other_version(model_store), rollout.SHADOW)
+    holder.check()
+    candidate = holder.serving.candidate
+    loads = sample("fc_model_load_seconds_count")
+    rollout.promote(model_store)
+    assert holder.check() is True
+    assert holder.model is candidate and holder.serving.candidate is None  # no load: the same object
+    assert sample("fc_model_load_seconds_count") == loads
+    rollout.rollback(model_store)
+    assert holder.check() is True and holder.model.version == old.version and holder.serving.candidate is None
+
+
+def test_a_broken_candidate_is_refused_and_the_current_version_serves_alone(model_store, caplog):
+    holder = ModelHolder(model_store, reload_interval=0)
+    holder.check()
+    current = holder.model
+    broken = publish_beside(model_store, "garbage", tflite=b"\x00" * 4096)
+    failures = sample("fc_model_load_failures_total")
+    rollout.set_candidate(model_store, broken, rollout.CANARY, 50)
+    assert holder.check() is False
+    assert holder.serving.current is current and holder.serving.candidate is None
+    assert holder.check() is False
+    assert sample("fc_model_load_failures_total") == failures + 1  # refused once
+    assert any("refused" in r.message for r in caplog.records)
+
+
+def test_an_unreadable_candidate_file_is_ignored(model_store, caplog):
+    holder = ModelHolder(model_store, reload_interval=0)
+    holder.check()
+    (model_store / rollout.CANDIDATE).write_text("{not json")
+    assert holder.check() is False and holder.serving.candidate is None
+    assert "rollout candidate ignored" in holder.last_error

@@ -57,7 +57,23 @@ def test_request_prediction_and_model_metrics(client, state, png):
         v for (name, labels), v in before.items() if name == "fc_predictions_total" and ("source", "api") in labels
     )
     assert predicted - predicted_before == 3
-    assert value(after, "fc_prediction_confidence_count") - value(before, "fc_prediction_confidence_count") == 3
+    version = {"model_version": state.model.version}
+    for name in ("fc_prediction_confidence_count", "fc_inference_duration_seconds_count"):
+        assert value(after, name, **version) - value(before, name, **version) == 3, name
+    arm = {**version, "arm": "current", "source": "api"}
+    assert (
+        sum(
+            v
+            for (name, labels), v in after.items()
+            if name == "fc_predictions_total" and set(arm.items()) <= set(labels)
+        )
+        - sum(
+            v
+            for (name, labels), v in before.items()
+            if name == "fc_predictions_total" and set(arm.items()) <= set(labels)
+        )
+        == 3
+    )
     arch = state.model.metadata["architecture"]
     assert value(after, "fc_model_info", version=state.model.version, architecture=arch) == 1.0
     assert value(after, "fc_model_ready") == 1.0

@@ -3,6 +3,7 @@
 Layout of a store (``FC_MODEL_DIR``)::
 
     CURRENT                     text file holding the current version id
+    CANDIDATE                   optional: a version rolled out beside it (``rollout``)
     versions/<version>/         one complete, immutable artifact per version
         model.keras             the trained Keras model (logits)
         model.tflite            serving export: float32 [N,28,28] in [0,1] -> softmax [N,10]
@@ -128,7 +129,7 @@ def staging_dir(model_dir: Path) -> Path:
     return staged
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -141,7 +142,7 @@ def _fsync_tree(path: Path) -> None:
         if file.is_file():
             with open(file, "rb") as fh:
                 os.fsync(fh.fileno())
-    _fsync_dir(path)
+    fsync_dir(path)
 
 
 def write_metadata(staged: Path, meta: dict[str, Any]) -> dict[str, Any]:
@@ -154,18 +155,23 @@ def write_metadata(staged: Path, meta: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def set_current(model_dir: Path, version: str) -> None:
-    """Point CURRENT at an already published version, in one rename."""
+def replace_file(model_dir: Path, name: str, text: str) -> None:
+    """Write a small file of the store in one rename: readers see the old text or the new, whole."""
     model_dir = Path(model_dir)
-    if not version_path(model_dir, version).is_dir():
-        raise ArtifactError(f"version {version} is not published in {model_dir}")
-    tmp = model_dir / f".{CURRENT}.{uuid.uuid4().hex}"
+    tmp = model_dir / f".{name}.{uuid.uuid4().hex}"
     with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(version + "\n")
+        fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, model_dir / CURRENT)
-    _fsync_dir(model_dir)
+    os.replace(tmp, model_dir / name)
+    fsync_dir(model_dir)
+
+
+def set_current(model_dir: Path, version: str) -> None:
+    """Point CURRENT at an already published version, in one rename."""
+    if not version_path(model_dir, version).is_dir():
+        raise ArtifactError(f"version {version} is not published in {model_dir}")
+    replace_file(model_dir, CURRENT, version + "\n")
 
 
 def publish(model_dir: Path, staged: Path, version: str, keep: int = 5) -> Path:
@@ -182,17 +188,27 @@ def publish(model_dir: Path, staged: Path, version: str, keep: int = 5) -> Path:
         raise ArtifactError(f"version {version} already exists in {model_dir}")
     _fsync_tree(staged)
     os.rename(staged, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     set_current(model_dir, version)
     prune(model_dir, keep)
     return target
 
 
 def prune(model_dir: Path, keep: int) -> list[str]:
-    """Remove the oldest versions so that at most ``keep`` remain; never the current one."""
-    current = current_version(model_dir)
-    versions = [v for v in list_versions(model_dir) if v != current]
-    excess = len(versions) + (1 if current else 0) - max(keep, 1)
+    """Remove the oldest versions so that at most ``keep`` remain; never the current one, nor a
+    rollout's candidate."""
+    from fashion_classifier.artifacts import rollout  # it builds on this module
+
+    kept = {current_version(model_dir)}
+    try:
+        candidate = rollout.read_candidate(model_dir)
+    except ArtifactError:
+        candidate = None
+    if candidate is not None:
+        kept.add(candidate.version)
+    kept.discard(None)
+    versions = [v for v in list_versions(model_dir) if v not in kept]
+    excess = len(versions) + len(kept) - max(keep, 1)
     removed = []
     for version in versions[: max(excess, 0)]:
         shutil.rmtree(version_path(model_dir, version), ignore_errors=True)

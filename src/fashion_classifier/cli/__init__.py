@@ -30,6 +30,7 @@ class CliError(Exception):
 # Modules that contribute subcommands; each has register(subparsers).
 _GROUPS = (
     "fashion_classifier.cli.model_commands",
+    "fashion_classifier.cli.rollout_commands",
     "fashion_classifier.cli.serve_commands",
     "fashion_classifier.cli.predlog_commands",
     "fashion_classifier.cli.cluster_commands",

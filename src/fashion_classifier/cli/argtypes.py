@@ -36,6 +36,16 @@ def seconds(allow_zero: bool = True) -> Callable[[str], float]:
     return convert
 
 
+def percent(text: str) -> float:
+    try:
+        value = float(text.removesuffix("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage") from None
+    if not 0.0 <= value <= 100.0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 100")
+    return value
+
+
 def day(text: str) -> date:
     try:
         return date.fromisoformat(text)

@@ -1,12 +1,14 @@
-"""Hold the model being served and swap in newly published versions without a restart.
+"""Hold the models being served and swap in newly published versions without a restart.
 
 Each process (each gunicorn worker, after the fork) runs one daemon thread that reads the
-store's ``CURRENT`` every ``reload_interval`` seconds. A new version is verified, loaded,
-validated and warmed on that thread, then published with a single attribute assignment, which
-is atomic in CPython: a request reads :attr:`ModelHolder.model` once and keeps that object to
-the end, so an in-flight request never sees half of two models. A version that fails is
-refused (logged, ``fc_model_load_failures_total``) and the previous one keeps serving; it is
-not retried until ``CURRENT`` names another version.
+store's ``CURRENT`` and rollout ``CANDIDATE`` every ``reload_interval`` seconds. A new version is
+verified, loaded, validated and warmed on that thread, then published in a new
+:class:`~fashion_classifier.inference.arms.Serving` with a single attribute assignment, which is
+atomic in CPython: a request reads :attr:`ModelHolder.serving` once and keeps that object to the
+end, so an in-flight request never sees half of two rollouts. A version already loaded is
+reused, so promoting a candidate loads nothing. A version that fails is refused (logged,
+``fc_model_load_failures_total``) and what was serving keeps serving (a refused candidate:
+the current version alone); it is not retried until the store names another version.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import threading
 from pathlib import Path
 
 from fashion_classifier import metrics
-from fashion_classifier.artifacts import store
+from fashion_classifier.artifacts import rollout, store
+from fashion_classifier.inference.arms import CANDIDATE_ARM, CURRENT_ARM, Serving
 from fashion_classifier.inference.loader import LoadedModel, load_version
 from fashion_classifier.inference.predictor import ModelLoadError
 
@@ -27,60 +30,104 @@ class ModelHolder:
     def __init__(self, model_dir: Path, reload_interval: float = 2.0) -> None:
         self.model_dir = Path(model_dir)
         self.reload_interval = reload_interval
-        self.model: LoadedModel | None = None
+        self.serving: Serving | None = None
         self.last_error: str | None = None
-        self._refused: str | None = None  # last version that failed, not retried
+        self._refused: dict[str, str] = {}  # arm -> the last version refused for it, not retried
         self._check_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         metrics.MODEL_READY.set(0)
 
     @property
+    def model(self) -> LoadedModel | None:
+        """The current version (what answers requests outside a canary's share)."""
+        serving = self.serving
+        return serving.current if serving is not None else None
+
+    @property
     def ready(self) -> bool:
-        return self.model is not None
+        return self.serving is not None
 
     def check(self) -> bool:
-        """Load the store's current version if it is new; True when a new model was swapped in."""
+        """Load what the store names if it changed; True when a new rollout state was swapped in."""
         with self._check_lock:  # the watcher and an explicit call never load the same version twice
             try:
                 version = store.current_version(self.model_dir)
             except (OSError, store.ArtifactError) as exc:
-                self._refuse(None, f"cannot read the current version in {self.model_dir}: {exc}")
+                self._refuse(None, None, f"cannot read the current version in {self.model_dir}: {exc}")
                 return False
             if version is None:
                 return False
-            serving = self.model
-            if (serving is not None and serving.version == version) or version == self._refused:
+            serving = self.serving
+            current = self._obtain(CURRENT_ARM, version, serving) or (serving.current if serving else None)
+            if current is None:
                 return False
-            return self._load(version, serving)
+            wanted = self._wanted_candidate(current.version)
+            candidate = self._obtain(CANDIDATE_ARM, wanted.version, serving) if wanted else None
+            mode, weight = (wanted.mode, wanted.weight) if candidate is not None else (None, 0.0)
+            if serving is not None and (serving.current, serving.candidate, serving.mode, serving.weight) == (
+                current, candidate, mode, weight
+            ):
+                return False
+            self.serving = Serving(current, candidate, mode, weight)  # the swap: one reference assignment
+            self._announce(serving, self.serving)
+            return True
 
-    def _load(self, version: str, serving: LoadedModel | None) -> bool:
+    def _wanted_candidate(self, current: str) -> rollout.Candidate | None:
+        try:
+            wanted = rollout.read_candidate(self.model_dir)
+        except (OSError, store.ArtifactError) as exc:
+            self._refuse(None, None, f"rollout candidate ignored: {exc}")
+            return None
+        return wanted if wanted is not None and wanted.version != current else None
+
+    def _obtain(self, arm: str, version: str, serving: Serving | None) -> LoadedModel | None:
+        """The loaded ``version``: the one already serving, else newly loaded; None if refused."""
+        if serving is not None:
+            for loaded in (serving.current, serving.candidate):
+                if loaded is not None and loaded.version == version:
+                    return loaded
+        if self._refused.get(arm) == version:
+            return None
         try:
             loaded = load_version(store.version_path(self.model_dir, version))
         except (ModelLoadError, store.ArtifactError, OSError, ValueError, KeyError) as exc:
-            self._refuse(version, f"model version {version} refused: {exc}")
-            return False
+            self._refuse(arm, version, f"model version {version} refused: {exc}")
+            return None
         if loaded.version != version:
-            self._refuse(version, f"model version {version} refused: its metadata says version {loaded.version}")
-            return False
-        self.model = loaded  # the swap: one atomic reference assignment
+            self._refuse(arm, version, f"model version {version} refused: its metadata says version {loaded.version}")
+            return None
+        self._refused.pop(arm, None)
         self.last_error = None
-        self._refused = None
         metrics.MODEL_LOAD_SECONDS.observe(loaded.load_seconds)
-        metrics.MODEL_INFO.labels(loaded.version, loaded.architecture).set(1)
-        if serving is not None:
-            if (serving.version, serving.architecture) != (loaded.version, loaded.architecture):
-                metrics.MODEL_INFO.labels(serving.version, serving.architecture).set(0)
-            metrics.MODEL_RELOADS.inc()
-            log.info("model %s replaced %s (%.0f ms)", loaded.version, serving.version, loaded.load_seconds * 1e3)
-        else:
-            log.info("model %s loaded (%.0f ms)", loaded.version, loaded.load_seconds * 1e3)
-        metrics.MODEL_READY.set(1)
-        return True
+        return loaded
 
-    def _refuse(self, version: str | None, message: str) -> None:
-        if version is not None:
-            self._refused = version
+    def _announce(self, old: Serving | None, new: Serving) -> None:
+        """Metrics and log lines for a swap."""
+        loaded = new.current
+        metrics.MODEL_INFO.labels(loaded.version, loaded.architecture).set(1)
+        metrics.MODEL_READY.set(1)
+        if old is None:
+            log.info("model %s loaded (%.0f ms)", loaded.version, loaded.load_seconds * 1e3)
+        elif old.current is not loaded:
+            if (old.current.version, old.current.architecture) != (loaded.version, loaded.architecture):
+                metrics.MODEL_INFO.labels(old.current.version, old.current.architecture).set(0)
+            metrics.MODEL_RELOADS.inc()
+            log.info("model %s replaced %s", loaded.version, old.current.version)
+        before = _candidate_labels(old)
+        after = _candidate_labels(new)
+        if before != after:
+            if before is not None:
+                metrics.MODEL_CANDIDATE_INFO.labels(*before).set(0)
+            if after is not None:
+                metrics.MODEL_CANDIDATE_INFO.labels(*after).set(1)
+                log.info("candidate %s serves as %s (weight %g %%)", new.candidate.version, new.mode, new.weight)
+            else:
+                log.info("no candidate: %s answers every request", loaded.version)
+
+    def _refuse(self, arm: str | None, version: str | None, message: str) -> None:
+        if arm is not None and version is not None:
+            self._refused[arm] = version
             metrics.MODEL_LOAD_FAILURES.inc()
         if message != self.last_error:  # log a persistent problem once, not every poll
             log.error("%s%s", message, "; still serving " + self.model.version if self.model else "")
@@ -108,3 +155,11 @@ class ModelHolder:
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
+
+
+def _candidate_labels(serving: Serving | None) -> tuple[str, str, str, str] | None:
+    """``fc_model_candidate_info``'s labels: version, architecture, mode, weight."""
+    if serving is None or serving.candidate is None:
+        return None
+    candidate = serving.candidate
+    return candidate.version, candidate.architecture, str(serving.mode), f"{serving.weight:g}"

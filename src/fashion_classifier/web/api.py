@@ -17,6 +17,7 @@ from fashion_classifier.predlog.base import InvalidPageState
 from fashion_classifier.web import auth, feedback, inputs
 from fashion_classifier.web.answers import Answer, respond
 from fashion_classifier.web.auth import require_token
+from fashion_classifier.web.classify import rollout_key
 from fashion_classifier.web.observability import request_started
 from fashion_classifier.web.responses import ApiError, json_response
 from fashion_classifier.web.results import prediction_results, record_json
@@ -52,7 +53,7 @@ def run_predict(state: ServingState, request: Request, started: float) -> Answer
             415,
             "send multipart/form-data files (field 'file'), an image/* body, or JSON {\"instances\": [...]}",
         )
-    outcome = state.classifier.classify(batch.pixels, "api", batch.infos, started)
+    outcome = state.classifier.classify(batch.pixels, "api", batch.infos, started, rollout_key(request.environ))
     return Answer.json({"model_version": outcome.model.version, "predictions": prediction_results(outcome)}, outcome)
 
 

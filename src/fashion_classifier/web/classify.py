@@ -16,12 +16,15 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from fashion_classifier import metrics, timeuuid
+from fashion_classifier.inference.arms import Choice, Serving
 from fashion_classifier.inference.loader import LoadedModel
 from fashion_classifier.inference.reloader import ModelHolder
+from fashion_classifier.inference.shadow import ShadowRunner
 from fashion_classifier.predlog.base import PredictionBatch, PredictionLog
 from fashion_classifier.predlog.null_log import NullLog
 from fashion_classifier.web.responses import ApiError
@@ -80,9 +83,24 @@ class RecentPredictions:
         return None
 
 
+# The headers that assign a request to a rollout's arm, in order: a client's session id keeps all
+# its requests with one version; a request id keeps a retried request with its version.
+ROLLOUT_KEY_HEADERS = ("HTTP_X_SESSION_ID", "HTTP_X_REQUEST_ID")
+
+
+def rollout_key(environ: dict) -> str | None:
+    """What assigns a request to a canary's arm (``inference.arms``); None: a random draw."""
+    for name in ROLLOUT_KEY_HEADERS:
+        value = environ.get(name)
+        if value:
+            return value
+    return None
+
+
 @dataclass(slots=True)
 class Outcome:
     model: LoadedModel
+    arm: str  # which rollout arm answered (arms.CURRENT_ARM or CANDIDATE_ARM)
     probs: np.ndarray  # float32 [N, 10]
     classes: np.ndarray  # int64 [N]
     top3: np.ndarray  # int64 [N, 3], best first
@@ -91,6 +109,8 @@ class Outcome:
     started: float
     _classifier: Classifier
     _ids: list[uuid.UUID] | None = None
+    shadow: LoadedModel | None = None  # a shadow candidate to run on the same images after the response
+    pixels: np.ndarray | None = None  # kept only for the shadow
 
     @property
     def ids(self) -> list[uuid.UUID]:
@@ -118,6 +138,15 @@ class Outcome:
         self._classifier.log(self, client_address)
 
 
+class Answered(NamedTuple):
+    """A request's outcome as its response left: what its rows record."""
+
+    outcome: Outcome
+    client: str | None  # the client address's salted hash
+    created_us: int
+    latency_ms: float
+
+
 class Classifier:
     def __init__(self, holder: ModelHolder, predlog: PredictionLog, client_salt: str = "") -> None:
         self.holder = holder
@@ -128,12 +157,13 @@ class Classifier:
         # Without a configured salt, hashes are stable within a process only.
         self._salt = (client_salt or secrets.token_hex(16)).encode()
         self._hash_cache: dict[str, str] = {}
+        self.shadow = ShadowRunner(self._record)
 
-    def model(self) -> LoadedModel:
-        model = self.holder.model  # read once: a reload during the request does not affect it
-        if model is None:
+    def serving(self) -> Serving:
+        serving = self.holder.serving  # read once: a reload during the request does not affect it
+        if serving is None:
             raise ApiError(503, "no model loaded yet; retry shortly")
-        return model
+        return serving
 
     def classify(
         self,
@@ -141,15 +171,21 @@ class Classifier:
         source: str,
         infos: Sequence[ImageInfo] | None,
         started: float,
-        model: LoadedModel | None = None,
+        key: str | None = None,
+        choice: Choice | None = None,
     ) -> Outcome:
-        model = model or self.model()
+        """Answer with the arm ``key`` is assigned to (:func:`rollout_key`), or with ``choice``."""
+        choice = choice or self.serving().choose(key)
+        model = choice.model
+        began = time.perf_counter()
         probs = model.predictor.predict(pixels)
-        # Stable, so ties resolve to the lowest class index, as argmax does.
-        top3 = np.argsort(-probs, axis=1, kind="stable")[:, :3]
-        classes = top3[:, 0].copy()
-        metrics.observe_predictions(classes, probs, model.class_names, source)
-        return Outcome(model, probs, classes, top3, source, infos, started, self)
+        metrics.inference_duration(model.version).observe(time.perf_counter() - began)
+        top3, classes = ranked(probs)
+        metrics.observe_predictions(classes, probs, model.class_names, source, model.version, choice.arm)
+        outcome = Outcome(model, choice.arm, probs, classes, top3, source, infos, started, self)
+        if choice.shadow is not None:
+            outcome.shadow, outcome.pixels = choice.shadow, pixels
+        return outcome
 
     def client_hash(self, address: str | None) -> str | None:
         if not address:
@@ -163,16 +199,34 @@ class Classifier:
         return cached
 
     def log(self, outcome: Outcome, client_address: str | None) -> None:
+        """Remember the ids for feedback now; record the rows now, or once a shadow predicted them."""
+        if self.logging or outcome._ids is not None:  # ids went to the client: feedback may follow
+            self.recent.add(outcome.ids, outcome.model.version, outcome.classes.tolist())
+        if not self.logging and outcome.shadow is None:
+            return
+        # What the client saw, taken now: a shadow's rows are recorded later.
+        answered = Answered(
+            outcome, self.client_hash(client_address), time.time_ns() // 1000,
+            (time.perf_counter() - outcome.started) * 1e3,
+        )
+        if outcome.shadow is None or not self.shadow.submit(answered, outcome.shadow, outcome.pixels):
+            self._record(answered, None)
+
+    def _record(self, answered: Answered, shadow_probs: np.ndarray | None) -> None:
+        """Count a shadow's agreement, and hand the rows to the log (the shadow thread calls this too)."""
+        outcome = answered.outcome
+        if shadow_probs is not None:
+            agreed = int((shadow_probs.argmax(axis=1) == outcome.classes).sum())
+            version = outcome.shadow.version
+            metrics.SHADOW_PREDICTIONS.labels(version, "true").inc(agreed)
+            metrics.SHADOW_PREDICTIONS.labels(version, "false").inc(len(outcome.classes) - agreed)
         if not self.logging:
-            if outcome._ids is not None:  # ids went to the client: feedback may follow
-                self.recent.add(outcome._ids, outcome.model.version, outcome.classes.tolist())
             return
         model = outcome.model
-        ids = outcome.ids
         self.predlog.record_batch(
             PredictionBatch(
-                ids,
-                time.time_ns() // 1000,
+                outcome.ids,
+                answered.created_us,
                 model.version,
                 model.class_names,
                 outcome.classes,
@@ -180,11 +234,14 @@ class Classifier:
                 outcome.probs,
                 outcome.source,
                 outcome.infos,
-                (time.perf_counter() - outcome.started) * 1e3,
-                self.client_hash(client_address),
+                answered.latency_ms,
+                answered.client,
             )
         )
-        self.recent.add(ids, model.version, outcome.classes.tolist())
+
+    def close(self) -> None:
+        """Record what waits for a shadow (tests, shutdown)."""
+        self.shadow.close()
 
     def find(self, prediction_id: uuid.UUID) -> tuple[str, int] | None:
         """(model version, predicted class) of a prediction, from this process or the log.
@@ -205,6 +262,13 @@ class Classifier:
     def may_be_unwritten(prediction_id: uuid.UUID) -> bool:
         """True for an id made in the last UNWRITTEN_SECONDS: its row may not be in the log yet."""
         return timeuuid.is_recent(prediction_id, seconds=UNWRITTEN_SECONDS)
+
+
+def ranked(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's top 3 classes, best first, and its top class."""
+    # Stable, so ties resolve to the lowest class index, as argmax does.
+    top3 = np.argsort(-probs, axis=1, kind="stable")[:, :3]
+    return top3, top3[:, 0].copy()
 
 
 # A row reaches the log within the writer's linger (0.2 s SQLite, 0.5 s Cassandra) plus a write,

@@ -14,6 +14,7 @@ from werkzeug.wrappers import Request
 from fashion_classifier import __version__
 from fashion_classifier.web import oip_codec
 from fashion_classifier.web.answers import Answer, respond
+from fashion_classifier.web.classify import rollout_key
 from fashion_classifier.web.observability import request_started
 from fashion_classifier.web.responses import ApiError, json_response
 from fashion_classifier.web.state import ServingState, serving_state
@@ -41,30 +42,35 @@ def server_metadata() -> Response:
     return json_response({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
 
 
-def _check(model_name: str, version: str | None = None, state: ServingState | None = None) -> None:
-    state = state or serving_state()
+def _check(model_name: str, state: ServingState) -> None:
     if model_name != state.settings.model_name:
         raise ApiError(404, f"model {model_name!r} not found; this server serves {state.settings.model_name!r}")
-    if version is not None:
-        model = state.model
-        if model is None or model.version != version:
-            raise ApiError(404, f"version {version!r} of model {model_name!r} is not loaded")
+
+
+def _versions(state: ServingState) -> list[str]:
+    """The versions this process serves: the current one, then a rollout's candidate."""
+    serving = state.holder.serving
+    return serving.versions if serving is not None else []
 
 
 @bp.get("/models/<model_name>")
 @bp.get("/models/<model_name>/versions/<model_version>")
 def model_metadata(model_name: str, model_version: str | None = None) -> Response:
-    _check(model_name, model_version)
-    model = serving_state().model
-    return json_response(oip_codec.model_metadata(model_name, [model.version] if model else []))
+    state = serving_state()
+    _check(model_name, state)
+    versions = _versions(state)
+    if model_version is not None and model_version not in versions:
+        raise ApiError(404, f"version {model_version!r} of model {model_name!r} is not loaded")
+    return json_response(oip_codec.model_metadata(model_name, versions))
 
 
 @bp.get("/models/<model_name>/ready")
 @bp.get("/models/<model_name>/versions/<model_version>/ready")
 def model_ready(model_name: str, model_version: str | None = None) -> Response:
-    _check(model_name)
-    model = serving_state().model
-    is_ready = model is not None and (model_version is None or model.version == model_version)
+    state = serving_state()
+    _check(model_name, state)
+    versions = _versions(state)
+    is_ready = bool(versions) and (model_version is None or model_version in versions)
     body = {"name": model_name, "ready": is_ready}
     if model_version is not None:
         body["version"] = model_version
@@ -80,15 +86,19 @@ def infer(model_name: str, model_version: str | None = None) -> Response:
 def run_inference(
     state: ServingState, request: Request, started: float, model_name: str, model_version: str | None = None
 ) -> Answer:
-    _check(model_name, state=state)
-    model = state.classifier.model()  # read once: this request uses this version throughout
-    if model_version is not None and model.version != model_version:
-        raise ApiError(404, f"version {model_version!r} of model {model_name!r} is not loaded")
+    _check(model_name, state)
+    serving = state.classifier.serving()  # read once: this request uses this rollout throughout
+    if model_version is None:
+        choice = serving.choose(rollout_key(request.environ))
+    else:  # that exact version, whichever arm serves it
+        choice = serving.version(model_version)
+        if choice is None:
+            raise ApiError(404, f"version {model_version!r} of model {model_name!r} is not loaded")
     body = request.get_data(cache=False)
     # From the environ: request.headers builds a header view first (~5 µs of a ~250 µs request).
     header_length = request.environ.get(oip_codec.HEADER_LENGTH_ENVIRON)
     req = oip_codec.parse(body, header_length, state.settings.max_batch)
-    outcome = state.classifier.classify(req.pixels, "v2", req.infos, started, model=model)
+    outcome = state.classifier.classify(req.pixels, "v2", req.infos, started, choice=choice)
     payload, content_type, header_length = oip_codec.encode(outcome, req, model_name)
     extra = [] if header_length is None else [(oip_codec.HEADER_LENGTH, header_length)]
     return Answer.of(payload, content_type, outcome, *extra)

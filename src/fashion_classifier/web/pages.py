@@ -21,6 +21,7 @@ from fashion_classifier.inference.preprocess import EXTENSIONS, to_png
 from fashion_classifier.predlog.base import PredictionLogUnavailable
 from fashion_classifier.web import auth, feedback, inputs
 from fashion_classifier.web.auth import require_token
+from fashion_classifier.web.classify import rollout_key
 from fashion_classifier.web.errors import wants_html
 from fashion_classifier.web.observability import request_started
 from fashion_classifier.web.responses import ApiError
@@ -72,7 +73,7 @@ def upload() -> Response:
         if len(uploads) != 1:
             raise ApiError(400, "choose one image")
         batch = inputs.decode_uploads(uploads, state.settings.max_batch)
-        outcome = state.classifier.classify(batch.pixels, "upload", batch.infos, started)
+        outcome = state.classifier.classify(batch.pixels, "upload", batch.infos, started, rollout_key(request.environ))
     except ApiError as exc:
         if not wants_html():
             raise

@@ -25,6 +25,7 @@ class ServingState:
     def close(self) -> None:
         """Stop the reload thread and flush the prediction log (tests, shutdown)."""
         self.holder.stop()
+        self.classifier.close()
         self.predlog.flush(timeout=5.0)
         self.predlog.close()
 

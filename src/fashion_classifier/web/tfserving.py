@@ -15,6 +15,7 @@ from werkzeug.wrappers import Request
 
 from fashion_classifier.web import inputs
 from fashion_classifier.web.answers import Answer, respond
+from fashion_classifier.web.classify import rollout_key
 from fashion_classifier.web.observability import request_started
 from fashion_classifier.web.responses import ApiError, json_response
 from fashion_classifier.web.state import ServingState, serving_state
@@ -62,7 +63,7 @@ def run_predict(state: ServingState, request: Request, started: float, model_nam
         if _looks_like_one_image(columns):
             columns = [columns]
         batch = inputs.decode_instances(columns, state.settings.max_batch, field="inputs")
-    outcome = state.classifier.classify(batch.pixels, "v1", batch.infos, started)
+    outcome = state.classifier.classify(batch.pixels, "v1", batch.infos, started, rollout_key(request.environ))
     return Answer.json({"predictions": outcome.probs.tolist()}, outcome)
 
 
