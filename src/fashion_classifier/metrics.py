@@ -67,6 +67,11 @@ INFERENCE_DURATION = Histogram(
     ["model_version"],
     buckets=_LATENCY_BUCKETS,
 )
+INFERENCE_ERRORS = Counter(
+    "fc_inference_errors",
+    "Batches the model failed to run (the request answered 500), by model version",
+    ["model_version"],
+)
 # A shadow candidate's predictions, compared with the served ones; dropped when its queue is full.
 SHADOW_PREDICTIONS = Counter(
     "fc_shadow_predictions",

@@ -100,6 +100,8 @@ class ModelHolder:
         self._refused.pop(arm, None)
         self.last_error = None
         metrics.MODEL_LOAD_SECONDS.observe(loaded.load_seconds)
+        # A 0 from the start, so a version that never fails still has an error ratio to compare.
+        metrics.INFERENCE_ERRORS.labels(loaded.version)
         return loaded
 
     def _announce(self, old: Serving | None, new: Serving) -> None:

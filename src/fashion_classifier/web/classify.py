@@ -178,7 +178,11 @@ class Classifier:
         choice = choice or self.serving().choose(key)
         model = choice.model
         began = time.perf_counter()
-        probs = model.predictor.predict(pixels)
+        try:
+            probs = model.predictor.predict(pixels)
+        except Exception:
+            metrics.INFERENCE_ERRORS.labels(model.version).inc()
+            raise
         metrics.inference_duration(model.version).observe(time.perf_counter() - began)
         top3, classes = ranked(probs)
         metrics.observe_predictions(classes, probs, model.class_names, source, model.version, choice.arm)
