@@ -96,11 +96,16 @@ class Info:
     height: int | None
 
 
-def make_batch(n: int = 3, infos: bool = True, created_us: int | None = None, ids=None, seed: int = 0):
-    """A PredictionBatch as the web layer makes one: ids from one process (one shard)."""
+def make_batch(
+    n: int = 3, infos: bool = True, created_us: int | None = None, ids=None, seed: int = 0, shadow: bool = False
+):
+    """A PredictionBatch as the web layer makes one: ids from one process (one shard); with
+    ``shadow``, as a rollout's shadow leaves it (answered by the current arm, a candidate's
+    probabilities beside)."""
     rng = np.random.default_rng(seed)
     logits = rng.random((n, 10), dtype=np.float32)
     probs = (logits / logits.sum(axis=1, keepdims=True)).astype(np.float32)
+    shadow_probs = np.roll(probs, 1, axis=1) if shadow else None
     top3 = np.argsort(-probs, axis=1, kind="stable")[:, :3]
     names = ['odd "name" ../日本.png', "x" * (MAX_FILENAME_CHARS + 10), None]
     return PredictionBatch(
@@ -115,6 +120,9 @@ def make_batch(n: int = 3, infos: bool = True, created_us: int | None = None, id
         infos=[Info(names[i % 3], 28 + i, None if i % 2 else 28) for i in range(n)] if infos else None,
         latency_ms=0.75,
         client_hash="0123456789abcdef",
+        arm="current" if shadow else None,
+        shadow_version="20260102T000000Z-compact" if shadow else None,
+        shadow_probs=shadow_probs,
     )
 
 

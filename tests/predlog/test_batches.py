@@ -57,8 +57,9 @@ def test_uuid_ticks_is_the_uuid_time():
         assert timeuuid.ticks(value) == value.time
 
 
-def test_sqlite_rows_of_a_batch_equal_the_rows_of_its_records():
-    batch = make_batch(7)
+@pytest.mark.parametrize("shadow", [False, True])
+def test_sqlite_rows_of_a_batch_equal_the_rows_of_its_records(shadow):
+    batch = make_batch(7, shadow=shadow)
     rows: list[tuple] = []
     _BatchRows().extend(rows, batch)
     expected = [_row(rec) for rec in batch_records(batch)]
@@ -76,10 +77,11 @@ def test_sqlite_rows_with_nan_probabilities_stay_valid_json():
     assert len(json.loads(rows[0][8])) == 3
 
 
-def test_sqlite_log_stores_batches_like_records(tmp_path):
+@pytest.mark.parametrize("shadow", [False, True])
+def test_sqlite_log_stores_batches_like_records(tmp_path, shadow):
     log = SqliteLog(tmp_path / "log.sqlite3", tmp_path / "spool")
     try:
-        batch = make_batch(5)
+        batch = make_batch(5, shadow=shadow)
         log.record_batch(batch)
         log.record_batch(batch)  # idempotent: the same ids again are no new rows
         assert log.flush(10)
@@ -121,9 +123,9 @@ def _sqlite_rows(batch: PredictionBatch) -> list[tuple]:
     return rows
 
 
-@pytest.mark.parametrize("infos", [True, False])
-def test_a_spooled_batch_reads_back_as_the_same_rows(infos):
-    batch = make_batch(6, infos=infos)
+@pytest.mark.parametrize(("infos", "shadow"), [(True, False), (False, False), (True, True)])
+def test_a_spooled_batch_reads_back_as_the_same_rows(infos, shadow):
+    batch = make_batch(6, infos=infos, shadow=shadow)
     line = item_to_json(batch)
     assert "\n" not in line and "\u2028" not in line and line.isascii()
     back = item_from_json(line)
@@ -165,10 +167,14 @@ def test_a_spooled_batch_line_is_bounded_like_its_records():
         lambda d: d.update(model_version=5),
         lambda d: d.update(client_hash=["x"]),
         lambda d: d.pop("model_version"),
+        lambda d: d["shadow_probs"].update(shape=[2, 20]),
+        lambda d: d["shadow_probs"].update(dtype="<i4"),
+        lambda d: d.update(arm=1),
+        lambda d: d.update(shadow_version=["v"]),
     ],
 )
 def test_a_damaged_batch_line_is_refused_not_misread(change):
-    data = json.loads(item_to_json(make_batch(4)))
+    data = json.loads(item_to_json(make_batch(4, shadow=True)))
     change(data)
     with pytest.raises((ValueError, KeyError, TypeError)):
         item_from_json(json.dumps(data).replace("Infinity", "1e400"))
@@ -211,3 +217,22 @@ def test_a_failed_write_is_spooled_even_when_the_backend_returns_an_item_twice(t
         writer.close()
     assert sum(1 for p in (tmp_path / "spool").glob("*.ndjson") for _ in p.open()) == 2
 
+
+
+def test_a_batch_spooled_before_rollouts_reads_back_without_arm_or_shadow():
+    batch = make_batch(3)
+    data = json.loads(item_to_json(batch))
+    for key in ("arm", "shadow_version", "shadow_probs"):
+        data.pop(key)
+    back = item_from_json(json.dumps(data))
+    assert batch_records(back) == batch_records(batch)
+    assert {(r.arm, r.shadow_version, r.shadow_class) for r in batch_records(back)} == {(None, None, None)}
+
+
+def test_a_shadow_batch_records_the_candidates_class_and_confidence():
+    batch = make_batch(4, shadow=True)
+    for i, rec in enumerate(batch_records(batch)):
+        assert rec.arm == "current" and rec.shadow_version == batch.shadow_version
+        assert rec.shadow_class == int(np.argmax(batch.shadow_probs[i]))
+        assert rec.shadow_confidence == pytest.approx(float(np.max(batch.shadow_probs[i])))
+        assert rec.shadow_class == (rec.predicted_class + 1) % 10  # make_batch's shadow is shifted by one

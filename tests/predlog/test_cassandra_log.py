@@ -73,7 +73,10 @@ def test_migration_creates_the_designed_schema(admin_session, keyspace):
         options = ks.tables[name].options
         assert "TimeWindowCompactionStrategy" in options["compaction"]["class"]
         assert options["default_time_to_live"] == 90 * 86_400
-    assert cassandra_schema.applied_versions(admin_session, keyspace) == [1, 2]
+    for name, cql_type in (("arm", "text"), ("shadow_version", "text"), ("shadow_class", "int"),
+                           ("shadow_confidence", "double")):
+        assert table.columns[name].cql_type == cql_type
+    assert cassandra_schema.applied_versions(admin_session, keyspace) == [1, 2, 3]
     # idempotent: nothing to apply, nothing altered; a new TTL is applied in place
     assert cassandra_schema.migrate(admin_session, keyspace, "datacenter1", 2, 90) == []
     assert cassandra_schema.migrate(admin_session, keyspace, "datacenter1", 2, 30) == []
@@ -200,7 +203,7 @@ def test_batches_from_the_web_layer_read_back_like_records(log, admin_session, k
     from fashion_classifier.predlog.codec import batch_records
 
     _connected(log)
-    batches = [make_batch(n, infos=n % 2 == 0, seed=n) for n in (1, 4, 7)]
+    batches = [make_batch(n, infos=n % 2 == 0, seed=n, shadow=n == 7) for n in (1, 4, 7)]
     for batch in batches:
         log.record_batch(batch)
     log.record_batch(batches[1])  # the same ids again: no new rows

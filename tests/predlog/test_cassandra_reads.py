@@ -175,7 +175,7 @@ def test_a_keyspace_of_the_day_partition_schema_is_upgraded_in_place(admin_sessi
                                        r.label, r.confidence, list(r.top3), r.source, r.latency_ms))
     admin_session.execute(f"INSERT INTO {keyspace}.feedback_by_id (id, true_label) VALUES (%s, 7)", (old[3].id,))
     monkeypatch.undo()
-    assert cassandra_schema.migrate(admin_session, keyspace, "datacenter1", 2, 90) == [2]
+    assert cassandra_schema.migrate(admin_session, keyspace, "datacenter1", 2, 90) == [2, 3]
 
     log = CassandraLog(cassandra_settings(keyspace, tmp_path / "spool"))
     log.counts_fresh = 0
@@ -201,5 +201,30 @@ def test_a_keyspace_of_the_day_partition_schema_is_upgraded_in_place(admin_sessi
             SimpleStatement(f"SELECT COUNT(*) AS n FROM {keyspace}.predictions_by_day WHERE day = %s",
                             consistency_level=ConsistencyLevel.ALL), (day,)).one()
         assert legacy.n == len(old)  # nothing written twice
+    finally:
+        log.close()
+
+
+def test_a_log_newer_than_its_schema_spools_until_the_migration_runs(admin_session, tmp_path, monkeypatch, caplog):
+    """A release started before its migration (the chart's migrate Job runs after a first install):
+    it says what is missing, keeps every row in the spool, and writes them once migrated."""
+    keyspace = f"t_columns_{uuid.uuid4().hex[:6]}"
+    wait_until_settled(admin_session)
+    monkeypatch.setattr(cassandra_schema, "MIGRATIONS", cassandra_schema.MIGRATIONS[:2])
+    cassandra_schema.migrate(admin_session, keyspace, "datacenter1", 2, 90)
+    monkeypatch.undo()
+    log = CassandraLog(cassandra_settings(keyspace, tmp_path / "spool"))
+    log.start()
+    try:
+        batch = make_batch(4, shadow=True)
+        log.record_batch(batch)
+        assert log.flush()  # spooled: not connected
+        eventually(lambda: "predictions_by_bucket.arm" in caplog.text and "fashion-classifier migrate" in caplog.text)
+        assert not log.connected
+        assert cassandra_schema.migrate(admin_session, keyspace, "datacenter1", 2, 90) == [3]
+        eventually(lambda: log.connected, timeout=30)  # the connect loop retries within 10 s
+        got = eventually(lambda: log.get(batch.ids[3]) or False, timeout=30)  # replayed from the spool
+        assert (got.arm, got.shadow_version) == ("current", batch.shadow_version)
+        assert got.shadow_class == (got.predicted_class + 1) % 10
     finally:
         log.close()

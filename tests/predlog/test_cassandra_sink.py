@@ -40,6 +40,7 @@ _TYPES = (
     "SimpleDateType", "Int32Type", "TimeUUIDType", "TimestampType", "UTF8Type", "Int32Type", "UTF8Type",
     "DoubleType", f"FrozenType({_M}ListType({_M}TupleType({_M}UTF8Type,{_M}DoubleType)))",
     "UTF8Type", "UTF8Type", "Int32Type", "Int32Type", "DoubleType", "UTF8Type",
+    "UTF8Type", "UTF8Type", "Int32Type", "DoubleType",  # arm, shadow_version, shadow_class, shadow_confidence
 )
 
 
@@ -63,12 +64,12 @@ def _prepared_mark():
     return _prepared("buckets_by_day", ["day", "bucket", "written_at", "[timestamp]"], types, [0])
 
 
-@pytest.mark.parametrize("infos", [True, False])
-def test_encoded_values_equal_the_drivers_binding(infos):
+@pytest.mark.parametrize(("infos", "shadow"), [(True, False), (False, False), (True, True)])
+def test_encoded_values_equal_the_drivers_binding(infos, shadow):
     prepared = _prepared_insert()
     encoder = Encoder()
     for created_us in (time.time_ns() // 1000, 1_764_684_000_999_999, 1_764_684_000_000_000):
-        batch = make_batch(6, infos=infos, created_us=created_us)
+        batch = make_batch(6, infos=infos, created_us=created_us, shadow=shadow)
         for (day, bucket, values), rec in zip(encoder.rows(batch), batch_records(batch), strict=True):
             assert (day, bucket) == place(rec.id)
             bound = prepared.bind(record_values(rec))
@@ -76,9 +77,9 @@ def test_encoded_values_equal_the_drivers_binding(infos):
             assert bound.routing_key == routing_key(values[0], values[1])
 
 
-@pytest.mark.parametrize("infos", [True, False])
-def test_a_spooled_batch_encodes_to_the_same_values(infos):
-    batch = make_batch(6, infos=infos)
+@pytest.mark.parametrize(("infos", "shadow"), [(True, False), (False, False), (True, True)])
+def test_a_spooled_batch_encodes_to_the_same_values(infos, shadow):
+    batch = make_batch(6, infos=infos, shadow=shadow)
     assert list(Encoder().rows(item_from_json(item_to_json(batch)))) == list(Encoder().rows(batch))
 
 

@@ -13,7 +13,7 @@ from fashion_classifier.predlog import InvalidPageState, metrics, open_log
 from fashion_classifier.predlog.null_log import NullLog
 from fashion_classifier.predlog.sqlite_log import SqliteLog, SqliteSink, connect
 
-from .conftest import make_record
+from .conftest import make_batch, make_record
 
 
 @pytest.fixture
@@ -172,5 +172,31 @@ def test_processes_opening_a_new_file_at_once_all_get_wal(tmp_path):
 
 def test_migrate_is_versioned_and_idempotent(tmp_path):
     lg = SqliteLog(tmp_path / "m.sqlite3", tmp_path / "spool")
-    assert lg.migrate() == [1]
+    assert lg.migrate() == [1, 2]
     assert lg.migrate() == []
+
+
+def test_a_file_from_before_rollouts_is_upgraded_and_keeps_its_rows(tmp_path, monkeypatch):
+    from fashion_classifier.predlog import sqlite_log
+
+    path = tmp_path / "old.sqlite3"
+    conn = connect(path)
+    monkeypatch.setattr(sqlite_log, "MIGRATIONS", sqlite_log.MIGRATIONS[:1])
+    assert sqlite_log.migrate(conn) == [1]
+    conn.execute(
+        "INSERT INTO predictions VALUES ('00000000-0000-1000-8000-000000000000', '1582-10-15', 0, "
+        "'1582-10-15T00:00:00+00:00', 'old', 1, 'Trouser', 0.9, '[]', 'api', NULL, NULL, NULL, 1.0, NULL)"
+    )
+    conn.close()
+    monkeypatch.undo()
+    lg = SqliteLog(path, tmp_path / "spool")
+    try:
+        assert lg.migrate() == [2]
+        old = lg.get(uuid.UUID("00000000-0000-1000-8000-000000000000"))
+        assert old.model_version == "old" and (old.arm, old.shadow_version, old.shadow_class) == (None, None, None)
+        batch = make_batch(2, shadow=True)
+        lg.record_batch(batch)
+        assert lg.flush()
+        assert lg.get(batch.ids[1]).shadow_version == batch.shadow_version
+    finally:
+        lg.close()

@@ -69,7 +69,8 @@ def test_the_log_and_the_metrics_name_the_version_that_answered(client, state, m
     assert answer["model_version"] == candidate
     assert _predictions(candidate, "candidate") == before + 1
     state.predlog.flush()
-    assert state.predlog.get(uuid.UUID(answer["prediction_id"])).model_version == candidate
+    row = state.predlog.get(uuid.UUID(answer["prediction_id"]))
+    assert (row.model_version, row.arm, row.shadow_version) == (candidate, "candidate", None)
 
 
 def test_a_shadow_predicts_every_request_unseen(client, state, model_store, candidate, png):
@@ -82,7 +83,10 @@ def test_a_shadow_predicts_every_request_unseen(client, state, model_store, cand
     state.classifier.close()  # the shadow's queue is finished: its rows are handed to the log
     assert _shadow(candidate) == before + 10
     state.predlog.flush()
-    assert all(state.predlog.get(uuid.UUID(a["prediction_id"])).model_version == current for a in answers)
+    for answer in answers:
+        row = state.predlog.get(uuid.UUID(answer["prediction_id"]))
+        assert (row.model_version, row.arm, row.shadow_version) == (current, "current", candidate)
+        assert 0 <= row.shadow_class < 10 and 0.1 <= row.shadow_confidence <= 1.0
 
 
 def test_promotion_is_seen_at_the_next_check(client, state, model_store, candidate, png):

@@ -30,6 +30,12 @@ class PredictionRecord:
     latency_ms: float = 0.0
     client_hash: str | None = None  # salted hash of the client address, never the address itself
     true_label: int | None = field(default=None, compare=False)  # filled from feedback on reads
+    # During a rollout (artifacts.rollout): the arm that answered ("current" or "candidate"), and a
+    # shadow candidate's version, class and confidence for the same image. None before rollouts.
+    arm: str | None = None
+    shadow_version: str | None = None
+    shadow_class: int | None = None
+    shadow_confidence: float | None = None
 
 
 class PredictionBatch(NamedTuple):
@@ -51,6 +57,9 @@ class PredictionBatch(NamedTuple):
     infos: Any  # None, or per image an object with .filename, .width, .height (data only)
     latency_ms: float
     client_hash: str | None
+    arm: str | None = None  # the rollout arm that answered
+    shadow_version: str | None = None  # a shadow candidate that predicted the same images
+    shadow_probs: Any = None  # float array [N, K]: its probabilities (None without a shadow)
 
     @property
     def rows(self) -> int:

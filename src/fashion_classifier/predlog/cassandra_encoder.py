@@ -16,13 +16,16 @@ from cassandra.query import UNSET_VALUE
 
 from fashion_classifier.predlog.base import PredictionBatch, PredictionRecord
 from fashion_classifier.predlog.cassandra_buckets import Placer, bucket_bytes, place
-from fashion_classifier.predlog.codec import batch_columns, limit_filename
+from fashion_classifier.predlog.codec import batch_columns, limit_filename, shadow_columns
 
-# Columns of predictions_by_bucket after its partition key (day, bucket), in insert order.
-COLUMNS = (
+# Columns of a prediction after the partition key, in insert order: those of migration 1's
+# predictions_by_day, then those a rollout adds (predictions_by_bucket has them all).
+LEGACY_COLUMNS = (
     "id, created_at, model_version, predicted_class, label, confidence, top3, source, "
     "filename, image_width, image_height, latency_ms, client_hash"
 )
+COLUMNS = f"{LEGACY_COLUMNS}, arm, shadow_version, shadow_class, shadow_confidence"
+COLUMN_NAMES = tuple(COLUMNS.split(", "))
 FILENAME = 10  # index of the filename among the insert's values
 
 _int32 = struct.Struct(">i").pack
@@ -96,6 +99,9 @@ class Encoder:
         source = self.text(batch.source)
         latency = _double(batch.latency_ms)
         client = UNSET_VALUE if batch.client_hash is None else self.text(batch.client_hash)
+        arm = UNSET_VALUE if batch.arm is None else self.text(batch.arm)
+        shadow_version = UNSET_VALUE if batch.shadow_version is None else self.text(batch.shadow_version)
+        shadow_classes, shadow_confidences = shadow_columns(batch)
         infos = batch.infos
         for i, pid in enumerate(batch.ids):
             bucket = placer.bucket(pid)
@@ -108,9 +114,14 @@ class Encoder:
                 filename = UNSET_VALUE if name is None else self.text(name)
                 width = UNSET_VALUE if info.width is None else integer(info.width)
                 height = UNSET_VALUE if info.height is None else integer(info.height)
+            if shadow_classes is None:
+                shadow_class = shadow_confidence = UNSET_VALUE
+            else:
+                shadow_class, shadow_confidence = integer(shadow_classes[i]), _double(shadow_confidences[i])
             yield placer.day, bucket, [
                 placer.day_value, self._bucket(bucket), pid.bytes, created, version, integer(cls), labels[cls],
                 _double(row[cls]), self._top3(top3[i], row), source, filename, width, height, latency, client,
+                arm, shadow_version, shadow_class, shadow_confidence,
             ]
 
 
@@ -138,4 +149,8 @@ def record_values(rec: PredictionRecord) -> tuple:
         _optional(rec.image_height),
         rec.latency_ms,
         _optional(rec.client_hash),
+        _optional(rec.arm),
+        _optional(rec.shadow_version),
+        _optional(rec.shadow_class),
+        _optional(rec.shadow_confidence),
     )

@@ -24,7 +24,7 @@ from fashion_classifier.predlog.cassandra_buckets import (
     last_bucket_at_or_before,
     place,
 )
-from fashion_classifier.predlog.cassandra_encoder import COLUMNS
+from fashion_classifier.predlog.cassandra_encoder import COLUMNS, LEGACY_COLUMNS
 from fashion_classifier.predlog.cassandra_schema import LEGACY_TABLES
 
 INDEX_PAGE = 64  # buckets read from the index at a time
@@ -70,9 +70,11 @@ class History:
         self._one = session.prepare(f"SELECT {columns} FROM {table} WHERE day = ? AND bucket = ? AND id = ?")
         if legacy:
             old = f"{keyspace}.predictions_by_day"
-            self._old_rows = session.prepare(f"SELECT {COLUMNS} FROM {old} WHERE day = ? LIMIT ?")
-            self._old_rows_before = session.prepare(f"SELECT {COLUMNS} FROM {old} WHERE day = ? AND id < ? LIMIT ?")
-            self._old_one = session.prepare(f"SELECT {COLUMNS} FROM {old} WHERE day = ? AND id = ?")
+            self._old_rows = session.prepare(f"SELECT {LEGACY_COLUMNS} FROM {old} WHERE day = ? LIMIT ?")
+            self._old_rows_before = session.prepare(
+                f"SELECT {LEGACY_COLUMNS} FROM {old} WHERE day = ? AND id < ? LIMIT ?"
+            )
+            self._old_one = session.prepare(f"SELECT {LEGACY_COLUMNS} FROM {old} WHERE day = ? AND id = ?")
             self.old_labels = session.prepare(f"SELECT label FROM {old} WHERE day = ?")
             self._labels_by_id = session.prepare(
                 f"SELECT id, true_label FROM {table} WHERE day = ? AND bucket IN ? AND id IN ?"

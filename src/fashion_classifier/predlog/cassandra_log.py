@@ -70,6 +70,11 @@ def _record(row, true_label: int | None = None) -> PredictionRecord:
         latency_ms=row.latency_ms or 0.0,
         client_hash=row.client_hash,
         true_label=true_label,
+        # Rows of migration 1's table have no rollout columns.
+        arm=getattr(row, "arm", None),
+        shadow_version=getattr(row, "shadow_version", None),
+        shadow_class=getattr(row, "shadow_class", None),
+        shadow_confidence=getattr(row, "shadow_confidence", None),
     )
 
 

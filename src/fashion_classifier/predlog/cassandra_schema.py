@@ -106,6 +106,14 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             + _TWCS,
         ),
     ),
+    (
+        3,
+        "rollout arm and shadow prediction",
+        (
+            "ALTER TABLE {ks}.predictions_by_bucket ADD IF NOT EXISTS "
+            "(arm text, shadow_version text, shadow_class int, shadow_confidence double)",
+        ),
+    ),
 )
 
 LEGACY_TABLES = ("predictions_by_day", "feedback_by_id")

@@ -28,7 +28,7 @@ from fashion_classifier.config import Settings
 from fashion_classifier.predlog import metrics
 from fashion_classifier.predlog.base import PredictionBatch
 from fashion_classifier.predlog.cassandra_buckets import hour_of, hour_row, place, routing_key, slot_end
-from fashion_classifier.predlog.cassandra_encoder import COLUMNS, FILENAME, Encoder, record_values
+from fashion_classifier.predlog.cassandra_encoder import COLUMN_NAMES, COLUMNS, FILENAME, Encoder, record_values
 from fashion_classifier.predlog.cassandra_schema import REQUIRED_TABLES, check_keyspace_name
 from fashion_classifier.predlog.cassandra_session import build_cluster, quiet_connect_errors
 from fashion_classifier.predlog.codec import Feedback, Item, item_rows
@@ -101,11 +101,14 @@ class CassandraSink:
         ks = self._keyspace
         tables = session.cluster.metadata.keyspaces[ks].tables
         missing = [name for name in REQUIRED_TABLES if name not in tables]
+        if not missing:  # a release newer than the schema: its migration has not run yet
+            columns = tables["predictions_by_bucket"].columns
+            missing = [f"predictions_by_bucket.{name}" for name in COLUMN_NAMES if name not in columns]
         if missing:
-            names = ", ".join(missing)
-            raise RuntimeError(f"tables {names} missing in {ks}: run `fashion-classifier migrate`")
+            raise RuntimeError(f"{', '.join(missing)} missing in {ks}: run `fashion-classifier migrate`")
+        values = ", ".join("?" * (2 + len(COLUMN_NAMES)))
         self.insert_prediction = session.prepare(
-            f"INSERT INTO {ks}.predictions_by_bucket (day, bucket, {COLUMNS}) VALUES ({', '.join('?' * 15)})"
+            f"INSERT INTO {ks}.predictions_by_bucket (day, bucket, {COLUMNS}) VALUES ({values})"
         )
         self.insert_mark = session.prepare(
             f"INSERT INTO {ks}.buckets_by_day (day, bucket, written_at) VALUES (?, ?, ?) USING TIMESTAMP ?"

@@ -78,9 +78,18 @@ def batch_image(batch: PredictionBatch, i: int) -> tuple[str | None, int | None,
     return limit_filename(info.filename), info.width, info.height
 
 
+def shadow_columns(batch: PredictionBatch) -> tuple[list[int], list[float]] | tuple[None, None]:
+    """A shadow's class and confidence per image, or (None, None) without a shadow."""
+    if batch.shadow_probs is None:
+        return None, None
+    probs = np.asarray(batch.shadow_probs)
+    return probs.argmax(axis=1).tolist(), probs.max(axis=1).tolist()
+
+
 def batch_records(batch: PredictionBatch) -> list[PredictionRecord]:
     """The batch as records (spool, tests and backends without a faster path)."""
     classes, top3, probs = batch_columns(batch)
+    shadow_classes, shadow_confidences = shadow_columns(batch)
     names = batch.names
     created = created_datetime(batch.created_us)
     out = []
@@ -102,6 +111,10 @@ def batch_records(batch: PredictionBatch) -> list[PredictionRecord]:
                 image_height=height,
                 latency_ms=batch.latency_ms,
                 client_hash=batch.client_hash,
+                arm=batch.arm,
+                shadow_version=batch.shadow_version,
+                shadow_class=None if shadow_classes is None else shadow_classes[i],
+                shadow_confidence=None if shadow_confidences is None else shadow_confidences[i],
             )
         )
     return out
@@ -192,6 +205,10 @@ def record_to_dict(rec: PredictionRecord) -> dict[str, Any]:
         "latency_ms": rec.latency_ms,
         "client_hash": rec.client_hash,
         "true_label": rec.true_label,
+        "arm": rec.arm,
+        "shadow_version": rec.shadow_version,
+        "shadow_class": rec.shadow_class,
+        "shadow_confidence": rec.shadow_confidence,
     }
 
 
@@ -211,6 +228,10 @@ def record_from_dict(data: dict[str, Any]) -> PredictionRecord:
         latency_ms=float(data.get("latency_ms") or 0.0),
         client_hash=data.get("client_hash"),
         true_label=data.get("true_label"),
+        arm=data.get("arm"),
+        shadow_version=data.get("shadow_version"),
+        shadow_class=data.get("shadow_class"),
+        shadow_confidence=data.get("shadow_confidence"),
     )
 
 
@@ -222,9 +243,23 @@ class SpooledImage(NamedTuple):
     height: int | None
 
 
+def _array_to_dict(values: Any) -> dict[str, Any]:
+    """A float array as its exact bytes (float32 as served), at a fraction of the cost of text."""
+    values = np.asarray(values)
+    values = values.astype(values.dtype.newbyteorder("<"), copy=False)
+    return {
+        "dtype": values.dtype.str,
+        "shape": list(values.shape),
+        "data": base64.b64encode(values.tobytes()).decode("ascii"),
+    }
+
+
+def _array_from_dict(spec: dict[str, Any]) -> np.ndarray:
+    values = np.frombuffer(base64.b64decode(spec["data"], validate=True), dtype=np.dtype(spec["dtype"]))
+    return values.reshape(spec["shape"])
+
+
 def _batch_to_dict(batch: PredictionBatch) -> dict[str, Any]:
-    probs = np.asarray(batch.probs)
-    probs = probs.astype(probs.dtype.newbyteorder("<"), copy=False)
     infos = batch.infos
     return {
         "kind": "batch",
@@ -235,26 +270,25 @@ def _batch_to_dict(batch: PredictionBatch) -> dict[str, Any]:
         "names": list(batch.names),
         "classes": _tolist(batch.classes),
         "top3": _tolist(batch.top3),
-        # The exact values (float32 as served), at a fraction of the cost of writing each as text.
-        "probs": {
-            "dtype": probs.dtype.str,
-            "shape": list(probs.shape),
-            "data": base64.b64encode(probs.tobytes()).decode("ascii"),
-        },
+        "probs": _array_to_dict(batch.probs),
         "source": batch.source,
         "infos": None
         if infos is None
         else [[limit_filename(info.filename), info.width, info.height] for info in infos],
         "latency_ms": batch.latency_ms,
         "client_hash": batch.client_hash,
+        "arm": batch.arm,
+        "shadow_version": batch.shadow_version,
+        "shadow_probs": None if batch.shadow_probs is None else _array_to_dict(batch.shadow_probs),
     }
 
 
 def _batch_from_dict(data: dict[str, Any]) -> PredictionBatch:
     ids = [uuid.UUID(pid) for pid in data["ids"]]
-    spec = data["probs"]
-    probs = np.frombuffer(base64.b64decode(spec["data"], validate=True), dtype=np.dtype(spec["dtype"]))
-    probs = probs.reshape(spec["shape"])
+    probs = _array_from_dict(data["probs"])
+    # Lines spooled before rollouts have no arm and no shadow.
+    arm, shadow_version, shadow = data.get("arm"), data.get("shadow_version"), data.get("shadow_probs")
+    shadow_probs = None if shadow is None else _array_from_dict(shadow)
     classes, top3 = [int(c) for c in data["classes"]], [[int(k) for k in row] for row in data["top3"]]
     names = tuple(str(name) for name in data["names"])
     infos = data["infos"]
@@ -267,6 +301,8 @@ def _batch_from_dict(data: dict[str, Any]) -> PredictionBatch:
         c in known and all(k in known for k in top) for c, top in zip(classes, top3, strict=True)
     ):
         raise ValueError("a spooled batch's classes do not match its class names")
+    if shadow_probs is not None and (shadow_probs.dtype.kind != "f" or shadow_probs.shape != probs.shape):
+        raise ValueError("a spooled batch's shadow probabilities do not match its probabilities")
     if infos is not None:
         infos = [SpooledImage(*info) for info in infos]
         if not all(_image_ok(info) for info in infos):
@@ -278,6 +314,7 @@ def _batch_from_dict(data: dict[str, Any]) -> PredictionBatch:
         and isinstance(version, str)
         and isinstance(source, str)
         and (client is None or isinstance(client, str))
+        and all(value is None or isinstance(value, str) for value in (arm, shadow_version))
     ):
         raise ValueError("a spooled batch's request data has the wrong types")
     return PredictionBatch(
@@ -292,6 +329,9 @@ def _batch_from_dict(data: dict[str, Any]) -> PredictionBatch:
         infos=infos,
         latency_ms=float(data["latency_ms"]),
         client_hash=client,
+        arm=arm,
+        shadow_version=shadow_version,
+        shadow_probs=shadow_probs,
     )
 
 

@@ -41,6 +41,7 @@ from fashion_classifier.predlog.codec import (
     encode_token,
     limit_filename,
     limit_record,
+    shadow_columns,
 )
 from fashion_classifier.predlog.writer import AsyncWriter, Done
 
@@ -80,15 +81,28 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             )""",
         ),
     ),
+    (
+        2,
+        "rollout arm and shadow prediction",
+        (
+            "ALTER TABLE predictions ADD COLUMN arm TEXT",
+            "ALTER TABLE predictions ADD COLUMN shadow_version TEXT",
+            "ALTER TABLE predictions ADD COLUMN shadow_class INTEGER",
+            "ALTER TABLE predictions ADD COLUMN shadow_confidence REAL",
+        ),
+    ),
 )
 
 _COLUMNS = (
     "id, day, ts, created_at, model_version, predicted_class, label, confidence, top3, source, "
-    "filename, image_width, image_height, latency_ms, client_hash"
+    "filename, image_width, image_height, latency_ms, client_hash, arm, shadow_version, shadow_class, "
+    "shadow_confidence"
 )
+_PLACEHOLDERS = ", ".join("?" * len(_COLUMNS.split(",")))
 _SELECT = (
     "SELECT p.id, p.created_at, p.model_version, p.predicted_class, p.label, p.confidence, p.top3, "
-    "p.source, p.filename, p.image_width, p.image_height, p.latency_ms, p.client_hash, f.true_label "
+    "p.source, p.filename, p.image_width, p.image_height, p.latency_ms, p.client_hash, f.true_label, "
+    "p.arm, p.shadow_version, p.shadow_class, p.shadow_confidence "
     "FROM predictions p LEFT JOIN feedback f ON f.id = p.id"
 )
 
@@ -173,6 +187,10 @@ def _row(rec: PredictionRecord) -> tuple:
         rec.image_height,
         rec.latency_ms,
         rec.client_hash,
+        rec.arm,
+        rec.shadow_version,
+        rec.shadow_class,
+        rec.shadow_confidence,
     )
 
 
@@ -209,6 +227,8 @@ class _BatchRows:
         quoted = self._quoted
         created = self._times.iso(batch.created_us)
         version, source, latency, client = batch.model_version, batch.source, batch.latency_ms, batch.client_hash
+        arm, shadow_version = batch.arm, batch.shadow_version
+        shadow_classes, shadow_confidences = shadow_columns(batch)
         infos = batch.infos
         days = self._days
         for i, pid in enumerate(batch.ids):
@@ -226,7 +246,9 @@ class _BatchRows:
             out.append(
                 (
                     str(pid), self._day_iso, ticks, created, version, cls, names[cls], row[cls], top, source,
-                    filename, width, height, latency, client,
+                    filename, width, height, latency, client, arm, shadow_version,
+                    None if shadow_classes is None else shadow_classes[i],
+                    None if shadow_confidences is None else shadow_confidences[i],
                 )
             )
 
@@ -247,6 +269,10 @@ def _record(row: tuple) -> PredictionRecord:
         latency_ms=row[11] or 0.0,
         client_hash=row[12],
         true_label=row[13],
+        arm=row[14],
+        shadow_version=row[15],
+        shadow_class=row[16],
+        shadow_confidence=row[17],
     )
 
 
@@ -276,9 +302,8 @@ class SqliteSink:
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                placeholders = ", ".join("?" * 15)
                 self._conn.executemany(
-                    f"INSERT OR REPLACE INTO predictions ({_COLUMNS}) VALUES ({placeholders})", predictions
+                    f"INSERT OR REPLACE INTO predictions ({_COLUMNS}) VALUES ({_PLACEHOLDERS})", predictions
                 )
                 self._conn.executemany("INSERT OR REPLACE INTO feedback VALUES (?, ?, ?)", feedback)
                 self._conn.execute("COMMIT")

@@ -240,6 +240,9 @@ class Classifier:
                 outcome.infos,
                 answered.latency_ms,
                 answered.client,
+                outcome.arm,
+                None if shadow_probs is None else outcome.shadow.version,
+                shadow_probs,
             )
         )
 

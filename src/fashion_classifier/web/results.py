@@ -67,4 +67,13 @@ def record_json(rec: PredictionRecord) -> dict[str, Any]:
         "latency_ms": rec.latency_ms,
         "true_label": rec.true_label,
         "true_label_name": label_name(rec.true_label),
+        "arm": rec.arm,
+        "shadow": None
+        if rec.shadow_version is None
+        else {
+            "model_version": rec.shadow_version,
+            "class": rec.shadow_class,
+            "label": label_name(rec.shadow_class),
+            "confidence": rec.shadow_confidence,
+        },
     }
