@@ -2,7 +2,7 @@
 
 canary VERSION --weight W, shadow VERSION, promote, rollback, status. Each move is one atomic
 file replacement in the store (``artifacts.rollout``); serving processes pick it up within
-their reload interval, without a restart.
+their reload interval, without a restart. ``report`` compares the arms from the prediction log.
 """
 
 from __future__ import annotations
@@ -46,6 +46,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     for action in commands.choices.values():
         action.add_argument("--model-dir", type=Path, help="model store (default: FC_MODEL_DIR, else ./model)")
+
+    p = commands.add_parser("report", help="compare the versions that answered over a time window, from the log",
+                            description="Per version and arm: predictions, live accuracy from feedback (95 % Wilson "
+                            "interval), latency p50/p99; per shadow: agreement with the served class and its own "
+                            "accuracy on the same feedback. Reads the configured prediction log (FC_PREDLOG).")
+    p.add_argument("--since", type=argtypes.duration, default=3600.0, metavar="DURATION",
+                   help="the window: the last 90s, 30m, 2h, 1d (default: 1h)")
+    p.add_argument("--max-rows", type=argtypes.whole_number(1, 10_000_000), default=200_000,
+                   help="rows read at most, newest first (default: 200,000)")
+    p.add_argument("--metrics-url", metavar="URL",
+                   help="a server's /metrics (the gunicorn master's port): adds each version's failed inferences")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_report)
 
 
 def _store(args: argparse.Namespace) -> Path:
@@ -107,3 +120,97 @@ def cmd_status(args: argparse.Namespace) -> int:
     for move in moves:
         print(f"  {move.get('at')}  {move.get('action'):<8} {move.get('version')} ({move.get('mode')})")
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from fashion_classifier.predlog import PredictionLogUnavailable, open_log
+    from fashion_classifier.predlog.arms_report import compare, window
+
+    settings = Settings.from_env()
+    if settings.predlog == "off":
+        raise CliError("FC_PREDLOG=off: predictions are not logged", EXIT_UNAVAILABLE)
+    end = datetime.now(UTC)
+    start = end - timedelta(seconds=args.since)
+    log = open_log(settings)
+    try:
+        report = compare(window(log, start, end), start, end, args.max_rows)
+    except PredictionLogUnavailable as exc:
+        raise CliError(f"prediction log unavailable: {exc}", EXIT_UNAVAILABLE) from None
+    finally:
+        log.close()
+    errors = _inference_errors(args.metrics_url) if args.metrics_url else None
+    if args.json:
+        print(json.dumps(_report_json(report, errors), indent=2))
+        return 0
+    print(_report_text(report, errors))
+    return 0
+
+
+def _inference_errors(url: str) -> dict[str, float]:
+    """fc_inference_errors_total per model version, from a server's metrics."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - a URL the operator gives
+            text = response.read().decode()
+    except OSError as exc:
+        raise CliError(f"cannot read {url}: {exc}", EXIT_UNAVAILABLE) from None
+    errors: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "fc_inference_errors_total":
+                version = sample.labels.get("model_version", "")
+                errors[version] = errors.get(version, 0.0) + sample.value
+    return errors
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def _interval(bounds: tuple[float, float] | None) -> str:
+    return "" if bounds is None else f" [{100 * bounds[0]:.1f}, {100 * bounds[1]:.1f}]"
+
+
+def _report_text(report, errors: dict[str, float] | None) -> str:
+    lines = [f"{report.start:%Y-%m-%d %H:%M:%S} to {report.end:%H:%M:%S} UTC: {report.rows:,} predictions"
+             + (" (the newest only: --max-rows reached)" if report.truncated else "")]
+    if not report.arms:
+        return lines[0]
+    lines.append(f"  {'arm':<10} {'version':<34} {'answered':>9} {'feedback':>9} {'accuracy [95 % CI]':>26} "
+                 f"{'p50 ms':>7} {'p99 ms':>7}" + (f" {'errors':>7}" if errors is not None else ""))
+    for arm in report.arms:
+        accuracy = _percent(arm.accuracy) + _interval(arm.accuracy_interval)
+        line = (f"  {arm.arm or '-':<10} {arm.model_version:<34} {arm.predictions:>9,} {arm.feedback:>9,} "
+                f"{accuracy:>26} {arm.latency_p50_ms:>7.2f} {arm.latency_p99_ms:>7.2f}")
+        if errors is not None:
+            line += f" {errors.get(arm.model_version, 0):>7.0f}"
+        lines.append(line)
+    for shadow in report.shadows:
+        lines.append(f"  shadow {shadow.model_version} beside {shadow.served_by}: agreed on "
+                     f"{_percent(shadow.agreement)} of {shadow.compared:,}; right on "
+                     f"{_percent(shadow.accuracy)}{_interval(shadow.accuracy_interval)} of {shadow.feedback:,} "
+                     "with feedback")
+    return "\n".join(lines)
+
+
+def _report_json(report, errors: dict[str, float] | None) -> dict:
+    def arm_json(arm) -> dict:
+        out = {"model_version": arm.model_version, "arm": arm.arm, "predictions": arm.predictions,
+               "feedback": arm.feedback, "accuracy": arm.accuracy, "accuracy_interval": arm.accuracy_interval,
+               "latency_p50_ms": arm.latency_p50_ms, "latency_p99_ms": arm.latency_p99_ms}
+        if errors is not None:
+            out["inference_errors"] = errors.get(arm.model_version, 0)
+        return out
+
+    return {
+        "start": report.start.isoformat(), "end": report.end.isoformat(), "rows": report.rows,
+        "truncated": report.truncated, "arms": [arm_json(arm) for arm in report.arms],
+        "shadows": [{"model_version": s.model_version, "served_by": s.served_by, "compared": s.compared,
+                     "agreement": s.agreement, "feedback": s.feedback, "accuracy": s.accuracy,
+                     "accuracy_interval": s.accuracy_interval} for s in report.shadows],
+    }
