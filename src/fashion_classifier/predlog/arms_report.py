@@ -9,9 +9,11 @@ bounded whatever the traffic, and says when it was cut.
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -134,3 +136,26 @@ def window(log: PredictionLog, start: datetime, end: datetime, page_size: int = 
                 break
             token = page.page_state
         day -= timedelta(days=1)
+
+
+class RecentReport:
+    """The report of the last ``seconds``, read at most every ``ttl`` seconds (for a page anyone
+    may load: its cost stays one bounded read per worker and ``ttl``)."""
+
+    def __init__(self, log: PredictionLog, seconds: float = 3600.0, max_rows: int = 5000, ttl: float = 30.0) -> None:
+        self._log = log
+        self._seconds, self._max_rows, self._ttl = seconds, max_rows, ttl
+        self._lock = threading.Lock()
+        self._cached: tuple[float, Report] | None = None
+
+    def get(self) -> Report:
+        """Raises PredictionLogUnavailable when the log cannot be read."""
+        with self._lock:
+            cached = self._cached
+            if cached is not None and time.monotonic() - cached[0] < self._ttl:
+                return cached[1]
+            end = datetime.now(UTC)
+            start = end - timedelta(seconds=self._seconds)
+            report = compare(window(self._log, start, end), start, end, self._max_rows)
+            self._cached = (time.monotonic(), report)
+            return report

@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None, predlog: PredictionLog | None =
 
     from fashion_classifier.config import Settings
     from fashion_classifier.inference.reloader import ModelHolder
+    from fashion_classifier.predlog.arms_report import RecentReport
     from fashion_classifier.web import api, errors, observability, oip, pages, security_headers, tfserving
     from fashion_classifier.web.classify import Classifier
     from fashion_classifier.web.fast_path import FastPath
@@ -60,7 +61,8 @@ def create_app(settings: Settings | None = None, predlog: PredictionLog | None =
         )
     holder.start()
     predlog.start()
-    state = ServingState(settings, holder, predlog, Classifier(holder, predlog, settings.client_salt))
+    classifier = Classifier(holder, predlog, settings.client_salt)
+    state = ServingState(settings, holder, predlog, classifier, RecentReport(predlog) if classifier.logging else None)
     app.extensions[EXTENSION] = state
 
     @app.context_processor

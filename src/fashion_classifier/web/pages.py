@@ -151,15 +151,29 @@ def recent() -> Response:
 
 @bp.get("/model")
 def model_card() -> Response:
-    model = serving_state().model
-    if model is None:
+    state = serving_state()
+    serving = state.holder.serving
+    if serving is None:
         return _page("model.html", status=503, meta=None)
+    model = serving.current
     return _page(
         "model.html",
         meta=model.metadata,
         robustness=_robustness_rows(model.metadata),
         reliability_diagram=(model.path / "reliability_diagram.png").is_file(),
+        serving=serving,
+        **_arms(state) if serving.candidate is not None else {},
     )
+
+
+def _arms(state) -> dict[str, object]:
+    """The last hour's arms report for the page, or why there is none."""
+    if state.arms_report is None:
+        return {"arms_error": "the prediction log is off (FC_PREDLOG=off)"}
+    try:
+        return {"arms": state.arms_report.get()}
+    except PredictionLogUnavailable as exc:
+        return {"arms_error": f"prediction log unavailable: {exc}"}
 
 
 def _robustness_rows(meta: dict) -> list[tuple[str, str, object]]:

@@ -9,6 +9,7 @@ from flask import current_app
 from fashion_classifier.config import Settings
 from fashion_classifier.inference.loader import LoadedModel
 from fashion_classifier.inference.reloader import ModelHolder
+from fashion_classifier.predlog.arms_report import RecentReport
 from fashion_classifier.predlog.base import PredictionLog
 from fashion_classifier.web.classify import Classifier
 
@@ -21,6 +22,7 @@ class ServingState:
     holder: ModelHolder
     predlog: PredictionLog
     classifier: Classifier
+    arms_report: RecentReport | None = None  # None with the prediction log off
 
     def close(self) -> None:
         """Stop the reload thread and flush the prediction log (tests, shutdown)."""
