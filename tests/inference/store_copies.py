@@ -46,3 +46,27 @@ def publish_beside(model_dir: Path, tag: str, tflite: bytes | None = None) -> st
     version = publish_copy(model_dir, tag, tflite)
     store.set_current(model_dir, current)
     return version
+
+
+def publish_constant(model_dir: Path, tag: str, answer: int = 0) -> str:
+    """Publish a deliberately broken version beside the current one: whatever the image, it answers
+    class ``answer`` with certainty. Needs TensorFlow (the training extra) to export it."""
+    import keras
+    import numpy as np
+
+    from fashion_classifier.artifacts.export import to_tflite
+
+    bias = np.full(10, -20.0, np.float32)
+    bias[answer] = 20.0
+    net = keras.Sequential([keras.Input(shape=(28, 28)), keras.layers.Flatten(),
+                            keras.layers.Dense(10, kernel_initializer="zeros")])
+    net.layers[-1].bias.assign(bias)
+    current = store.current_version(model_dir)
+    meta = store.load_metadata(store.current_path(model_dir))
+    version = f"{meta['version']}-{tag}"
+    staged = store.staging_dir(model_dir)
+    to_tflite(net, staged / store.TFLITE)
+    store.write_metadata(staged, {"version": version, "architecture": "constant", "class_names": meta["class_names"]})
+    store.publish(model_dir, staged, version, keep=10)
+    store.set_current(model_dir, current)
+    return version

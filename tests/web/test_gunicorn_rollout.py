@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import sqlite3
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -13,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-from harness.server import start_serve
-from inference.store_copies import other_version
+from harness.server import serve_command, start_serve
+from inference.store_copies import other_version, publish_constant
 from prometheus_client.parser import text_string_to_metric_families
 
 from fashion_classifier.artifacts import rollout, store
@@ -26,7 +27,7 @@ BODY = json.dumps(
 
 
 def metric(server, name):
-    """{(model_version, arm): value} of one metric family's samples, summed over the other labels."""
+    """{(model version, arm): value} of one metric's samples, summed over the other labels."""
     text = requests.get(server.metrics_url, timeout=5).text
     found = Counter()
     for family in text_string_to_metric_families(text):
@@ -113,3 +114,69 @@ def test_a_canary_gets_its_share_and_a_promotion_under_load_fails_nothing(model_
     with sqlite3.connect(Path(tmp_path / "predictions.sqlite3")) as db:
         logged = dict(db.execute("SELECT model_version, count(*) FROM predictions GROUP BY model_version"))
     assert logged == dict(by_version)
+
+
+@pytest.mark.timeout(300)
+def test_the_guard_withdraws_a_broken_candidate_and_every_worker_follows(model_store, tmp_path, sample_images):
+    images, labels = sample_images
+    current = store.current_version(model_store)
+    broken = publish_constant(model_store, "constant")  # answers "T-shirt/top" to everything
+    rollout.set_candidate(model_store, broken, rollout.CANARY, 50)
+    server = start_serve(tmp_path, model_store, extra_env={"FC_RELOAD_INTERVAL": "0.2"})
+    try:
+        # Users answer, half of them by the candidate, and tell the service the true class. One
+        # kept-alive connection: feedback reaches the worker that answered, which knows the id.
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        by_version = Counter()
+        for i in range(100):
+            k = i % len(images)
+            body = json.dumps({"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 28, 28],
+                                           "data": (images[k] / 255.0).ravel().tolist()}]})
+            conn.request("POST", "/v2/models/fashion/infer", body, {"X-Session-ID": f"user-{i}"})
+            answer = json.loads(conn.getresponse().read())
+            by_version[answer["model_version"]] += 1
+            prediction_id = next(o for o in answer["outputs"] if o["name"] == "prediction_id")["data"][0]
+            conn.request("POST", "/api/v1/feedback", json.dumps({"prediction_id": prediction_id,
+                                                                 "true_label": int(labels[k])}),
+                         {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            assert response.status == 200, response.read()
+            response.read()
+        assert min(by_version[current], by_version[broken]) >= 30, by_version  # the guard's minimum each
+        database = tmp_path / "predictions.sqlite3"
+        deadline = time.monotonic() + 30
+        while _feedback_rows(database) < 100:  # the evidence is in the log
+            assert time.monotonic() < deadline, server.log_tail()
+            time.sleep(0.1)
+
+        guard = subprocess.run(
+            [*serve_command()[:-1], "model", "guard", "--model-dir", str(model_store)],
+            env=server.env, capture_output=True, text=True, timeout=60,
+        )
+        assert guard.returncode == 0, guard.stderr
+        assert f"candidate {broken} withdrawn: live accuracy" in guard.stdout, guard.stdout
+        assert rollout.read_candidate(model_store) is None
+        assert rollout.history(model_store)[-1]["action"] == "auto-rollback"
+
+        # Every worker stops serving it: the gauge is the maximum over workers.
+        deadline = time.monotonic() + 20
+        while any(v for (version, _), v in metric(server, "fc_model_candidate_info").items() if version == broken):
+            assert time.monotonic() < deadline, server.log_tail()
+            time.sleep(0.05)
+        assert _versions(server.port, 40) == {current}
+    finally:
+        server.stop()
+
+
+def _feedback_rows(database: Path) -> int:
+    with sqlite3.connect(database) as db:
+        try:
+            return db.execute("SELECT count(*) FROM feedback").fetchone()[0]
+        except sqlite3.OperationalError:  # not created yet
+            return 0
+
+
+def _versions(port, n):
+    clients = send(port, [f"after-{i}" for i in range(n)], threads=1)
+    clients[0].join(30)
+    return {version for _, version, _ in clients[0].answers}

@@ -103,11 +103,11 @@ def promote(model_dir: Path) -> Candidate:
     return candidate
 
 
-def withdraw(model_dir: Path, reason: str = "rollback") -> Candidate:
+def withdraw(model_dir: Path, reason: str = "rollback", why: str | None = None) -> Candidate:
     """Stop serving the candidate; the current version answers everything again."""
     candidate = _required(model_dir)
     _remove(model_dir)
-    _record(model_dir, reason, candidate)
+    _record(model_dir, reason, candidate, why=why)
     return candidate
 
 

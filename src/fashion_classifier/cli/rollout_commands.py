@@ -60,6 +60,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_report)
 
+    p = commands.add_parser(
+        "guard", help="withdraw the candidate when it is measurably worse than the current version",
+        description="Judge the candidate on the prediction log since it was set (live accuracy from feedback) "
+        "and, with --metrics-url, on failed inferences; withdraw it (an auto-rollback) when it is worse by more "
+        "than the margins. Once, or every --every. The rules: docs/rollouts.md.")
+    p.add_argument("--model-dir", type=Path, help="model store (default: FC_MODEL_DIR, else ./model)")
+    p.add_argument("--every", type=argtypes.duration, metavar="DURATION",
+                   help="judge again at this interval until interrupted (default: once)")
+    p.add_argument("--margin", type=argtypes.percent, default=5.0, metavar="POINTS",
+                   help="accuracy points the candidate may lose (default: 5)")
+    p.add_argument("--min-feedback", type=argtypes.whole_number(1), default=30,
+                   help="answers of feedback each version needs before it is judged (default: 30)")
+    p.add_argument("--window", type=argtypes.duration, default=3600.0, metavar="DURATION",
+                   help="evidence from this long back at most (default: 1h)")
+    p.add_argument("--metrics-url", metavar="URL",
+                   help="a server's /metrics: also withdraw a candidate whose inferences fail more often")
+    p.set_defaults(handler=cmd_guard)
+
 
 def _store(args: argparse.Namespace) -> Path:
     return args.model_dir if args.model_dir is not None else Settings.from_env().model_dir
@@ -111,12 +129,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     model_dir = _store(args)
     current = _move(store.current_version, model_dir)
     candidate = _move(rollout.read_candidate, model_dir)
-    moves = rollout.history(model_dir, limit=5)
+    moves = rollout.history(model_dir, limit=1000)
+    auto = sum(move.get("action") == "auto-rollback" for move in moves)
+    moves = moves[-5:]
     if args.json:
-        print(json.dumps({"current": current, "candidate": candidate and vars(candidate), "moves": moves}, indent=2))
+        print(json.dumps({"current": current, "candidate": candidate and vars(candidate), "moves": moves,
+                          "auto_rollbacks": auto}, indent=2))
         return 0
     print(f"current    {current or '(none)'}")
     print(f"candidate  {candidate.describe() if candidate else '(none)'}")
+    print(f"automatic rollbacks in the last 1,000 moves: {auto}")
     for move in moves:
         print(f"  {move.get('at')}  {move.get('action'):<8} {move.get('version')} ({move.get('mode')})")
     return 0
@@ -149,23 +171,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _inference_errors(url: str) -> dict[str, float]:
-    """fc_inference_errors_total per model version, from a server's metrics."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
+    """Failed inferences per model version, from a server's metrics."""
+    from fashion_classifier.rollout_guard import inference_counts
 
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - a URL the operator gives
-            text = response.read().decode()
-    except OSError as exc:
+        return {version: failed for version, (_, failed) in inference_counts(url).items()}
+    except (OSError, ValueError) as exc:
         raise CliError(f"cannot read {url}: {exc}", EXIT_UNAVAILABLE) from None
-    errors: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "fc_inference_errors_total":
-                version = sample.labels.get("model_version", "")
-                errors[version] = errors.get(version, 0.0) + sample.value
-    return errors
 
 
 def _percent(value: float | None) -> str:
@@ -214,3 +226,39 @@ def _report_json(report, errors: dict[str, float] | None) -> dict:
                      "agreement": s.agreement, "feedback": s.feedback, "accuracy": s.accuracy,
                      "accuracy_interval": s.accuracy_interval} for s in report.shadows],
     }
+
+
+def cmd_guard(args: argparse.Namespace) -> int:
+    import time
+
+    from fashion_classifier.predlog import PredictionLogUnavailable, open_log
+    from fashion_classifier.rollout_guard import Rules, guard_once
+
+    settings = Settings.from_env()
+    if settings.predlog == "off":
+        raise CliError("FC_PREDLOG=off: there is no evidence to judge a candidate on", EXIT_UNAVAILABLE)
+    rules = Rules(margin=args.margin / 100, min_feedback=args.min_feedback, window_seconds=args.window)
+    model_dir = _store(args)
+    log = open_log(settings)
+    try:
+        while True:
+            try:
+                try:
+                    verdict = _move(guard_once, model_dir, log, rules, args.metrics_url)
+                except PredictionLogUnavailable as exc:
+                    raise CliError(f"prediction log unavailable: {exc}", EXIT_UNAVAILABLE) from None
+            except CliError as exc:
+                if args.every is None:
+                    raise
+                print(f"{exc}; judging again in {args.every:g} s", flush=True)  # a guard outlives outages
+            else:
+                if verdict is None:
+                    print("no candidate", flush=True)
+                else:
+                    action = "withdrawn" if verdict.withdraw else "kept"
+                    print(f"candidate {verdict.candidate} {action}: {verdict.why}", flush=True)
+            if args.every is None:
+                return 0
+            time.sleep(args.every)
+    finally:
+        log.close()

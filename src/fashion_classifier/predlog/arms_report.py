@@ -61,6 +61,7 @@ class ShadowStats:
     agreed: int = 0
     feedback: int = 0
     correct: int = 0  # the shadow's class was the true label
+    served_correct: int = 0  # the served class was, on the same answers
 
     @property
     def agreement(self) -> float | None:
@@ -116,6 +117,7 @@ def compare(records: Iterable[PredictionRecord], start: datetime, end: datetime,
             if rec.true_label is not None:
                 shadow.feedback += 1
                 shadow.correct += rec.shadow_class == rec.true_label
+                shadow.served_correct += rec.predicted_class == rec.true_label
     for stats in arms.values():
         if stats._latencies:
             stats.latency_p50_ms, stats.latency_p99_ms = (float(v) for v in np.percentile(stats._latencies, [50, 99]))

@@ -1,0 +1,151 @@
+"""Withdraw a rollout's candidate that is measurably worse than the current version.
+
+The evidence is the prediction log since the candidate was set (every worker and pod writes
+there), and optionally a server's metrics:
+
+- **live accuracy**: a canary's answers with feedback against the current version's; a shadow's
+  class against the served class on the same answers with feedback. The candidate is withdrawn
+  when each side has at least ``min_feedback`` answers of feedback and the 95 % interval of
+  (candidate accuracy - current accuracy) lies wholly below ``-margin``: it is worse by more than
+  the margin, and not by chance;
+- **failures** (with a metrics URL): its share of failed inferences exceeds the current version's by
+  more than ``error_margin``, over at least ``min_inferences`` of its inferences.
+
+A withdrawal is one ``rollout.withdraw`` with the reason ``auto-rollback``: logged, recorded in the
+store's ``ROLLOUTS.jsonl`` with the figures, and counted by ``model status``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from fashion_classifier.artifacts import rollout, store
+from fashion_classifier.predlog.arms_report import Z95, Report, compare, window
+from fashion_classifier.predlog.base import PredictionLog
+
+log = logging.getLogger(__name__)
+
+AUTO_ROLLBACK = "auto-rollback"
+
+
+@dataclass(frozen=True)
+class Rules:
+    margin: float = 0.05  # accuracy points the candidate may lose before it is withdrawn
+    min_feedback: int = 30  # answers of feedback each side needs before accuracy is judged
+    error_margin: float = 0.01  # share of failed inferences above the current version's
+    min_inferences: int = 100
+    window_seconds: float = 3600.0  # evidence from the last hour at most (and since the candidate was set)
+    max_rows: int = 200_000
+
+
+@dataclass(frozen=True)
+class Verdict:
+    candidate: str
+    withdraw: bool
+    why: str
+    candidate_accuracy: float | None = None
+    current_accuracy: float | None = None
+    candidate_feedback: int = 0
+    current_feedback: int = 0
+
+
+def accuracy_gap(candidate: tuple[int, int], current: tuple[int, int]) -> tuple[float, float, float]:
+    """(difference, low, high): candidate minus current accuracy and its 95 % Wald interval, from
+    (correct, feedback) pairs with feedback > 0."""
+    (c1, n1), (c2, n2) = candidate, current
+    p1, p2 = c1 / n1, c2 / n2
+    half = Z95 * math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
+    return p1 - p2, p1 - p2 - half, p1 - p2 + half
+
+
+def judge(report: Report, candidate: rollout.Candidate, current: str, rules: Rules,
+          inferences: dict[str, tuple[float, float]] | None = None) -> Verdict:
+    """Whether the evidence in ``report`` (and the metrics' inference counts) condemns the candidate."""
+    if candidate.mode == rollout.SHADOW:  # both judged on the same answers with feedback
+        found = [s for s in report.shadows if s.model_version == candidate.version and s.served_by == current]
+        feedback = sum(s.feedback for s in found)
+        cand = (sum(s.correct for s in found), feedback)
+        cur = (sum(s.served_correct for s in found), feedback)
+    else:
+        cand = _arm(report, candidate.version)
+        cur = _arm(report, current)
+    verdict = dict(candidate=candidate.version, candidate_feedback=cand[1], current_feedback=cur[1],
+                   candidate_accuracy=cand[0] / cand[1] if cand[1] else None,
+                   current_accuracy=cur[0] / cur[1] if cur[1] else None)
+    failing = _failing(candidate.version, current, rules, inferences or {})
+    if failing:
+        return Verdict(withdraw=True, why=failing, **verdict)
+    if min(cand[1], cur[1]) < rules.min_feedback:
+        return Verdict(withdraw=False, why=f"too little feedback yet ({cand[1]} on the candidate, {cur[1]} on the "
+                       f"current version; {rules.min_feedback} each are needed)", **verdict)
+    gap, low, high = accuracy_gap(cand, cur)
+    if high < -rules.margin:
+        return Verdict(withdraw=True, why=f"live accuracy {gap:+.3f} against the current version (95 % interval "
+                       f"{low:+.3f} to {high:+.3f}, below -{rules.margin:g})", **verdict)
+    return Verdict(withdraw=False, why=f"live accuracy {gap:+.3f} against the current version (95 % interval "
+                   f"{low:+.3f} to {high:+.3f}): not worse than -{rules.margin:g}", **verdict)
+
+
+def _arm(report: Report, version: str) -> tuple[int, int]:
+    arms = [a for a in report.arms if a.model_version == version]
+    return sum(a.correct for a in arms), sum(a.feedback for a in arms)
+
+
+def _failing(candidate: str, current: str, rules: Rules, inferences: dict[str, tuple[float, float]]) -> str | None:
+    ok, failed = inferences.get(candidate, (0.0, 0.0))
+    if ok + failed < rules.min_inferences:
+        return None
+    base_ok, base_failed = inferences.get(current, (0.0, 0.0))
+    ratio = failed / (ok + failed)
+    base = base_failed / (base_ok + base_failed) if base_ok + base_failed else 0.0
+    if ratio > base + rules.error_margin:
+        return f"{ratio:.1%} of its inferences failed, against {base:.1%} of the current version's"
+    return None
+
+
+def inference_counts(url: str, timeout: float = 10.0) -> dict[str, tuple[float, float]]:
+    """{model version: (inferences that ran, inferences that failed)} from a server's /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - a URL the operator gives
+        text = response.read().decode()
+    counts: dict[str, list[float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            slot = {"fc_inference_duration_seconds_count": 0, "fc_inference_errors_total": 1}.get(sample.name)
+            if slot is not None:
+                counts.setdefault(sample.labels.get("model_version", ""), [0.0, 0.0])[slot] += sample.value
+    return {version: (ok, failed) for version, (ok, failed) in counts.items()}
+
+
+def guard_once(model_dir: Path, predlog: PredictionLog, rules: Rules, metrics_url: str | None = None) -> Verdict | None:
+    """Judge the store's candidate now and withdraw it if condemned; None without a candidate."""
+    candidate = rollout.read_candidate(model_dir)
+    current = store.current_version(model_dir)
+    if candidate is None or current is None:
+        return None
+    end = datetime.now(UTC)
+    start = end - timedelta(seconds=rules.window_seconds)
+    since = _parse_time(candidate.since)
+    if since is not None and since > start:
+        start = since
+    report = compare(window(predlog, start, end), start, end, rules.max_rows)
+    inferences = inference_counts(metrics_url) if metrics_url else None
+    verdict = judge(report, candidate, current, rules, inferences)
+    if verdict.withdraw and rollout.read_candidate(model_dir) == candidate:  # not changed meanwhile
+        rollout.withdraw(model_dir, AUTO_ROLLBACK, why=verdict.why)
+        log.warning("candidate %s withdrawn: %s", candidate.version, verdict.why)
+    return verdict
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

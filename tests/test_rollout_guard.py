@@ -1,0 +1,72 @@
+"""The rollout guard's verdicts: withdrawn only when measurably worse, never on too little evidence."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from fashion_classifier.artifacts import rollout
+from fashion_classifier.predlog.arms_report import compare
+from fashion_classifier.rollout_guard import Rules, accuracy_gap, judge
+
+sys.path.insert(0, str(Path(__file__).parent))
+from predlog.conftest import make_record  # noqa: E402
+
+NOW = datetime.now(UTC)
+CANARY = rollout.Candidate("v2", rollout.CANARY, 50.0, NOW.isoformat())
+SHADOW = rollout.Candidate("v2", rollout.SHADOW, 0.0, NOW.isoformat())
+
+
+def answers(version, arm, n, right, **changes):
+    """n answers with feedback by one version, ``right`` of them correct."""
+    return [make_record(3, model_version=version, arm=arm, predicted_class=3, true_label=3 if i < right else 5,
+                        **changes) for i in range(n)]
+
+
+def report_of(rows):
+    return compare(rows, NOW - timedelta(hours=1), NOW + timedelta(seconds=1), max_rows=100_000)
+
+
+def test_the_gap_and_its_interval():
+    gap, low, high = accuracy_gap((45, 50), (90, 100))
+    assert gap == pytest.approx(0.0) and low < 0 < high
+    gap, low, high = accuracy_gap((5, 50), (90, 100))
+    assert gap == pytest.approx(-0.8) and high < -0.65
+
+
+@pytest.mark.parametrize(
+    ("candidate_right", "n", "withdraw", "why"),
+    [
+        (5, 40, True, "below -0.05"),  # a constant-output model: 12 % against 90 %
+        (35, 40, False, "not worse"),  # 87.5 % against 90 %: within the margin
+        (0, 20, False, "too little feedback"),
+        (32, 40, False, "not worse"),  # 80 % against 90 %, but 40 answers cannot tell it from 5 points
+        (320, 400, True, "below -0.05"),  # the same 80 % on 400 answers can
+    ],
+)
+def test_a_canary_is_withdrawn_only_when_measurably_worse(candidate_right, n, withdraw, why):
+    rows = answers("v1", "current", 1000, 900) + answers("v2", "candidate", n, candidate_right)
+    verdict = judge(report_of(rows), CANARY, "v1", Rules())
+    assert verdict.withdraw is withdraw and why in verdict.why
+    assert verdict.candidate_feedback == n and verdict.current_feedback == 1000
+
+
+def test_a_shadow_is_judged_on_the_same_answers():
+    # The served class is right on 36 of 40; the shadow's on 4.
+    rows = [make_record(3, model_version="v1", arm="current", predicted_class=3, true_label=3 if i < 36 else 5,
+                        shadow_version="v2", shadow_class=3 if i < 4 else 7, shadow_confidence=0.9)
+            for i in range(40)]
+    verdict = judge(report_of(rows), SHADOW, "v1", Rules())
+    assert verdict.withdraw and verdict.candidate_accuracy == 0.1 and verdict.current_accuracy == 0.9
+    assert not judge(report_of(rows), SHADOW, "v1", Rules(min_feedback=41)).withdraw
+
+
+def test_failing_inferences_withdraw_a_candidate_without_feedback():
+    rows = answers("v1", "current", 10, 9)
+    inferences = {"v1": (10_000.0, 1.0), "v2": (180.0, 20.0)}
+    verdict = judge(report_of(rows), CANARY, "v1", Rules(), inferences)
+    assert verdict.withdraw and "10.0% of its inferences failed" in verdict.why
+    assert not judge(report_of(rows), CANARY, "v1", Rules(), {"v1": (10_000.0, 1.0), "v2": (50.0, 10.0)}).withdraw
