@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
+from predlog.conftest import make_record
 
 from fashion_classifier.artifacts import rollout
 from fashion_classifier.predlog.arms_report import compare
 from fashion_classifier.rollout_guard import Rules, accuracy_gap, judge
-
-sys.path.insert(0, str(Path(__file__).parent))
-from predlog.conftest import make_record  # noqa: E402
 
 NOW = datetime.now(UTC)
 CANARY = rollout.Candidate("v2", rollout.CANARY, 50.0, NOW.isoformat())
@@ -23,7 +19,7 @@ SHADOW = rollout.Candidate("v2", rollout.SHADOW, 0.0, NOW.isoformat())
 def answers(version, arm, n, right, **changes):
     """n answers with feedback by one version, ``right`` of them correct."""
     return [make_record(3, model_version=version, arm=arm, predicted_class=3, true_label=3 if i < right else 5,
-                        **changes) for i in range(n)]
+                        created_at=NOW, **changes) for i in range(n)]
 
 
 def report_of(rows):
@@ -57,7 +53,7 @@ def test_a_canary_is_withdrawn_only_when_measurably_worse(candidate_right, n, wi
 def test_a_shadow_is_judged_on_the_same_answers():
     # The served class is right on 36 of 40; the shadow's on 4.
     rows = [make_record(3, model_version="v1", arm="current", predicted_class=3, true_label=3 if i < 36 else 5,
-                        shadow_version="v2", shadow_class=3 if i < 4 else 7, shadow_confidence=0.9)
+                        shadow_version="v2", shadow_class=3 if i < 4 else 7, shadow_confidence=0.9, created_at=NOW)
             for i in range(40)]
     verdict = judge(report_of(rows), SHADOW, "v1", Rules())
     assert verdict.withdraw and verdict.candidate_accuracy == 0.1 and verdict.current_accuracy == 0.9

@@ -19,13 +19,13 @@ NOW = datetime.now(UTC)
 HOUR_AGO = NOW - timedelta(hours=1)
 
 
-def _rows(n, version, arm, right, latency=1.0, **changes):
-    """n records of one arm; the first ``right`` of them with correct feedback, the rest wrong."""
+def _rows(n, version, arm, right, latency=1.0, at=NOW, **changes):
+    """n records of one arm made ``at``; the first ``right`` of them with correct feedback, the rest wrong."""
     rows = []
     for i in range(n):
         label = 3 if i < right else 4
         rows.append(make_record(3, model_version=version, arm=arm, latency_ms=latency + i, predicted_class=3,
-                                true_label=label, **changes))
+                                true_label=label, created_at=at, **changes))
     return rows
 
 
@@ -85,7 +85,8 @@ def test_the_window_reads_the_log_newest_first_across_pages_and_days(tmp_path):
 
 def test_the_report_command_reads_the_configured_log(tmp_path):
     log = SqliteLog(tmp_path / "log.sqlite3", tmp_path / "spool")
-    for rec in _rows(6, "v1", "current", right=3) + _rows(2, "v2", "candidate", right=2):
+    now = datetime.now(UTC)  # the command's window ends at its own now
+    for rec in _rows(6, "v1", "current", right=3, at=now) + _rows(2, "v2", "candidate", right=2, at=now):
         log.record(rec)
         log.add_feedback(rec.id, rec.true_label)  # a record's own true_label is not written
     assert log.flush()

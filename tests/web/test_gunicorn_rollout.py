@@ -33,7 +33,7 @@ def metric(server, name):
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             if s.name == name:
-                found[(s.labels.get("model_version"), s.labels.get("arm"))] += s.value
+                found[(s.labels.get("model_version", s.labels.get("version")), s.labels.get("arm"))] += s.value
     return found
 
 
@@ -163,7 +163,7 @@ def test_the_guard_withdraws_a_broken_candidate_and_every_worker_follows(model_s
         while any(v for (version, _), v in metric(server, "fc_model_candidate_info").items() if version == broken):
             assert time.monotonic() < deadline, server.log_tail()
             time.sleep(0.05)
-        assert _versions(server.port, 40) == {current}
+        assert _versions(server.port, 40) == {current}, server.log_tail()
     finally:
         server.stop()
 
