@@ -33,16 +33,11 @@ def wilson(correct: int, total: int, z: float = Z95) -> tuple[float, float] | No
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-@dataclass
-class ArmStats:
-    model_version: str
-    arm: str | None  # None: rows logged before rollouts
-    predictions: int = 0
-    feedback: int = 0
-    correct: int = 0
-    latency_p50_ms: float | None = None
-    latency_p99_ms: float | None = None
-    _latencies: list[float] = field(default_factory=list, repr=False)
+class _Scored:
+    """Live accuracy from ``correct`` answers among ``feedback``."""
+
+    correct: int
+    feedback: int
 
     @property
     def accuracy(self) -> float | None:
@@ -54,7 +49,19 @@ class ArmStats:
 
 
 @dataclass
-class ShadowStats:
+class ArmStats(_Scored):
+    model_version: str
+    arm: str | None  # None: rows logged before rollouts
+    predictions: int = 0
+    feedback: int = 0
+    correct: int = 0
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
+    _latencies: list[float] = field(default_factory=list, repr=False)
+
+
+@dataclass
+class ShadowStats(_Scored):
     model_version: str  # the shadow candidate
     served_by: str  # the version that answered
     compared: int = 0
@@ -66,14 +73,6 @@ class ShadowStats:
     @property
     def agreement(self) -> float | None:
         return self.agreed / self.compared if self.compared else None
-
-    @property
-    def accuracy(self) -> float | None:
-        return self.correct / self.feedback if self.feedback else None
-
-    @property
-    def accuracy_interval(self) -> tuple[float, float] | None:
-        return wilson(self.correct, self.feedback)
 
 
 @dataclass
