@@ -9,7 +9,8 @@ there), and optionally a server's metrics:
   (candidate accuracy - current accuracy) lies wholly below ``-margin``: it is worse by more than
   the margin, and not by chance;
 - **failures** (with a metrics URL): its share of failed inferences exceeds the current version's by
-  more than ``error_margin``, over at least ``min_inferences`` of its inferences.
+  more than ``error_margin``, over at least ``min_inferences`` of its inferences. These counters are
+  one server's (a pod's), since its workers started: not limited to the window.
 
 A withdrawal is one ``rollout.withdraw`` with the reason ``auto-rollback``: logged, recorded in the
 store's ``ROLLOUTS.jsonl`` with the figures, and counted by ``model status``.
@@ -137,8 +138,8 @@ def guard_once(model_dir: Path, predlog: PredictionLog, rules: Rules, metrics_ur
     report = compare(window(predlog, start, end), start, end, rules.max_rows)
     inferences = inference_counts(metrics_url) if metrics_url else None
     verdict = judge(report, candidate, current, rules, inferences)
-    if verdict.withdraw and rollout.read_candidate(model_dir) == candidate:  # not changed meanwhile
-        rollout.withdraw(model_dir, AUTO_ROLLBACK, why=verdict.why)
+    if verdict.withdraw:  # only the candidate judged: an operator may have moved on meanwhile
+        rollout.withdraw(model_dir, AUTO_ROLLBACK, why=verdict.why, expected=candidate)
         log.warning("candidate %s withdrawn: %s", candidate.version, verdict.why)
     return verdict
 

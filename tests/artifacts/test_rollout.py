@@ -91,3 +91,32 @@ def test_prune_keeps_the_candidate(tmp_path):
         _publish(tmp_path, f"v{i}")
         store.prune(tmp_path, keep=2)
     assert store.list_versions(tmp_path) == ["v0", "v5"]  # the oldest, but the candidate
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"\xff\xfe{}", b'{"version": "v2", "mode": "canary", "weight": 1' + b"0" * 400 + b"}",
+     b'{"version": "v2", "mode": "canary", "weight": 1' + b"0" * 5000 + b"}"],
+    ids=["not-utf8", "weight-beyond-float", "integer-beyond-json-limit"],
+)
+def test_any_damaged_file_is_an_artifact_error_and_prune_then_removes_nothing(two, raw):
+    (two / rollout.CANDIDATE).write_bytes(raw)
+    with pytest.raises(store.ArtifactError):
+        rollout.read_candidate(two)
+    assert store.prune(two, keep=1) == [] and store.list_versions(two) == ["v1", "v2"]
+
+
+def test_rollback_after_a_promotion_cut_short_undoes_it(two):
+    rollout.set_candidate(two, "v2", rollout.CANARY, 10)
+    store.set_current(two, "v2")  # promote's first steps: recorded, CURRENT moved...
+    rollout._record(two, "promote", rollout.read_candidate(two), previous="v1")  # ...then a crash
+    assert "v1 is the current version again" in rollout.rollback(two)
+    assert store.current_version(two) == "v1" and rollout.read_candidate(two) is None
+
+
+def test_a_withdrawal_for_a_candidate_that_changed_meanwhile_is_refused(two):
+    judged = rollout.set_candidate(two, "v2", rollout.CANARY, 10)
+    newer = rollout.set_candidate(two, "v2", rollout.SHADOW)
+    with pytest.raises(store.ArtifactError, match="changed"):
+        rollout.withdraw(two, "auto-rollback", expected=judged)
+    assert rollout.read_candidate(two) == newer

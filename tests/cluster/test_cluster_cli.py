@@ -78,6 +78,37 @@ def test_train_creates_a_job_from_the_release_and_reports_success(release: Kube)
     assert job["status"]["succeeded"] == 1
 
 
+def test_a_model_command_runs_in_a_job_made_from_the_classifier_pod(release: Kube) -> None:
+    proc = _cli(release, "model", "canary", "20261124T181829Z-mlp-b4dd", "--weight", "10")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    out = proc.stdout
+    assert f"job {FULLNAME}-model-" in out and ": Succeeded (exit code 0, Completed)" in out, out
+    name = out.split("job ", 1)[1].split()[0]
+    job = release.get("job", name, "-n", NAMESPACE)
+    deployment = release.get("deployment", FULLNAME, "-n", NAMESPACE)["spec"]["template"]["spec"]
+    spec = job["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    classifier = deployment["containers"][0]
+    assert container["command"] == ["fashion-classifier", "model", "canary", "20261124T181829Z-mlp-b4dd",
+                                    "--weight", "10", "--model-dir", "/models"]
+    for key in ("image", "envFrom", "securityContext"):
+        assert container[key] == classifier[key], key
+    assert spec["serviceAccountName"] == deployment["serviceAccountName"]
+    assert {"name": "models", "mountPath": "/models"} in container["volumeMounts"]  # writable here
+    claim = next(v for v in spec["volumes"] if v["name"] == "models")
+    assert claim == next(v for v in deployment["volumes"] if v["name"] == "models")
+    assert "initContainers" not in spec and job["spec"]["backoffLimit"] == 0
+    # Never an endpoint of the classifier's Service.
+    service = release.get("service", FULLNAME, "-n", NAMESPACE)["spec"]["selector"]
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert any(labels.get(k) != v for k, v in service.items()), labels
+    refused = _cli(release, "model", "canary", "v", "--weight", "300")
+    assert refused.returncode == 2 and "between 0 and 100" in refused.stderr
+    unknown = _cli(release, "model", "promote", "--json")  # promote has no --json
+    assert unknown.returncode == 2 and "unrecognized arguments: --json" in unknown.stderr
+    assert "would be refused" in unknown.stderr.strip().splitlines()[-1]
+
+
 def test_train_reports_a_failed_job(release: Kube) -> None:
     proc = _cli(release, "train", "--arch", "cnn", "--retries", "0", "--label", KWOK_FAIL)
     assert proc.returncode == 1, proc.stderr + proc.stdout

@@ -26,6 +26,7 @@ VALUES: dict[str, dict[str, Any]] = {
                                    "service": {"type": "NodePort", "nodePort": 30080},
                                    "training": {"hooks": "", "arch": "cnn", "epochs": 3}},
     "hpa-off": {"autoscaling": {"enabled": False}, "replicaCount": 3},
+    "canary-candidate": {"model": {"candidate": {"version": "20261124T181829Z-mlp-b4dd", "weight": 25}}},
     "no-cassandra-sqlite": {"cassandra": {"enabled": False}, "config": {"predlog": "sqlite"},
                             "networkPolicy": {"enabled": False}, "training": {"enabled": False},
                             "metrics": {"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False},

@@ -20,9 +20,11 @@ Not run here, and why:
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +58,7 @@ FULLNAME = "fc-fashion-classifier"
 CLASSIFIER = "app.kubernetes.io/instance=fc,app.kubernetes.io/component=classifier"
 CASSANDRA = "app.kubernetes.io/instance=fc,app.kubernetes.io/component=cassandra"
 DEFAULT_MODEL = (Path(__file__).resolve().parents[2] / "model" / "CURRENT").read_text().strip()
+MLP = next(p.name for p in (Path(__file__).resolve().parents[2] / "model" / "versions").iterdir() if "-mlp-" in p.name)
 
 
 def _values(images: dict[str, str], data_dir: Path) -> dict:
@@ -295,6 +298,35 @@ def test_helm_upgrade_with_a_new_image_tag_under_load_fails_no_request(installed
     load.stop()
     assert load.failures == [], load.failures[:5]
     assert load.ok > 100
+
+
+def _pod_versions(ip: str) -> list[str]:
+    """The versions a classifier pod serves: the current one, then a rollout's candidate."""
+    with urllib.request.urlopen(f"http://{ip}:8000/v2/models/fashion", timeout=5) as response:
+        return json.loads(response.read())["versions"]
+
+
+def _all_pods_serve(installed: Installed, versions: list[str]) -> bool:
+    ips = installed.classifier_ips()
+    return len(ips) == 2 and all(_pod_versions(ip) == versions for ip in ips.values())
+
+
+def test_a_candidate_set_by_the_chart_is_served_beside_the_current_version_then_promoted(
+        installed: Installed) -> None:
+    kube = installed.kube
+    (current,) = set(_served_versions(installed).values())
+    # The image seeds the store with both shipped versions: the tutorial's MLP can be rolled out.
+    kube.helm("upgrade", RELEASE, CHART, "-n", NAMESPACE, "--reuse-values", "--set",
+              f"model.candidate.version={MLP},model.candidate.weight=50", "--wait", "--wait-for-jobs",
+              "--timeout", "5m", timeout=400)
+    wait_until(lambda: _all_pods_serve(installed, [current, MLP]), 60, "both pods to load the candidate")
+    # Moves through the cluster command, which runs them in a Job on the store.
+    for action, served in (("promote", [MLP]), ("rollback", [current])):
+        proc = kube.cli("model", action, "-n", NAMESPACE, "--release", RELEASE)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        wait_until(lambda served=served: _all_pods_serve(installed, served), 60, f"both pods to follow {action}")
+    status = kube.cli("model", "status", "-n", NAMESPACE, "--release", RELEASE)
+    assert status.returncode == 0 and f"current    {current}" in status.stdout, status.stdout + status.stderr
 
 
 def test_helm_uninstall_leaves_only_the_documented_claims(installed: Installed) -> None:

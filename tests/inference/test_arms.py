@@ -64,4 +64,5 @@ def test_a_version_is_found_whichever_arm_serves_it(models):
     assert serving.version(candidate.version).model is candidate
     assert serving.version(candidate.version).shadow is None  # asked for by name: it answers
     assert serving.version(current.version).arm == CURRENT_ARM
+    assert serving.version(current.version).shadow is candidate  # named, it is still shadowed
     assert serving.version("nope") is None

@@ -163,9 +163,14 @@ def test_a_broken_candidate_is_refused_and_the_current_version_serves_alone(mode
     assert any("refused" in r.message for r in caplog.records)
 
 
-def test_an_unreadable_candidate_file_is_ignored(model_store, caplog):
+HUGE_WEIGHT = b'{"version": "v", "mode": "canary", "weight": 1' + b"0" * 5000 + b"}"
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe", HUGE_WEIGHT])
+def test_an_unreadable_candidate_file_is_ignored_from_the_first_check(model_store, raw):
+    (model_store / rollout.CANDIDATE).write_bytes(raw)
     holder = ModelHolder(model_store, reload_interval=0)
-    holder.check()
-    (model_store / rollout.CANDIDATE).write_text("{not json")
-    assert holder.check() is False and holder.serving.candidate is None
+    assert holder.check() is True and holder.serving.candidate is None  # a worker still starts
     assert "rollout candidate ignored" in holder.last_error
+    new = publish_copy(model_store, "next")
+    assert holder.check() is True and holder.model.version == new  # and still follows CURRENT

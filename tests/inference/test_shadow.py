@@ -66,3 +66,31 @@ def test_a_failing_candidate_still_hands_back_the_item(loaded_model):
     runner.submit("x", Broken, np.zeros((1, 28, 28), np.float32))
     runner.close()
     assert results == [("x", None)]
+
+
+def test_a_failure_to_record_a_shadow_records_the_served_rows_alone_and_the_thread_lives_on(loaded_model):
+    seen = []
+
+    def done(item, probs):
+        if probs is not None and item == "bad":
+            raise RuntimeError("boom")
+        seen.append((item, probs is None))
+
+    runner = ShadowRunner(done)
+    pixels = np.zeros((1, 28, 28), np.float32)
+    for item in ("bad", "good"):
+        runner.submit(item, loaded_model, pixels)
+    runner.close()
+    assert seen == [("bad", True), ("good", False)]
+
+
+def test_close_records_what_the_thread_did_not_reach(loaded_model):
+    results = []
+    gate = Gate(loaded_model)
+    runner = ShadowRunner(lambda item, probs: results.append((item, probs is None)))
+    pixels = np.zeros((1, 28, 28), np.float32)
+    for item in ("a", "b", "c"):
+        runner.submit(item, gate, pixels)
+    runner.close(timeout=0.2)  # "a" is stuck in the candidate
+    assert results == [("b", True), ("c", True)]  # recorded without their shadow, not lost
+    gate.opened.set()

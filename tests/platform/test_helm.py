@@ -52,6 +52,11 @@ def test_helm_lint_strict(tools, tmp_path, name):
         ({"cassandra": {"persistence": {"sizing": {"predictionsPerSecond": 50, "rowBytes": 300}}}},
          "each node keeps 108.63 GiB"),
         ({"cassandra": {"ttlDays": 0}}, "no cassandra.persistence.size can hold them"),
+        ({"model": {"candidate": {"version": "v1", "mode": "blue-green"}}}, "mode"),
+        ({"model": {"candidate": {"version": "v1", "weight": 101}}}, "weight"),
+        ({"model": {"candidate": {"version": "../v1"}}}, "version"),
+        ({"training": {"publishAs": "canary", "candidateWeight": -1}}, "candidateWeight"),
+        ({"training": {"publishAs": "canary"}, "model": {"candidate": {"version": "v1"}}}, "not both"),
     ],
     ids=lambda v: str(v)[:60],
 )
@@ -267,6 +272,36 @@ def test_training_hooks(render_chart):
     assert command[command.index("--epochs") + 1] == "3"
     service = r.get("Service", "fashion-classifier")
     assert service["spec"]["type"] == "NodePort" and service["spec"]["ports"][0]["nodePort"] == 30080
+
+
+def test_a_candidate_is_set_by_a_hook_after_the_training_run(render_chart):
+    assert render_chart({}, name="defaults").get("Job", "fashion-classifier-rollout") is None
+    r = render_chart(VALUES_MATRIX["canary-candidate"], name="canary-candidate")
+    job = r.get("Job", "fashion-classifier-rollout")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
+    train = r.get("Job", "fashion-classifier-train")["metadata"]["annotations"]["helm.sh/hook-weight"]
+    assert int(annotations["helm.sh/hook-weight"]) > int(train)
+    pod = job["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert container["command"] == ["fashion-classifier", "model", "canary", "20261124T181829Z-mlp-b4dd",
+                                    "--weight", "25", "--model-dir", "/models"]
+    models = [m for m in container["volumeMounts"] if m["name"] == "models"]
+    assert models == [{"name": "models", "mountPath": "/models"}]  # writable, unlike the classifier's
+    assert pod["spec"]["initContainers"][0]["command"][0] == "fc-seed-model"  # a fresh store has the image's versions
+    selector = r.get("Service", "fashion-classifier")["spec"]["selector"]
+    assert any(pod["metadata"]["labels"].get(k) != v for k, v in selector.items())  # never a Service endpoint
+    shadow = render_chart({"model": {"candidate": {"version": "v9", "mode": "shadow"}}}, name="shadow-candidate")
+    command = shadow.get("Job", "fashion-classifier-rollout")["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command == ["fashion-classifier", "model", "shadow", "v9", "--model-dir", "/models"]
+
+
+def test_training_can_publish_its_version_as_a_candidate(render_chart):
+    default = render_chart({}, name="defaults").get("Job", "fashion-classifier-train")
+    assert "--publish-as" not in default["spec"]["template"]["spec"]["containers"][0]["command"]
+    r = render_chart({"training": {"publishAs": "canary", "candidateWeight": 5}}, name="training-canary")
+    command = r.get("Job", "fashion-classifier-train")["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--publish-as") + 1 :][:3] == ["canary", "--weight", "5"]
 
 
 def test_migration_is_an_upgrade_hook(render_chart):

@@ -25,7 +25,9 @@ def test_seeds_an_empty_volume_with_a_verified_version(model_store, tmp_path):
     version = store.current_version(model_store)
     assert store.current_version(target) == version
     assert store.verify(store.current_path(target))["version"] == version
-    assert "seeded" in out.stdout
+    for other in store.list_versions(model_store):
+        assert store.verify(store.version_path(target, other))["version"] == other
+    assert len(store.list_versions(target)) == 2 and "seeded" in out.stdout
     assert not [p for p in target.iterdir() if p.name.startswith(".")], "staging files left behind"
 
 
@@ -56,6 +58,6 @@ def test_pods_seeding_at_once_agree(model_store, tmp_path):
         results = list(pool.map(lambda _: seed(model_store, target), range(4)))
     assert all(r.returncode == 0 for r in results)
     version = store.current_version(model_store)
-    assert store.list_versions(target) == [version]
+    assert store.list_versions(target) == store.list_versions(model_store)  # every version: rollouts need them
     assert store.verify(store.current_path(target))["version"] == version
     assert not [p for p in target.iterdir() if p.name.startswith(".")]

@@ -147,3 +147,23 @@ def test_max_normalization_makes_the_compact_net_blind_to_brightness(dataset):
     assert np.allclose(bright.max(axis=(1, 2)), 1.0)
     assert np.allclose(np.asarray(layer(x * 0.55)), bright, atol=1e-5)
     assert not np.asarray(layer(np.zeros((1, 28, 28), np.float32))).any()  # a blank image stays blank
+
+
+def test_a_run_can_publish_a_rollout_candidate(data_dir, model_store):
+    from fashion_classifier.artifacts import rollout
+
+    current = store.current_version(model_store)
+    meta = _train(model_store, data_dir, "--epochs", "1", "--publish-as", "canary", "--weight", "25")
+    assert store.current_version(model_store) == current  # still answers 75 % of requests
+    candidate = rollout.read_candidate(model_store)
+    assert (candidate.version, candidate.mode, candidate.weight) == (meta["version"], "canary", 25.0)
+    shadow = _train(model_store, data_dir, "--epochs", "1", "--publish-as", "shadow")
+    assert rollout.read_candidate(model_store).version == shadow["version"]  # the newer one replaces it
+    assert meta["version"] in store.list_versions(model_store)
+
+
+def test_a_first_version_is_current_whatever_it_was_published_as(data_dir, tmp_path):
+    from fashion_classifier.artifacts import rollout
+
+    meta = _train(tmp_path, data_dir, "--epochs", "1", "--publish-as", "canary")
+    assert store.current_version(tmp_path) == meta["version"] and rollout.read_candidate(tmp_path) is None

@@ -124,3 +124,14 @@ def test_the_model_card_compares_the_arms_during_a_rollout(client, state, model_
     assert 'id="rollout"' in page and f"<strong>{candidate}</strong>" in page and "for 100 % of requests" in page
     row = page[page.index('id="arms"'):]
     assert "candidate</td><td>" + candidate in row and "100.0 %" in row
+
+
+def test_with_an_api_token_the_model_card_shows_the_comparison_to_its_holders_only(make_app, model_store, candidate):
+    app = make_app(api_token="s3cret")
+    client = app.test_client()
+    rollout.set_candidate(model_store, candidate, rollout.SHADOW)
+    app.extensions["fashion_classifier"].holder.check()
+    anonymous = client.get("/model").get_data(as_text=True)
+    assert 'id="rollout"' in anonymous and "send the API token" in anonymous and 'id="arms"' not in anonymous
+    holder = client.get("/model", headers={"Authorization": "Bearer s3cret"}).get_data(as_text=True)
+    assert 'id="arms"' in holder and "in the shadow of every request" in holder

@@ -207,3 +207,13 @@ affinity:
 {{- define "fashion-classifier.trainingData" -}}
 {{- with .Values.training.data }}{{ if or .hostPath .existingClaim }}true{{ end }}{{ end }}
 {{- end }}
+
+{{/* Resources of a short store command (seeding, a rollout move): a Python process without NumPy. */}}
+{{- define "fashion-classifier.smallJobResources" -}}
+requests:
+  cpu: 50m
+  memory: 32Mi
+limits:
+  cpu: 500m
+  memory: 128Mi
+{{- end }}

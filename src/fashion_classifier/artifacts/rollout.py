@@ -16,8 +16,12 @@ version the last promotion replaced. Each move appends a line to ``ROLLOUTS.json
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import math
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +31,7 @@ from fashion_classifier.artifacts import store
 
 CANDIDATE = "CANDIDATE"
 HISTORY = "ROLLOUTS.jsonl"
+LOCK = ".rollout.lock"
 CANARY = "canary"
 SHADOW = "shadow"
 MODES = (CANARY, SHADOW)
@@ -45,7 +50,10 @@ class Candidate:
 
 
 def check_weight(weight: float) -> float:
-    weight = float(weight)
+    try:
+        weight = float(weight)
+    except OverflowError:  # a JSON integer too large for a float
+        weight = math.inf
     if not 0.0 <= weight <= 100.0:  # also refuses NaN
         raise store.ArtifactError(f"a canary's weight is a percentage in 0-100, not {weight:g}")
     return weight
@@ -75,55 +83,74 @@ def read_candidate(model_dir: Path) -> Candidate | None:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
-    return _parse(text, path)
+    except UnicodeDecodeError as exc:
+        raise store.ArtifactError(f"{path} is not UTF-8 text: {exc}") from None
+    try:
+        return _parse(text, path)
+    except ValueError as exc:  # json's limits (an integer of thousands of digits), not a JSONDecodeError
+        raise store.ArtifactError(f"{path} is not a candidate: {exc}") from None
 
 
 def set_candidate(model_dir: Path, version: str, mode: str, weight: float = 0.0) -> Candidate:
     """Make a published version the candidate (replacing any other)."""
     if mode not in MODES:
         raise store.ArtifactError(f"mode {mode!r} is not one of {', '.join(MODES)}")
-    if not store.version_path(model_dir, version).is_dir():
-        raise store.ArtifactError(f"version {version} is not published in {model_dir}")
-    if version == store.current_version(model_dir):
-        raise store.ArtifactError(f"version {version} is already the current one")
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    candidate = Candidate(version, mode, check_weight(weight) if mode == CANARY else 0.0, now)
-    store.replace_file(model_dir, CANDIDATE, json.dumps(asdict(candidate)) + "\n")
-    _record(model_dir, "set", candidate)
-    return candidate
+    with _moving(model_dir):
+        if not store.version_path(model_dir, version).is_dir():
+            raise store.ArtifactError(f"version {version} is not published in {model_dir}")
+        if version == store.current_version(model_dir):
+            raise store.ArtifactError(f"version {version} is already the current one")
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        candidate = Candidate(version, mode, check_weight(weight) if mode == CANARY else 0.0, now)
+        store.replace_file(model_dir, CANDIDATE, json.dumps(asdict(candidate)) + "\n")
+        _record(model_dir, "set", candidate)
+        return candidate
 
 
 def promote(model_dir: Path) -> Candidate:
     """Make the candidate the current version; returns the candidate it was."""
-    candidate = _required(model_dir)
-    previous = store.current_version(model_dir)
-    store.set_current(model_dir, candidate.version)
-    _remove(model_dir)
-    _record(model_dir, "promote", candidate, previous=previous)
-    return candidate
+    with _moving(model_dir):
+        candidate = _required(model_dir)
+        previous = store.current_version(model_dir)
+        # Recorded first: a crash after CURRENT moved still lets rollback find what it replaced.
+        _record(model_dir, "promote", candidate, previous=previous)
+        store.set_current(model_dir, candidate.version)
+        _remove(model_dir)
+        return candidate
 
 
-def withdraw(model_dir: Path, reason: str = "rollback", why: str | None = None) -> Candidate:
-    """Stop serving the candidate; the current version answers everything again."""
-    candidate = _required(model_dir)
-    _remove(model_dir)
-    _record(model_dir, reason, candidate, why=why)
-    return candidate
+def withdraw(model_dir: Path, reason: str = "rollback", why: str | None = None,
+             expected: Candidate | None = None) -> Candidate:
+    """Stop serving the candidate (only if it is still ``expected``, when given); the current
+    version answers everything again."""
+    with _moving(model_dir):
+        candidate = _required(model_dir)
+        if expected is not None and candidate != expected:
+            raise store.ArtifactError(f"the candidate changed to {candidate.describe()}; it was not withdrawn")
+        _remove(model_dir)
+        _record(model_dir, reason, candidate, why=why)
+        return candidate
 
 
 def rollback(model_dir: Path) -> str:
     """Withdraw the candidate; without one, undo the last promotion. Says what it did."""
-    if read_candidate(model_dir) is not None:
-        return f"withdrew {withdraw(model_dir).version}: the current version answers every request"
-    current = store.current_version(model_dir)
-    promoted = next((m for m in reversed(history(model_dir)) if m.get("action") == "promote"), None)
-    if promoted is None or promoted.get("version") != current or not promoted.get("previous"):
-        raise store.ArtifactError(f"no candidate is set in {model_dir}, and {current} was not promoted from one")
-    previous = str(promoted["previous"])
-    store.set_current(model_dir, previous)
-    _record(model_dir, "demote", Candidate(current, str(promoted.get("mode")), 0.0, str(promoted.get("since"))),
-            previous=previous)
-    return f"{previous} is the current version again; {current} is no longer served"
+    with _moving(model_dir):
+        current = store.current_version(model_dir)
+        candidate = read_candidate(model_dir)
+        if candidate is not None and candidate.version != current:
+            _remove(model_dir)
+            _record(model_dir, "rollback", candidate)
+            return f"withdrew {candidate.version}: the current version answers every request"
+        if candidate is not None:  # a promotion cut short before it removed the file: it was promoted
+            _remove(model_dir)
+        promoted = next((m for m in reversed(history(model_dir)) if m.get("action") == "promote"), None)
+        if promoted is None or promoted.get("version") != current or not promoted.get("previous"):
+            raise store.ArtifactError(f"no candidate is set in {model_dir}, and {current} was not promoted from one")
+        previous = str(promoted["previous"])
+        store.set_current(model_dir, previous)
+        _record(model_dir, "demote", Candidate(current, str(promoted.get("mode")), 0.0, str(promoted.get("since"))),
+                previous=previous)
+        return f"{previous} is the current version again; {current} is no longer served"
 
 
 def history(model_dir: Path, limit: int = 20) -> list[dict[str, Any]]:
@@ -135,9 +162,11 @@ def history(model_dir: Path, limit: int = 20) -> list[dict[str, Any]]:
     moves = []
     for line in lines[-limit:]:
         try:
-            moves.append(json.loads(line))
-        except json.JSONDecodeError:
+            move = json.loads(line)
+        except ValueError:
             continue  # a line cut short by a crash: the others still stand
+        if isinstance(move, dict):
+            moves.append(move)
     return moves
 
 
@@ -146,6 +175,14 @@ def _required(model_dir: Path) -> Candidate:
     if candidate is None:
         raise store.ArtifactError(f"no candidate is set in {model_dir}")
     return candidate
+
+
+@contextlib.contextmanager
+def _moving(model_dir: Path) -> Iterator[None]:
+    """One move at a time on a store (an operator's command and the guard may meet)."""
+    with open(Path(model_dir) / LOCK, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 def _remove(model_dir: Path) -> None:

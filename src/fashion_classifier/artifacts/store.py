@@ -174,11 +174,13 @@ def set_current(model_dir: Path, version: str) -> None:
     replace_file(model_dir, CURRENT, version + "\n")
 
 
-def publish(model_dir: Path, staged: Path, version: str, keep: int = 5) -> Path:
+def publish(model_dir: Path, staged: Path, version: str, keep: int = 5, make_current: bool = True) -> Path:
     """Move a fully written staging directory into the store and make it current.
 
     ``staged`` must hold metadata.json (see :func:`write_metadata`). Old versions beyond
-    ``keep`` are removed afterwards; the current one is never removed.
+    ``keep`` are removed afterwards; the current one and the new one are never removed. With
+    ``make_current`` false, CURRENT stays (a rollout's candidate is published so), unless the
+    store has none yet.
     """
     model_dir = Path(model_dir)
     target = version_path(model_dir, version)
@@ -189,21 +191,22 @@ def publish(model_dir: Path, staged: Path, version: str, keep: int = 5) -> Path:
     _fsync_tree(staged)
     os.rename(staged, target)
     fsync_dir(target.parent)
-    set_current(model_dir, version)
-    prune(model_dir, keep)
+    if make_current or current_version(model_dir) is None:
+        set_current(model_dir, version)
+    prune(model_dir, keep, protect=(version,))
     return target
 
 
-def prune(model_dir: Path, keep: int) -> list[str]:
-    """Remove the oldest versions so that at most ``keep`` remain; never the current one, nor a
-    rollout's candidate."""
+def prune(model_dir: Path, keep: int, protect: tuple[str, ...] = ()) -> list[str]:
+    """Remove the oldest versions so that at most ``keep`` remain; never the current one, a
+    rollout's candidate, nor those in ``protect``."""
     from fashion_classifier.artifacts import rollout  # it builds on this module
 
-    kept = {current_version(model_dir)}
+    kept = {current_version(model_dir), *protect}
     try:
         candidate = rollout.read_candidate(model_dir)
     except ArtifactError:
-        candidate = None
+        return []  # which version it names is unknown: remove nothing
     if candidate is not None:
         kept.add(candidate.version)
     kept.discard(None)

@@ -52,7 +52,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     cluster = sub.add_parser(
         "cluster",
-        help="operate a deployed release (train, status, scale, rollout, cassandra-repair)",
+        help="operate a deployed release (train, status, scale, rollout, model, cassandra-repair)",
         description="Operate a fashion-classifier Helm release through the Kubernetes API "
         "(needs the 'kubernetes' package).",
     )
@@ -112,6 +112,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.set_defaults(handler=cmd_rollout)
 
+    p = commands.add_parser(
+        "model",
+        help="run a rollout command on the release's model store (canary, shadow, promote, rollback, status, ...)",
+        description="Run `fashion-classifier model ACTION [ARGS]` in a Job made from the release's classifier pod, "
+        "with its model store mounted writable (the classifier pods mount it read-only), and show its output. "
+        "The classifier pods follow a move within their reload interval. Options of this command go before ACTION.",
+    )
+    p.add_argument("model_args", nargs=argparse.REMAINDER, metavar="ACTION [ARGS]",
+                   help="as for `fashion-classifier model` (without --model-dir), e.g. canary VERSION --weight 10")
+    p.add_argument("--timeout", type=argtypes.seconds(allow_zero=False), default=300.0, metavar="SECONDS",
+                   help="stop following after this long; the Job goes on (default: %(default)s)")
+    _common(p)
+    p.set_defaults(handler=cmd_model)
 
     p = commands.add_parser(
         "ensure-secrets",
@@ -208,6 +221,43 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"unknown (the pod reported none: kubectl -n {rel.namespace} logs job/{name}, "
             "or fashion-classifier cluster status)")
         _emit(f"job {name} succeeded in {outcome.seconds:.0f}s; new model version: {version}")
+        return 0
+
+    return _run(args, operation)
+
+
+def _check_model_args(model_args: list[str]) -> None:
+    """Refuse what `fashion-classifier model` would refuse, here rather than in a pod."""
+    from fashion_classifier.cli import build_parser
+
+    if not model_args:
+        raise CliError("name an action: canary, shadow, promote, rollback, status, guard or report")
+    if any(arg == "--model-dir" or arg.startswith("--model-dir=") for arg in model_args):
+        raise CliError("--model-dir is the release's store: leave it out")
+    try:
+        build_parser().parse_args(["model", *model_args])  # argparse prints what is wrong, and exits
+    except SystemExit as exc:
+        if exc.code == 0:  # --help: shown, nothing to run
+            raise
+        raise CliError(f"`fashion-classifier model {' '.join(model_args)}` would be refused (above)") from None
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from fashion_classifier.cluster import model_jobs
+
+    _check_model_args(args.model_args)
+
+    def operation(cluster: Cluster, rel: Release) -> int:
+        job = model_jobs.build_job(rel, args.model_args)
+        name = job["metadata"]["name"]
+        cluster.call(f"create a Job in namespace {rel.namespace!r}", cluster.batch.create_namespaced_job,
+                     rel.namespace, job)
+        _emit(f"job {name} created in namespace {rel.namespace}: fashion-classifier model {' '.join(args.model_args)}")
+        outcome = follow.follow_job(cluster, rel.namespace, name, _emit, args.timeout)
+        if not outcome.succeeded:
+            print(f"job {name} failed after {outcome.seconds:.0f}s: {outcome.reason}", file=sys.stderr)
+            return EXIT_FAILED
+        _emit(f"job {name} succeeded in {outcome.seconds:.0f}s")
         return 0
 
     return _run(args, operation)

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from fashion_classifier.cli import EXIT_FAILED, EXIT_UNAVAILABLE, CliError
+from fashion_classifier.cli import EXIT_FAILED, EXIT_UNAVAILABLE, CliError, argtypes
 from fashion_classifier.cli.argtypes import whole_number
 from fashion_classifier.config import ARCHITECTURES, DEFAULT_ARCHITECTURE, Settings
 
@@ -44,6 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep", type=POSITIVE, help="versions to keep (default: FC_KEEP_VERSIONS, 5)")
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     p.add_argument("--json", action="store_true", help="print the published metadata as JSON at the end")
+    p.add_argument("--publish-as", choices=("current", "canary", "shadow"), default="current",
+                   help="make the new version current (default), or a rollout's candidate beside the current "
+                   "one (docs/rollouts.md)")
+    p.add_argument("--weight", type=argtypes.percent, default=10.0, metavar="PERCENT",
+                   help="with --publish-as canary: the share of requests it answers (default: 10)")
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate the current (or a given) version on the test set",
@@ -109,6 +114,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=settings.seed if args.seed is None else args.seed,
         keep_versions=args.keep or settings.keep_versions,
         verbose=2 if args.quiet else 1,
+        publish_as=args.publish_as,
+        weight=args.weight,
     )
     try:
         if args.json:

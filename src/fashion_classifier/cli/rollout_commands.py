@@ -95,15 +95,25 @@ def _move(move, *args) -> object:
 def cmd_canary(args: argparse.Namespace) -> int:
     from fashion_classifier.artifacts import rollout
 
-    candidate = _move(rollout.set_candidate, _store(args), args.version, rollout.CANARY, args.weight)
-    print(f"candidate {candidate.describe()}")
-    return 0
+    return _set(args, rollout.CANARY, args.weight)
 
 
 def cmd_shadow(args: argparse.Namespace) -> int:
     from fashion_classifier.artifacts import rollout
 
-    candidate = _move(rollout.set_candidate, _store(args), args.version, rollout.SHADOW)
+    return _set(args, rollout.SHADOW, 0.0)
+
+
+def _set(args: argparse.Namespace, mode: str, weight: float) -> int:
+    from fashion_classifier.artifacts import rollout, store
+
+    model_dir = _store(args)
+    if _move(store.current_version, model_dir) == args.version:
+        # Already promoted: nothing to roll out. Not an error, so the chart's hook, which repeats
+        # model.candidate on every upgrade, succeeds after a promotion.
+        print(f"{args.version} is the current version: no candidate set")
+        return 0
+    candidate = _move(rollout.set_candidate, model_dir, args.version, mode, weight)
     print(f"candidate {candidate.describe()}")
     return 0
 
@@ -125,12 +135,13 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from fashion_classifier.artifacts import rollout, store
+    from fashion_classifier.rollout_guard import AUTO_ROLLBACK
 
     model_dir = _store(args)
     current = _move(store.current_version, model_dir)
     candidate = _move(rollout.read_candidate, model_dir)
     moves = rollout.history(model_dir, limit=1000)
-    auto = sum(move.get("action") == "auto-rollback" for move in moves)
+    auto = sum(move.get("action") == AUTO_ROLLBACK for move in moves)
     moves = moves[-5:]
     if args.json:
         print(json.dumps({"current": current, "candidate": candidate and vars(candidate), "moves": moves,
@@ -140,7 +151,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"candidate  {candidate.describe() if candidate else '(none)'}")
     print(f"automatic rollbacks in the last 1,000 moves: {auto}")
     for move in moves:
-        print(f"  {move.get('at')}  {move.get('action'):<8} {move.get('version')} ({move.get('mode')})")
+        print(f"  {move.get('at')}  {move.get('action') or '?':<8} {move.get('version')} ({move.get('mode')})")
     return 0
 
 

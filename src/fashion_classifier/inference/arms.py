@@ -59,7 +59,7 @@ class Serving:
     def version(self, version: str) -> Choice | None:
         """The arm serving exactly ``version``, or None when it is not loaded."""
         if version == self.current.version:
-            return self._current
+            return self._shadowed or self._current  # named or not, the current version's answers are shadowed
         if self.candidate is not None and version == self.candidate.version:
             return self._candidate
         return None

@@ -51,6 +51,9 @@ class ModelHolder:
     def check(self) -> bool:
         """Load what the store names if it changed; True when a new rollout state was swapped in."""
         with self._check_lock:  # the watcher and an explicit call never load the same version twice
+            # CANDIDATE before CURRENT: a promotion writes CURRENT first, so a check between its two
+            # steps sees the candidate equal to CURRENT (no candidate), never the old pair without it.
+            wanted, unreadable = self._wanted_candidate()
             try:
                 version = store.current_version(self.model_dir)
             except (OSError, store.ArtifactError) as exc:
@@ -62,24 +65,27 @@ class ModelHolder:
             current = self._obtain(CURRENT_ARM, version, serving) or (serving.current if serving else None)
             if current is None:
                 return False
-            wanted = self._wanted_candidate(current.version)
+            if unreadable:  # said after the current version's load, which clears the last error
+                self._refuse(None, None, f"rollout candidate ignored: {unreadable}")
+            if wanted is not None and wanted.version == current.version:
+                wanted = None
             candidate = self._obtain(CANDIDATE_ARM, wanted.version, serving) if wanted else None
-            mode, weight = (wanted.mode, wanted.weight) if candidate is not None else (None, 0.0)
-            if serving is not None and (serving.current, serving.candidate, serving.mode, serving.weight) == (
-                current, candidate, mode, weight
+            new = Serving(current, candidate, wanted.mode if candidate else None, wanted.weight if candidate else 0.0)
+            if serving is not None and (
+                serving.current is new.current and serving.candidate is new.candidate
+                and (serving.mode, serving.weight) == (new.mode, new.weight)
             ):
                 return False
-            self.serving = Serving(current, candidate, mode, weight)  # the swap: one reference assignment
+            self.serving = new  # the swap: one reference assignment
             self._announce(serving, self.serving)
             return True
 
-    def _wanted_candidate(self, current: str) -> rollout.Candidate | None:
+    def _wanted_candidate(self) -> tuple[rollout.Candidate | None, str | None]:
+        """The store's candidate, or None and why it cannot be read."""
         try:
-            wanted = rollout.read_candidate(self.model_dir)
+            return rollout.read_candidate(self.model_dir), None
         except (OSError, store.ArtifactError) as exc:
-            self._refuse(None, None, f"rollout candidate ignored: {exc}")
-            return None
-        return wanted if wanted is not None and wanted.version != current else None
+            return None, str(exc)
 
     def _obtain(self, arm: str, version: str, serving: Serving | None) -> LoadedModel | None:
         """The loaded ``version``: the one already serving, else newly loaded; None if refused."""

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from fashion_classifier.predlog.base import PredictionLog, PredictionRecord
+from fashion_classifier.predlog.base import PredictionLog, PredictionLogUnavailable, PredictionRecord
 
 Z95 = 1.959964
 
@@ -140,23 +140,37 @@ def window(log: PredictionLog, start: datetime, end: datetime, page_size: int = 
 
 
 class RecentReport:
-    """The report of the last ``seconds``, read at most every ``ttl`` seconds (for a page anyone
-    may load: its cost stays one bounded read per worker and ``ttl``)."""
+    """The report of the last ``seconds``, read at most once per ``ttl`` seconds (for a page: its
+    cost stays one bounded read per worker and ``ttl``, whatever the requests). A failed read is
+    remembered for ``ttl`` too, and a request that finds another one reading is given the last
+    result instead of waiting for it."""
 
     def __init__(self, log: PredictionLog, seconds: float = 3600.0, max_rows: int = 5000, ttl: float = 30.0) -> None:
         self._log = log
         self._seconds, self._max_rows, self._ttl = seconds, max_rows, ttl
         self._lock = threading.Lock()
-        self._cached: tuple[float, Report] | None = None
+        self._cached: tuple[float, Report | PredictionLogUnavailable] | None = None
 
     def get(self) -> Report:
         """Raises PredictionLogUnavailable when the log cannot be read."""
-        with self._lock:
-            cached = self._cached
-            if cached is not None and time.monotonic() - cached[0] < self._ttl:
-                return cached[1]
-            end = datetime.now(UTC)
-            start = end - timedelta(seconds=self._seconds)
-            report = compare(window(self._log, start, end), start, end, self._max_rows)
-            self._cached = (time.monotonic(), report)
-            return report
+        cached = self._cached
+        if cached is None or time.monotonic() - cached[0] >= self._ttl:
+            if self._lock.acquire(blocking=False):
+                try:
+                    cached = self._cached = (time.monotonic(), self._read())
+                finally:
+                    self._lock.release()
+            elif cached is None:
+                raise PredictionLogUnavailable("the report is being read; reload in a moment")
+        result = cached[1]
+        if isinstance(result, PredictionLogUnavailable):
+            raise result
+        return result
+
+    def _read(self) -> Report | PredictionLogUnavailable:
+        end = datetime.now(UTC)
+        start = end - timedelta(seconds=self._seconds)
+        try:
+            return compare(window(self._log, start, end), start, end, self._max_rows)
+        except PredictionLogUnavailable as exc:
+            return exc

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from fashion_classifier import __version__
-from fashion_classifier.artifacts import store
+from fashion_classifier.artifacts import rollout, store
 from fashion_classifier.config import CLASS_NAMES, DEFAULT_ARCHITECTURE
 from fashion_classifier.data import Dataset
 
@@ -30,6 +30,8 @@ class TrainOptions:
     seed: int = 42
     keep_versions: int = 5
     verbose: int = 1  # Keras progress bar (1), one line per epoch (2), silent (0)
+    publish_as: str = "current"  # or a rollout's candidate: "canary" (answers `weight` %) or "shadow"
+    weight: float = 10.0
 
 
 def _seed_everything(seed: int) -> None:
@@ -168,10 +170,14 @@ def train(
             },
         }
         meta = store.write_metadata(staged, meta)
-        store.publish(model_dir, staged, version, keep=options.keep_versions)
+        as_current = options.publish_as == "current"
+        store.publish(model_dir, staged, version, keep=options.keep_versions, make_current=as_current)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
+    if not as_current and store.current_version(model_dir) != version:  # a first version is current anyway
+        candidate = rollout.set_candidate(model_dir, version, options.publish_as, options.weight)
+        log(f"published as the candidate: {candidate.describe()}")
     log(summary(meta))
     return meta
 

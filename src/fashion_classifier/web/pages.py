@@ -167,9 +167,17 @@ def model_card() -> Response:
 
 
 def _arms(state) -> dict[str, object]:
-    """The last hour's arms report for the page, or why there is none."""
+    """The last hour's arms report for the page, or why there is none. It is read from the
+    prediction log, so it needs the API token when one is configured, as the log's pages do."""
     if state.arms_report is None:
         return {"arms_error": "the prediction log is off (FC_PREDLOG=off)"}
+    token = auth.guard()
+    if token is not None:
+        try:
+            token.check(request.headers.get("Authorization"))
+        except auth.Unauthorized:
+            return {"arms_error": "the live comparison reads the prediction log: send the API token, or run "
+                    "fashion-classifier model report"}
     try:
         return {"arms": state.arms_report.get()}
     except PredictionLogUnavailable as exc:
