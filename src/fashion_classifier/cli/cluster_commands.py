@@ -242,9 +242,38 @@ def _check_model_args(model_args: list[str]) -> None:
         raise CliError(f"`fashion-classifier model {' '.join(model_args)}` would be refused (above)") from None
 
 
+# This command's own options, which may also follow ACTION (they are not `model` options).
+_MODEL_OWN_OPTIONS = {"-n": "namespace", "--namespace": "namespace", "--release": "release",
+                      "--kubeconfig": "kubeconfig", "--context": "context", "--timeout": "timeout",
+                      "--request-timeout": "request_timeout"}
+
+
+def _take_own_options(args: argparse.Namespace) -> None:
+    """Move this command's options found after ACTION from ``model_args`` into ``args``."""
+    rest, tokens = [], iter(args.model_args)
+    for token in tokens:
+        name, sep, value = token.partition("=")
+        if name in _MODEL_OWN_OPTIONS and name.startswith("--") or token in _MODEL_OWN_OPTIONS:
+            if not sep:
+                value = next(tokens, None)
+                if value is None:
+                    raise CliError(f"{name} needs a value")
+            dest = _MODEL_OWN_OPTIONS[name]
+            if dest in ("timeout", "request_timeout"):
+                try:
+                    value = argtypes.seconds(allow_zero=False)(value)
+                except argparse.ArgumentTypeError as exc:
+                    raise CliError(f"{name}: {exc}") from None
+            setattr(args, dest, value)
+        else:
+            rest.append(token)
+    args.model_args = rest
+
+
 def cmd_model(args: argparse.Namespace) -> int:
     from fashion_classifier.cluster import model_jobs
 
+    _take_own_options(args)
     _check_model_args(args.model_args)
 
     def operation(cluster: Cluster, rel: Release) -> int:
