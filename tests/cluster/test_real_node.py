@@ -327,6 +327,9 @@ def test_a_candidate_set_by_the_chart_is_served_beside_the_current_version_then_
         wait_until(lambda served=served: _all_pods_serve(installed, served), 60, f"both pods to follow {action}")
     status = kube.cli("model", "status", "-n", NAMESPACE, "--release", RELEASE)
     assert status.returncode == 0 and f"current    {current}" in status.stdout, status.stdout + status.stderr
+    # The command's Jobs belong to no release: they stay 10 minutes after they end unless deleted.
+    kube.kubectl("-n", NAMESPACE, "delete", "jobs", "-l", "app.kubernetes.io/managed-by=fashion-classifier-cli",
+                 "--cascade=foreground", "--wait=true", "--timeout=120s", timeout=150)
 
 
 def test_helm_uninstall_leaves_only_the_documented_claims(installed: Installed) -> None:

@@ -209,9 +209,9 @@ def prune(model_dir: Path, keep: int, protect: tuple[str, ...] = ()) -> list[str
         return []  # which version it names is unknown: remove nothing
     if candidate is not None:
         kept.add(candidate.version)
-    kept.discard(None)
-    versions = [v for v in list_versions(model_dir) if v not in kept]
-    excess = len(versions) + len(kept) - max(keep, 1)
+    published = list_versions(model_dir)
+    versions = [v for v in published if v not in kept]
+    excess = len(published) - max(keep, 1)
     removed = []
     for version in versions[: max(excess, 0)]:
         shutil.rmtree(version_path(model_dir, version), ignore_errors=True)
