@@ -151,8 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Latency with a shadow candidate on and off (module docstring).")
     paths.add_path_args(p)
     p.add_argument("--rates", default="400,800", help="requests per second, comma-separated; the target is "
-                   "judged at the first (default 400,800: about a quarter and a half of what 2 workers serve here "
-                   "with the generator beside them)")
+                   "judged at the first (default 400,800)")
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--rounds", type=int, default=3, help="rounds of each mode")
     p.add_argument("--overload", type=float, default=2.0, help="the last round's rate, times the last of --rates")
