@@ -58,7 +58,6 @@ FULLNAME = "fc-fashion-classifier"
 CLASSIFIER = "app.kubernetes.io/instance=fc,app.kubernetes.io/component=classifier"
 CASSANDRA = "app.kubernetes.io/instance=fc,app.kubernetes.io/component=cassandra"
 DEFAULT_MODEL = (Path(__file__).resolve().parents[2] / "model" / "CURRENT").read_text().strip()
-MLP = next(p.name for p in (Path(__file__).resolve().parents[2] / "model" / "versions").iterdir() if "-mlp-" in p.name)
 
 
 def _values(images: dict[str, str], data_dir: Path) -> dict:
@@ -315,13 +314,14 @@ def test_a_candidate_set_by_the_chart_is_served_beside_the_current_version_then_
         installed: Installed) -> None:
     kube = installed.kube
     (current,) = set(_served_versions(installed).values())
-    # The image seeds the store with both shipped versions: the tutorial's MLP can be rolled out.
+    # The store holds the version the image seeded it with, which the trained one replaced.
+    seeded = DEFAULT_MODEL
     kube.helm("upgrade", RELEASE, CHART, "-n", NAMESPACE, "--reuse-values", "--set",
-              f"model.candidate.version={MLP},model.candidate.weight=50", "--wait", "--wait-for-jobs",
+              f"model.candidate.version={seeded},model.candidate.weight=50", "--wait", "--wait-for-jobs",
               "--timeout", "5m", timeout=400)
-    wait_until(lambda: _all_pods_serve(installed, [current, MLP]), 60, "both pods to load the candidate")
+    wait_until(lambda: _all_pods_serve(installed, [current, seeded]), 60, "both pods to load the candidate")
     # Moves through the cluster command, which runs them in a Job on the store.
-    for action, served in (("promote", [MLP]), ("rollback", [current])):
+    for action, served in (("promote", [seeded]), ("rollback", [current])):
         proc = kube.cli("model", action, "-n", NAMESPACE, "--release", RELEASE)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         wait_until(lambda served=served: _all_pods_serve(installed, served), 60, f"both pods to follow {action}")
