@@ -34,3 +34,18 @@ def write_results(out: Path, name: str, results: dict, markdown: str) -> Path:
     stem.with_suffix(".md").write_text(markdown)
     print(f"wrote {stem}.json and {stem}.md")
     return stem
+
+
+def scratch_inputs(work: Path, data_dir: Path, model_dir: Path) -> tuple[Path, Path]:
+    """In ``work``: a 28×28 test PNG, and a private copy of the model store (without a rollout
+    candidate) that a benchmark may publish into, never ``model/`` itself."""
+    import shutil
+
+    from harness.images import encode, load_test_split  # tests/ is on the path of every benchmark
+
+    images, _ = load_test_split(data_dir)
+    png = work / "fashion-28x28.png"
+    png.write_bytes(encode(images[0], "PNG"))
+    store = work / "model"
+    shutil.copytree(model_dir, store, ignore=shutil.ignore_patterns("CANDIDATE"))
+    return png, store

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -43,7 +42,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import machine  # noqa: E402
 import paths  # noqa: E402
-from harness.images import encode, load_test_split  # noqa: E402
 from harness.server import start_serve  # noqa: E402
 from inference.store_copies import publish_beside  # noqa: E402
 
@@ -163,11 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     now = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="fc-shadow-") as tmp:
         work = Path(tmp)
-        images, _ = load_test_split(args.data_dir)
-        png = work / "fashion-28x28.png"
-        png.write_bytes(encode(images[0], "PNG"))
-        store = work / "model"
-        shutil.copytree(args.model_dir, store, ignore=shutil.ignore_patterns(rollout.CANDIDATE))
+        png, store = paths.scratch_inputs(work, args.data_dir, args.model_dir)
         version = (store / "CURRENT").read_text().strip()
         shadow = publish_beside(store, "shadow")
         rates = [float(rate) for rate in args.rates.split(",")]

@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,7 +60,6 @@ import cassandra_cluster  # noqa: E402
 import machine  # noqa: E402
 import paths  # noqa: E402
 import wrkrun  # noqa: E402
-from harness.images import encode, load_test_split  # noqa: E402
 from harness.server import ServerError, rss_bytes, start_serve  # noqa: E402
 from inference.store_copies import publish_copy  # noqa: E402
 
@@ -244,11 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="fc-soak-") as tmp:
             work = Path(tmp)
-            images, _ = load_test_split(args.data_dir)
-            png = work / "fashion-28x28.png"
-            png.write_bytes(encode(images[0], "PNG"))
-            store = work / "model"
-            shutil.copytree(args.model_dir, store)  # the soak publishes into a copy, never into model/
+            png, store = paths.scratch_inputs(work, args.data_dir, args.model_dir)  # the soak publishes into it
             cluster_start = cassandra_cluster.ensure_up()
             started_cluster = cluster_start is not None
             results["cluster_start_s"] = cluster_start

@@ -175,14 +175,19 @@ def guard() -> ApiToken | None:
     return current_app.extensions[_EXTENSION]  # KeyError, not an open door, if never installed
 
 
+def check_request() -> None:
+    """Raise :class:`Unauthorized` unless this request may read what the token protects."""
+    token = guard()
+    if token is not None:
+        token.check(request.headers.get("Authorization"))
+
+
 def require_token(view: F) -> F:
     """Mark a view as needing the API token (when one is configured)."""
 
     @functools.wraps(view)
     def checked(*args: Any, **kwargs: Any) -> Any:
-        token = guard()
-        if token is not None:
-            token.check(request.headers.get("Authorization"))
+        check_request()
         return view(*args, **kwargs)
 
     return checked  # type: ignore[return-value]

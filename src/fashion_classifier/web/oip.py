@@ -47,6 +47,10 @@ def _check(model_name: str, state: ServingState) -> None:
         raise ApiError(404, f"model {model_name!r} not found; this server serves {state.settings.model_name!r}")
 
 
+def _not_loaded(model_name: str, version: str) -> ApiError:
+    return ApiError(404, f"version {version!r} of model {model_name!r} is not loaded")
+
+
 def _versions(state: ServingState) -> list[str]:
     """The versions this process serves: the current one, then a rollout's candidate."""
     serving = state.holder.serving
@@ -60,7 +64,7 @@ def model_metadata(model_name: str, model_version: str | None = None) -> Respons
     _check(model_name, state)
     versions = _versions(state)
     if model_version is not None and model_version not in versions:
-        raise ApiError(404, f"version {model_version!r} of model {model_name!r} is not loaded")
+        raise _not_loaded(model_name, model_version)
     return json_response(oip_codec.model_metadata(model_name, versions))
 
 
@@ -93,7 +97,7 @@ def run_inference(
     else:  # that exact version, whichever arm serves it
         choice = serving.version(model_version)
         if choice is None:
-            raise ApiError(404, f"version {model_version!r} of model {model_name!r} is not loaded")
+            raise _not_loaded(model_name, model_version)
     body = request.get_data(cache=False)
     # From the environ: request.headers builds a header view first (~5 µs of a ~250 µs request).
     header_length = request.environ.get(oip_codec.HEADER_LENGTH_ENVIRON)

@@ -171,13 +171,11 @@ def _arms(state) -> dict[str, object]:
     prediction log, so it needs the API token when one is configured, as the log's pages do."""
     if state.arms_report is None:
         return {"arms_error": "the prediction log is off (FC_PREDLOG=off)"}
-    token = auth.guard()
-    if token is not None:
-        try:
-            token.check(request.headers.get("Authorization"))
-        except auth.Unauthorized:
-            return {"arms_error": "the live comparison reads the prediction log: send the API token, or run "
-                    "fashion-classifier model report"}
+    try:
+        auth.check_request()
+    except auth.Unauthorized:
+        return {"arms_error": "the live comparison reads the prediction log: send the API token, or run "
+                "fashion-classifier model report"}
     try:
         return {"arms": state.arms_report.get()}
     except PredictionLogUnavailable as exc:
