@@ -133,7 +133,9 @@ class Settings:
     metrics_port: int = _setting(
         "FC_METRICS_PORT", 9464, "port where the gunicorn master serves the workers' summed metrics at /metrics "
         "(same host as FC_PORT, never the app's port); 0 = not served", minimum=0)
-    workers: int = _setting("FC_WORKERS", 0, "gunicorn workers; 0 = one per CPU core", minimum=0)
+    workers: int = _setting(
+        "FC_WORKERS", 0, "gunicorn workers; 0 = one per CPU the process may use (affinity, and the cgroup CPU quota "
+        "rounded up)", minimum=0)
     timeout: int = _setting("FC_TIMEOUT", 30, "seconds before gunicorn replaces a worker that does not answer",
                             minimum=1)
     graceful_timeout: int = _setting("FC_GRACEFUL_TIMEOUT", 20, "seconds a stopping worker has to finish its "

@@ -100,6 +100,14 @@ MODEL_CANDIDATE_INFO = Gauge(
     ["version", "architecture", "mode", "weight"],
     multiprocess_mode="livemax",
 )
+# The store's record of rollout moves (ROLLOUTS.jsonl), the same in every worker and pod on one store;
+# auto-rollback counts the candidates the guard withdrew.
+ROLLOUT_MOVES = Gauge(
+    "fc_rollout_moves",
+    "Rollout moves recorded in the model store, by action (set, promote, rollback, auto-rollback, demote)",
+    ["action"],
+    multiprocess_mode="livemax",
+)
 MODEL_RELOADS = Counter("fc_model_reloads", "Hot reloads: a newly published version swapped in")
 MODEL_LOAD_FAILURES = Counter("fc_model_load_failures", "Model versions refused (checksum, load or validation failed)")
 # A worker without a model answers 503 on predictions, so the minimum over workers is what matters.

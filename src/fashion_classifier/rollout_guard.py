@@ -8,9 +8,10 @@ there), and optionally a server's metrics:
   when each side has at least ``min_feedback`` answers of feedback and the 95 % interval of
   (candidate accuracy - current accuracy) lies wholly below ``-margin``: it is worse by more than
   the margin, and not by chance;
-- **failures** (with a metrics URL): its share of failed inferences exceeds the current version's by
-  more than ``error_margin``, over at least ``min_inferences`` of its inferences. These counters are
-  one server's (a pod's), since its workers started: not limited to the window.
+- **failures**: its share of failed inferences exceeds the current version's by more than
+  ``error_margin``, over at least ``min_inferences`` of its inferences. From Prometheus, they are
+  every pod's over the same window; from one server's ``/metrics``, that server's since its workers
+  started.
 
 A withdrawal is one ``rollout.withdraw`` with the reason ``auto-rollback``: logged, recorded in the
 store's ``ROLLOUTS.jsonl`` with the figures, and counted by ``model status``.
@@ -18,9 +19,12 @@ store's ``ROLLOUTS.jsonl`` with the figures, and counted by ``model status``.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,8 +34,6 @@ from fashion_classifier.predlog.arms_report import Z95, Report, compare, window
 from fashion_classifier.predlog.base import PredictionLog
 
 log = logging.getLogger(__name__)
-
-AUTO_ROLLBACK = "auto-rollback"
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,39 @@ def inference_counts(url: str, timeout: float = 10.0) -> dict[str, tuple[float, 
     return {version: (ok, failed) for version, (ok, failed) in counts.items()}
 
 
-def guard_once(model_dir: Path, predlog: PredictionLog, rules: Rules, metrics_url: str | None = None) -> Verdict | None:
+# Inferences that ran and that failed, summed over the release's pods, per model version.
+PROMQL = {
+    0: "sum by (model_version) (increase(fc_inference_duration_seconds_count{{{selector}}}[{seconds}s]))",
+    1: "sum by (model_version) (increase(fc_inference_errors_total{{{selector}}}[{seconds}s]))",
+}
+
+
+def prometheus_counts(url: str, selector: str, seconds: float, timeout: float = 10.0) -> dict[str, tuple[float, float]]:
+    """{model version: (inferences that ran, inferences that failed)} over the last ``seconds``, from
+    a Prometheus server's HTTP API; ``selector`` picks the release's series (``namespace="fc"``)."""
+    counts: dict[str, list[float]] = {}
+    for slot, query in PROMQL.items():
+        text = query.format(selector=selector, seconds=max(1, round(seconds)))
+        address = f"{url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': text})}"
+        with urllib.request.urlopen(address, timeout=timeout) as response:  # noqa: S310 - a URL the operator gives
+            body = json.loads(response.read())
+        if body.get("status") != "success":
+            raise ValueError(f"Prometheus refused {text!r}: {body.get('error')}")
+        try:
+            for series in body["data"]["result"]:
+                version = series["metric"].get("model_version", "")
+                counts.setdefault(version, [0.0, 0.0])[slot] += float(series["value"][1])
+        except (KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise ValueError(f"an answer from Prometheus without the expected shape ({exc!r})") from None
+    return {version: (ok, failed) for version, (ok, failed) in counts.items()}
+
+
+# Inference counts over the window of the given length in seconds, or None: failures not judged.
+InferenceSource = Callable[[float], dict[str, tuple[float, float]]]
+
+
+def guard_once(model_dir: Path, predlog: PredictionLog, rules: Rules,
+               inferences: InferenceSource | None = None) -> Verdict | None:
     """Judge the store's candidate now and withdraw it if condemned; None without a candidate."""
     candidate = rollout.read_candidate(model_dir)
     current = store.current_version(model_dir)
@@ -136,10 +170,10 @@ def guard_once(model_dir: Path, predlog: PredictionLog, rules: Rules, metrics_ur
     if since is not None and since > start:
         start = since
     report = compare(window(predlog, start, end), start, end, rules.max_rows)
-    inferences = inference_counts(metrics_url) if metrics_url else None
-    verdict = judge(report, candidate, current, rules, inferences)
+    counts = inferences((end - start).total_seconds()) if inferences else None
+    verdict = judge(report, candidate, current, rules, counts)
     if verdict.withdraw:  # only the candidate judged: an operator may have moved on meanwhile
-        rollout.withdraw(model_dir, AUTO_ROLLBACK, why=verdict.why, expected=candidate)
+        rollout.withdraw(model_dir, rollout.AUTO_ROLLBACK, why=verdict.why, expected=candidate)
         log.warning("candidate %s withdrawn: %s", candidate.version, verdict.why)
     return verdict
 

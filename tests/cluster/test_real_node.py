@@ -317,9 +317,15 @@ def test_a_candidate_set_by_the_chart_is_served_beside_the_current_version_then_
     # The store holds the version the image seeded it with, which the trained one replaced.
     seeded = DEFAULT_MODEL
     kube.helm("upgrade", RELEASE, CHART, "-n", NAMESPACE, "--reuse-values", "--set",
-              f"model.candidate.version={seeded},model.candidate.weight=50", "--wait", "--wait-for-jobs",
+              f"model.candidate.version={seeded},model.candidate.weight=50,model.guard.enabled=true",
+              "--set-string", "model.guard.schedule=* * * * *", "--wait", "--wait-for-jobs",
               "--timeout", "5m", timeout=400)
     wait_until(lambda: _all_pods_serve(installed, [current, seeded]), 60, "both pods to load the candidate")
+    # The guard's CronJob judges the candidate every minute, on the log in Cassandra: without
+    # feedback yet, it keeps it.
+    verdict = f"candidate {seeded} kept: too little feedback yet"
+    wait_until(lambda: any(verdict in log for log in _guard_logs(kube)), 180, "a guard run to judge the candidate")
+    assert _all_pods_serve(installed, [current, seeded])
     # Moves through the cluster command, which runs them in a Job on the store.
     for action, served in (("promote", [seeded]), ("rollback", [current])):
         proc = kube.cli("model", action, "-n", NAMESPACE, "--release", RELEASE)
@@ -332,11 +338,22 @@ def test_a_candidate_set_by_the_chart_is_served_beside_the_current_version_then_
                  "--cascade=foreground", "--wait=true", "--timeout=120s", timeout=150)
 
 
+def _guard_logs(kube) -> list[str]:
+    """The output of each guard Job that succeeded (a failed one fails the test)."""
+    jobs = kube.get("jobs", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=rollout-guard")["items"]
+    failed = [job["metadata"]["name"] for job in jobs if job.get("status", {}).get("failed")]
+    assert not failed, kube.kubectl("-n", NAMESPACE, "logs", f"job/{failed[0]}", check=False).stdout
+    return [kube.kubectl("-n", NAMESPACE, "logs", f"job/{job['metadata']['name']}").stdout
+            for job in jobs if job.get("status", {}).get("succeeded")]
+
+
 def test_helm_uninstall_leaves_only_the_documented_claims(installed: Installed) -> None:
     kube = installed.kube
     kube.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "3m", timeout=240)
-    # Pods go after their grace period (the preStop hooks): wait for exactly that, then compare.
-    wait_until(lambda: not kube.get("pods", "-n", NAMESPACE)["items"], 180, "every pod of the release to be gone")
+    # Pods go after their grace period (the preStop hooks), and the guard's Jobs after their
+    # CronJob: wait for exactly those, then compare.
+    wait_until(lambda: not kube.get("pods,jobs", "-n", NAMESPACE)["items"], 180,
+               "every pod and Job of the release to be gone")
     left = leftovers(kube, NAMESPACE)
     assert left == {
         "PersistentVolumeClaim": {f"{FULLNAME}-models", f"{FULLNAME}-spool", f"data-{FULLNAME}-cassandra-0",

@@ -149,6 +149,22 @@ def test_promotion_reuses_the_loaded_candidate_and_rollback_drops_it(model_store
     assert holder.check() is True and holder.model.version == old.version and holder.serving.candidate is None
 
 
+def test_the_store_s_rollout_moves_are_counted_by_action(model_store):
+    holder = ModelHolder(model_store, reload_interval=0)
+    holder.check()
+    assert {a: sample("fc_rollout_moves", {"action": a}) for a in rollout.ACTIONS} == dict.fromkeys(rollout.ACTIONS, 0)
+    candidate = rollout.set_candidate(model_store, other_version(model_store), rollout.CANARY, 10)
+    rollout.withdraw(model_store, rollout.AUTO_ROLLBACK, why="worse", expected=candidate)
+    rollout.set_candidate(model_store, candidate.version, rollout.SHADOW)
+    holder.check()  # the candidate is the same: only the count moved
+    counts = {a: sample("fc_rollout_moves", {"action": a}) for a in rollout.ACTIONS}
+    assert counts == {**dict.fromkeys(rollout.ACTIONS, 0), "set": 2, "auto-rollback": 1}
+    with open(model_store / rollout.HISTORY, "a") as fh:  # a line cut short by a crash counts as nothing
+        fh.write('{"action": "prom')
+    holder.check()
+    assert sample("fc_rollout_moves", {"action": "promote"}) == 0
+
+
 def test_a_broken_candidate_is_refused_and_the_current_version_serves_alone(model_store, caplog):
     holder = ModelHolder(model_store, reload_interval=0)
     holder.check()

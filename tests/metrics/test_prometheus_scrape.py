@@ -170,3 +170,27 @@ def test_exposition_passes_promtool(server, traffic):
         "fc_http_requests_in_flight",
     ):
         assert f"\n{name}" in exposition.text, f"{name} missing from /metrics"
+
+
+def test_the_guard_counts_each_version_s_inferences_through_prometheus(prometheus, server, traffic, store_copy,
+                                                                       data_dir):
+    from fashion_classifier.rollout_guard import prometheus_counts
+
+    version = current_version(store_copy)
+    series = f'sum(fc_inference_duration_seconds_count{{model_version="{version}"}})'
+    before = prometheus.scalar(series)
+    assert before and before > 0  # the earlier traffic, already scraped: increase() starts from here
+    images, _ = load_test_split(data_dir)
+    more = 20
+    for i in range(more):
+        assert _post_image(server.base_url, encode(images[100 + i]), f"m{i}.png").status_code == 200
+    prometheus.wait_for(series, before + more)
+    counts = prometheus_counts(prometheus.url, f'job="{prometheus.job}"', 3600)
+    assert set(counts) == {version}
+    ran, failed = counts[version]
+    # increase() extrapolates past the first and last samples: more than was seen, but never back
+    # beyond a count of 0.
+    assert more <= ran <= before + more and failed == 0
+    assert prometheus_counts(prometheus.url, 'job="another-release"', 3600) == {}
+    with pytest.raises((OSError, ValueError)):  # not a Prometheus: a clear refusal, not a wrong count
+        prometheus_counts(server.metrics_url.removesuffix("/metrics"), "", 60)

@@ -45,8 +45,11 @@ VALUES_MATRIX: dict[str, dict[str, Any]] = {
                                 "training": {"data": {"existingClaim": "fashion-mnist", "subPath": "fm"}}},
     "spool-emptydir-training-hostpath": {"spool": {"persistence": {"enabled": False}},
                                          "training": {"data": {"hostPath": "/srv/fashion-mnist"}}},
-    # Rollouts: a candidate set by the chart's hook; the training run's version as a shadow.
-    "canary-candidate": {"model": {"candidate": {"version": "20261124T181829Z-mlp-b4dd", "weight": 25}}},
+    # Rollouts: a candidate set by the chart's hook, judged by the guard; the training run's version
+    # as a shadow.
+    "canary-candidate": {"model": {"candidate": {"version": "20261124T181829Z-mlp-b4dd", "weight": 25},
+                                 "guard": {"enabled": True, "schedule": "*/2 * * * *",
+                                           "prometheusUrl": "http://prometheus-operated.monitoring:9090"}}},
     "training-publishes-shadow": {"training": {"publishAs": "shadow"}},
     "no-cassandra-sqlite": {"cassandra": {"enabled": False}, "config": {"predlog": "sqlite"},
                             "networkPolicy": {"enabled": False}, "training": {"enabled": False},

@@ -17,7 +17,7 @@ WORKLOADS = ("Deployment", "StatefulSet", "Job", "Pod")
 CONTRACT_METRICS = {
     "fc_http_requests_total", "fc_http_request_duration_seconds", "fc_http_requests_in_flight",
     "fc_predictions_total", "fc_prediction_confidence", "fc_model_info", "fc_model_load_seconds",
-    "fc_model_candidate_info", "fc_inference_duration_seconds", "fc_inference_errors_total",
+    "fc_model_candidate_info", "fc_rollout_moves", "fc_inference_duration_seconds", "fc_inference_errors_total",
     "fc_model_reloads_total", "fc_model_load_failures_total", "fc_model_ready", "fc_feedback_total",
     "fc_predlog_queue_depth", "fc_predlog_spool_rows", "fc_predlog_spool_bytes",
     "fc_predlog_written_rows_total", "fc_predlog_write_errors_total", "fc_predlog_spooled_rows_total",
@@ -386,7 +386,7 @@ def test_alerts_and_dashboard_use_contract_metrics(rendered):
         alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
         assert {"FashionClassifierHighErrorRate", "FashionClassifierHighLatency",
                 "FashionClassifierPredlogSpoolGrowing", "FashionClassifierModelLoadFailures",
-                "FashionClassifierCandidateWorse"} <= alerts
+                "FashionClassifierCandidateWorse", "FashionClassifierCandidateWithdrawn"} <= alerts
         _assert_contract_metrics(exprs)
     for cm in rendered.of_kind("ConfigMap"):
         if cm["metadata"].get("labels", {}).get("grafana_dashboard") == "1":

@@ -57,6 +57,9 @@ def test_helm_lint_strict(tools, tmp_path, name):
         ({"model": {"candidate": {"version": "../v1"}}}, "version"),
         ({"training": {"publishAs": "canary", "candidateWeight": -1}}, "candidateWeight"),
         ({"training": {"publishAs": "canary"}, "model": {"candidate": {"version": "v1"}}}, "not both"),
+        ({"model": {"guard": {"enabled": True}}, "config": {"predlog": "sqlite"}}, "needs config.predlog cassandra"),
+        ({"model": {"guard": {"enabled": True, "window": "an hour"}}}, "window"),
+        ({"model": {"guard": {"enabled": True, "prometheusUrl": "prometheus:9090"}}}, "prometheusUrl"),
     ],
     ids=lambda v: str(v)[:60],
 )
@@ -294,6 +297,31 @@ def test_a_candidate_is_set_by_a_hook_after_the_training_run(render_chart):
     shadow = render_chart({"model": {"candidate": {"version": "v9", "mode": "shadow"}}}, name="shadow-candidate")
     command = shadow.get("Job", "fashion-classifier-rollout")["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command == ["fashion-classifier", "model", "shadow", "v9", "--model-dir", "/models"]
+
+
+def test_the_guard_judges_the_candidate_on_a_schedule(render_chart):
+    assert render_chart({}, name="defaults").get("CronJob", "fashion-classifier-guard") is None
+    r = render_chart(VALUES_MATRIX["canary-candidate"], name="canary-candidate")
+    cron = r.get("CronJob", "fashion-classifier-guard")
+    assert cron["spec"]["schedule"] == "*/2 * * * *" and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    command = container["command"]
+    assert command[:3] == ["fashion-classifier", "model", "guard"]
+    options = dict(zip(command[3::2], command[4::2], strict=True))
+    assert options == {"--margin": "5", "--min-feedback": "30", "--window": "1h",
+                       "--prometheus-url": "http://prometheus-operated.monitoring:9090",
+                       "--prometheus-selector": f'namespace="{NAMESPACE}"'}
+    # The settings' PROMETHEUS_MULTIPROC_DIR is writable (prometheus_client writes there when it is set).
+    assert {"name": "metrics", "mountPath": "/run/prometheus"} in container["volumeMounts"]
+    assert {"name": "models", "mountPath": "/models"} in container["volumeMounts"]  # writable: it withdraws
+    assert pod["metadata"]["labels"]["fashion-classifier/cassandra-client"] == "true"  # reads the log
+    selector = r.get("Service", "fashion-classifier")["spec"]["selector"]
+    assert any(pod["metadata"]["labels"].get(k) != v for k, v in selector.items())  # never a Service endpoint
+    plain = render_chart({"model": {"guard": {"enabled": True}}}, name="guard-accuracy-only")
+    command = plain.get("CronJob", "fashion-classifier-guard")["spec"]["jobTemplate"]["spec"]["template"]["spec"][
+        "containers"][0]["command"]
+    assert "--prometheus-url" not in command and "--prometheus-selector" not in command
 
 
 def test_training_can_publish_its_version_as_a_candidate(render_chart):

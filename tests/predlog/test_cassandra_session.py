@@ -40,3 +40,12 @@ def test_retry_policy_retries_idempotent_write_timeouts_once():
     assert policy.on_write_timeout(None, one, WriteType.UNLOGGED_BATCH, 1, 0, 0)[0] == policy.RETRY
     assert policy.on_write_timeout(None, one, WriteType.UNLOGGED_BATCH, 1, 0, 1)[0] == policy.RETHROW
     assert policy.on_unavailable(None, one, 1, 0, 0)[0] == policy.RETRY_NEXT_HOST
+
+
+def test_the_driver_has_an_event_loop_on_this_python():
+    # Python 3.12 removed asyncore, the driver's fallback reactor: its wheels' libev one must load.
+    from cassandra.cluster import DefaultConnection
+    from cassandra.io.libevreactor import LibevConnection
+
+    assert DefaultConnection is LibevConnection
+    assert build_cluster(Settings()).connection_class is LibevConnection

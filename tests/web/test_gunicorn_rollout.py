@@ -164,8 +164,19 @@ def test_the_guard_withdraws_a_broken_candidate_and_every_worker_follows(model_s
             assert time.monotonic() < deadline, server.log_tail()
             time.sleep(0.05)
         assert _versions(server.port, 40) == {current}, server.log_tail()
+        # And the withdrawal is counted where Prometheus scrapes.
+        deadline = time.monotonic() + 20
+        while _moves(server) != {**dict.fromkeys(rollout.ACTIONS, 0), "set": 1, "auto-rollback": 1}:
+            assert time.monotonic() < deadline, _moves(server)
+            time.sleep(0.05)
     finally:
         server.stop()
+
+
+def _moves(server) -> dict[str, float]:
+    text = requests.get(server.metrics_url, timeout=5).text
+    return {s.labels["action"]: s.value for family in text_string_to_metric_families(text)
+            for s in family.samples if s.name == "fc_rollout_moves"}
 
 
 def _feedback_rows(database: Path) -> int:

@@ -35,6 +35,10 @@ LOCK = ".rollout.lock"
 CANARY = "canary"
 SHADOW = "shadow"
 MODES = (CANARY, SHADOW)
+# The moves ROLLOUTS.jsonl records: a candidate set, promoted, withdrawn by hand or by the guard, and
+# a promotion undone.
+AUTO_ROLLBACK = "auto-rollback"
+ACTIONS = ("set", "promote", "rollback", AUTO_ROLLBACK, "demote")
 
 
 @dataclass(frozen=True)
@@ -153,14 +157,14 @@ def rollback(model_dir: Path) -> str:
         return f"{previous} is the current version again; {current} is no longer served"
 
 
-def history(model_dir: Path, limit: int = 20) -> list[dict[str, Any]]:
-    """The store's last rollout moves, oldest first."""
+def history(model_dir: Path, limit: int | None = 20) -> list[dict[str, Any]]:
+    """The store's last ``limit`` rollout moves (None: all), oldest first."""
     try:
         lines = (Path(model_dir) / HISTORY).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         return []
     moves = []
-    for line in lines[-limit:]:
+    for line in lines[-limit if limit else 0:]:
         try:
             move = json.loads(line)
         except ValueError:
@@ -168,6 +172,16 @@ def history(model_dir: Path, limit: int = 20) -> list[dict[str, Any]]:
         if isinstance(move, dict):
             moves.append(move)
     return moves
+
+
+def count_moves(model_dir: Path) -> dict[str, int]:
+    """How many of each move the store has recorded (every action in :data:`ACTIONS`, 0 if none)."""
+    counts = dict.fromkeys(ACTIONS, 0)
+    for move in history(model_dir, limit=None):
+        action = move.get("action")
+        if action in counts:
+            counts[action] += 1
+    return counts
 
 
 def _required(model_dir: Path) -> Candidate:

@@ -240,24 +240,19 @@ def _auth_failed(exc: Exception, auth_error: type) -> bool:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from fashion_classifier.predlog import InvalidPageState, PredictionLogUnavailable, open_log
+    from fashion_classifier.predlog import InvalidPageState, PredictionLogUnavailable, open_log, when_available
 
     settings = Settings.from_env()
     if settings.predlog == "off":
         raise CliError("FC_PREDLOG=off: predictions are not logged", EXIT_USAGE)
     log = open_log(settings)
-    deadline = time.monotonic() + args.wait
     try:
-        while True:
-            try:
-                rows = log.list_day(args.day, args.limit).rows if args.day else log.recent(args.limit)
-                break
-            except PredictionLogUnavailable as exc:
-                if time.monotonic() >= deadline:
-                    raise CliError(f"prediction log unavailable: {exc}", EXIT_UNAVAILABLE) from None
-                time.sleep(0.2)
-            except InvalidPageState as exc:  # not expected without a token, but never a traceback
-                raise CliError(str(exc)) from None
+        rows = when_available(
+            lambda: log.list_day(args.day, args.limit).rows if args.day else log.recent(args.limit), args.wait)
+    except PredictionLogUnavailable as exc:
+        raise CliError(f"prediction log unavailable: {exc}", EXIT_UNAVAILABLE) from None
+    except InvalidPageState as exc:  # not expected without a token, but never a traceback
+        raise CliError(str(exc)) from None
     finally:
         log.close()
     if args.json:

@@ -58,13 +58,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics-url", metavar="URL",
                    help="a server's /metrics (the gunicorn master's port): adds each version's failed inferences")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--wait", type=argtypes.seconds(), default=30.0,
+                   help="seconds to wait for the prediction log to connect (default: 30)")
     p.set_defaults(handler=cmd_report)
 
     p = commands.add_parser(
         "guard", help="withdraw the candidate when it is measurably worse than the current version",
         description="Judge the candidate on the prediction log since it was set (live accuracy from feedback) "
-        "and, with --metrics-url, on failed inferences; withdraw it (an auto-rollback) when it is worse by more "
-        "than the margins. Once, or every --every. The rules: docs/rollouts.md.")
+        "and, with --prometheus-url or --metrics-url, on failed inferences; withdraw it (an auto-rollback) "
+        "when it is worse by more than the margins. Once, or every --every. The rules: docs/rollouts.md.")
     p.add_argument("--model-dir", type=Path, help="model store (default: FC_MODEL_DIR, else ./model)")
     p.add_argument("--every", type=argtypes.duration, metavar="DURATION",
                    help="judge again at this interval until interrupted (default: once)")
@@ -74,8 +76,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="answers of feedback each version needs before it is judged (default: 30)")
     p.add_argument("--window", type=argtypes.duration, default=3600.0, metavar="DURATION",
                    help="evidence from this long back at most (default: 1h)")
-    p.add_argument("--metrics-url", metavar="URL",
-                   help="a server's /metrics: also withdraw a candidate whose inferences fail more often")
+    failures = p.add_mutually_exclusive_group()
+    failures.add_argument("--prometheus-url", metavar="URL",
+                          help="a Prometheus server: also withdraw a candidate whose inferences fail more often, "
+                          "counted over every pod in the window")
+    failures.add_argument("--metrics-url", metavar="URL",
+                          help="one server's /metrics instead: its failed inferences since it started")
+    p.add_argument("--wait", type=argtypes.seconds(), default=30.0,
+                   help="seconds to wait for the prediction log to connect (default: 30)")
+    p.add_argument("--prometheus-selector", default="", metavar="MATCHERS",
+                   help='label matchers for the release\'s series, e.g. namespace="fc" (default: all)')
     p.set_defaults(handler=cmd_guard)
 
 
@@ -135,21 +145,19 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from fashion_classifier.artifacts import rollout, store
-    from fashion_classifier.rollout_guard import AUTO_ROLLBACK
 
     model_dir = _store(args)
     current = _move(store.current_version, model_dir)
     candidate = _move(rollout.read_candidate, model_dir)
-    moves = rollout.history(model_dir, limit=1000)
-    auto = sum(move.get("action") == AUTO_ROLLBACK for move in moves)
-    moves = moves[-5:]
+    auto = rollout.count_moves(model_dir)[rollout.AUTO_ROLLBACK]
+    moves = rollout.history(model_dir, limit=5)
     if args.json:
         print(json.dumps({"current": current, "candidate": candidate and vars(candidate), "moves": moves,
                           "auto_rollbacks": auto}, indent=2))
         return 0
     print(f"current    {current or '(none)'}")
     print(f"candidate  {candidate.describe() if candidate else '(none)'}")
-    print(f"automatic rollbacks in the last 1,000 moves: {auto}")
+    print(f"automatic rollbacks: {auto}")
     for move in moves:
         print(f"  {move.get('at')}  {move.get('action') or '?':<8} {move.get('version')} ({move.get('mode')})")
     return 0
@@ -158,7 +166,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
-    from fashion_classifier.predlog import PredictionLogUnavailable, open_log
+    from fashion_classifier.predlog import PredictionLogUnavailable, open_log, when_available
     from fashion_classifier.predlog.arms_report import compare, window
 
     settings = Settings.from_env()
@@ -168,7 +176,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     start = end - timedelta(seconds=args.since)
     log = open_log(settings)
     try:
-        report = compare(window(log, start, end), start, end, args.max_rows)
+        report = when_available(lambda: compare(window(log, start, end), start, end, args.max_rows), args.wait)
     except PredictionLogUnavailable as exc:
         raise CliError(f"prediction log unavailable: {exc}", EXIT_UNAVAILABLE) from None
     finally:
@@ -189,6 +197,17 @@ def _inference_errors(url: str) -> dict[str, float]:
         return {version: failed for version, (_, failed) in inference_counts(url).items()}
     except (OSError, ValueError) as exc:
         raise CliError(f"cannot read {url}: {exc}", EXIT_UNAVAILABLE) from None
+
+
+def _inference_source(args: argparse.Namespace):
+    """The guard's failed-inference counts: from Prometheus over the window, one server, or none."""
+    from fashion_classifier.rollout_guard import inference_counts, prometheus_counts
+
+    if args.prometheus_url:
+        return lambda seconds: prometheus_counts(args.prometheus_url, args.prometheus_selector, seconds)
+    if args.metrics_url:
+        return lambda seconds: inference_counts(args.metrics_url)
+    return None
 
 
 def _percent(value: float | None) -> str:
@@ -242,7 +261,7 @@ def _report_json(report, errors: dict[str, float] | None) -> dict:
 def cmd_guard(args: argparse.Namespace) -> int:
     import time
 
-    from fashion_classifier.predlog import PredictionLogUnavailable, open_log
+    from fashion_classifier.predlog import PredictionLogUnavailable, open_log, when_available
     from fashion_classifier.rollout_guard import Rules, guard_once
 
     settings = Settings.from_env()
@@ -250,14 +269,17 @@ def cmd_guard(args: argparse.Namespace) -> int:
         raise CliError("FC_PREDLOG=off: there is no evidence to judge a candidate on", EXIT_UNAVAILABLE)
     rules = Rules(margin=args.margin / 100, min_feedback=args.min_feedback, window_seconds=args.window)
     model_dir = _store(args)
+    inferences = _inference_source(args)
     log = open_log(settings)
     try:
         while True:
             try:
                 try:
-                    verdict = _move(guard_once, model_dir, log, rules, args.metrics_url)
+                    verdict = when_available(lambda: _move(guard_once, model_dir, log, rules, inferences), args.wait)
                 except PredictionLogUnavailable as exc:
                     raise CliError(f"prediction log unavailable: {exc}", EXIT_UNAVAILABLE) from None
+                except ValueError as exc:  # an answer from Prometheus or /metrics that makes no sense
+                    raise CliError(f"cannot count the inferences: {exc}", EXIT_UNAVAILABLE) from None
             except CliError as exc:
                 if args.every is None:
                     raise

@@ -8,7 +8,8 @@ atomic in CPython: a request reads :attr:`ModelHolder.serving` once and keeps th
 end, so an in-flight request never sees half of two rollouts. A version already loaded is
 reused, so promoting a candidate loads nothing. A version that fails is refused (logged,
 ``fc_model_load_failures_total``) and what was serving keeps serving (a refused candidate:
-the current version alone); it is not retried until the store names another version.
+the current version alone); it is not retried until the store names another version. The same
+thread counts the store's recorded rollout moves (``fc_rollout_moves``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class ModelHolder:
         self.serving: Serving | None = None
         self.last_error: str | None = None
         self._refused: dict[str, str] = {}  # arm -> the last version refused for it, not retried
+        self._moves_seen: tuple[int, int] | None = None  # ROLLOUTS.jsonl's (size, mtime) last counted
         self._check_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -54,6 +56,7 @@ class ModelHolder:
             # CANDIDATE before CURRENT: a promotion writes CURRENT first, so a check between its two
             # steps sees the candidate equal to CURRENT (no candidate), never the old pair without it.
             wanted, unreadable = self._wanted_candidate()
+            self._count_moves()
             try:
                 version = store.current_version(self.model_dir)
             except (OSError, store.ArtifactError) as exc:
@@ -86,6 +89,25 @@ class ModelHolder:
             return rollout.read_candidate(self.model_dir), None
         except (OSError, store.ArtifactError) as exc:
             return None, str(exc)
+
+    def _count_moves(self) -> None:
+        """``fc_rollout_moves`` from the store's record of moves, read again only when it changed."""
+        try:
+            stat = (self.model_dir / rollout.HISTORY).stat()
+            seen = (stat.st_size, stat.st_mtime_ns)
+        except FileNotFoundError:
+            seen = (0, 0)
+        except OSError:
+            return
+        if seen == self._moves_seen:
+            return
+        try:
+            counts = rollout.count_moves(self.model_dir)
+        except (OSError, UnicodeDecodeError):
+            return
+        for action, count in counts.items():
+            metrics.ROLLOUT_MOVES.labels(action).set(count)
+        self._moves_seen = seen
 
     def _obtain(self, arm: str, version: str, serving: Serving | None) -> LoadedModel | None:
         """The loaded ``version``: the one already serving, else newly loaded; None if refused."""

@@ -8,6 +8,10 @@ it, so an idle worker has its backend open), or else the first prediction.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
 from fashion_classifier.config import Settings
 from fashion_classifier.predlog.base import (
     InvalidPageState,
@@ -24,7 +28,10 @@ __all__ = [
     "PredictionLogUnavailable",
     "PredictionRecord",
     "open_log",
+    "when_available",
 ]
+
+T = TypeVar("T")
 
 
 def open_log(settings: Settings) -> PredictionLog:
@@ -39,3 +46,16 @@ def open_log(settings: Settings) -> PredictionLog:
     from fashion_classifier.predlog.sqlite_log import SqliteLog
 
     return SqliteLog(settings.sqlite_path, settings.spool_dir, settings.queue_size)
+
+
+def when_available(read: Callable[[], T], wait: float) -> T:
+    """``read()``, tried again for up to ``wait`` seconds while the log is unavailable: a command's
+    first read also starts the connection (Cassandra), which takes a moment."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return read()
+        except PredictionLogUnavailable:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)

@@ -6,7 +6,9 @@ Used by ``fashion-classifier serve`` (before it execs gunicorn) and by the gunic
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -23,6 +25,8 @@ THREAD_VARS = (
 )
 # Set when this code created the metrics directory, so the gunicorn master removes it on exit.
 OWNED_ENV = "FC_METRICS_DIR_OWNED"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
 
 
 def pin_threads(env: dict[str, str] | None = None) -> None:
@@ -52,12 +56,63 @@ def prepare_metrics_dir(env: dict[str, str] | None = None) -> Path:
     return path
 
 
-def cpu_count() -> int:
-    """CPUs this process may run on (respects affinity masks, e.g. taskset and cgroups cpusets)."""
+def cpu_count(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> int:
+    """CPUs this process may use: its affinity mask (taskset, cpusets), and no more than its
+    cgroup's CPU quota allows, rounded up (``docker run --cpus=1.5``, a pod's CPU limit: 2)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    quota = cpu_quota(cgroup_root, proc_cgroup)
+    return cores if quota is None else max(1, min(cores, math.ceil(quota)))
+
+
+def cpu_quota(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> float | None:
+    """CPUs the CFS quota of this process's cgroup and its ancestors allows (the smallest), or
+    None without one: cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``.
+
+    Hand-written: loky's ``cpu_count`` does this, at the cost of a dependency in the serving image
+    and an import of multiprocessing machinery in every ``serve``.
+    """
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    limits = []
+    for line in lines:
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        _, controllers, path = fields
+        if controllers == "":  # v2: one hierarchy
+            limits += _quotas(cgroup_root, path, _v2_quota)
+        elif "cpu" in controllers.split(","):  # v1: the cpu controller's own mount
+            for mount in dict.fromkeys((controllers, "cpu,cpuacct", "cpu")):
+                limits += _quotas(cgroup_root / mount, path, _v1_quota)
+    return min(limits, default=None)
+
+
+def _quotas(mount: Path, path: str, read) -> list[float]:
+    """The quotas found in the cgroup at ``path`` under ``mount`` and in each of its parents; in a
+    container's cgroup namespace the mount's root is the container's own cgroup."""
+    found = []
+    parts = [p for p in path.split("/") if p]
+    for depth in range(len(parts), -1, -1):
+        with contextlib.suppress(OSError, ValueError):
+            quota = read(mount.joinpath(*parts[:depth]))
+            if quota is not None:
+                found.append(quota)
+    return found
+
+
+def _v2_quota(directory: Path) -> float | None:
+    quota, period = (directory / "cpu.max").read_text().split()
+    return None if quota == "max" else int(quota) / int(period)
+
+
+def _v1_quota(directory: Path) -> float | None:
+    quota = int((directory / "cpu.cfs_quota_us").read_text())
+    return None if quota < 0 else quota / int((directory / "cpu.cfs_period_us").read_text())
 
 
 def freeze_heap() -> int:
