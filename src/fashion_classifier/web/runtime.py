@@ -98,7 +98,7 @@ def _quotas(mount: Path, path: str, read) -> list[float]:
     found = []
     parts = [p for p in path.split("/") if p]
     for depth in range(len(parts), -1, -1):
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, ZeroDivisionError):
             quota = read(mount.joinpath(*parts[:depth]))
             if quota is not None:
                 found.append(quota)
