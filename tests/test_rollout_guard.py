@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from inference.store_copies import other_version
 from predlog.conftest import make_record
 
-from fashion_classifier.artifacts import rollout
+from fashion_classifier.artifacts import rollout, store
 from fashion_classifier.predlog.arms_report import compare
-from fashion_classifier.rollout_guard import Rules, accuracy_gap, judge
+from fashion_classifier.predlog.base import Page
+from fashion_classifier.rollout_guard import Rules, accuracy_gap, guard_once, judge
 
 NOW = datetime.now(UTC)
 CANARY = rollout.Candidate("v2", rollout.CANARY, 50.0, NOW.isoformat())
@@ -66,3 +68,38 @@ def test_failing_inferences_withdraw_a_candidate_without_feedback():
     verdict = judge(report_of(rows), CANARY, "v1", Rules(), inferences)
     assert verdict.withdraw and "10.0% of its inferences failed" in verdict.why
     assert not judge(report_of(rows), CANARY, "v1", Rules(), {"v1": (10_000.0, 1.0), "v2": (50.0, 10.0)}).withdraw
+
+
+class EmptyLog:
+    """A prediction log without rows (the guard reads it a day at a time)."""
+
+    def list_day(self, day, limit, token=None):
+        return Page([], None)
+
+
+def test_the_guard_judges_failures_over_the_window_since_the_candidate_was_set(model_store):
+    candidate = rollout.set_candidate(model_store, other_version(model_store), rollout.CANARY, 10)
+    current = store.current_version(model_store)
+    windows = []
+
+    def failing(seconds):
+        windows.append(seconds)
+        return {current: (10_000.0, 0.0), candidate.version: (100.0, 100.0)}
+
+    verdict = guard_once(model_store, EmptyLog(), Rules(), failing)
+    assert verdict.withdraw and "50.0% of its inferences failed" in verdict.why
+    assert 0 <= windows[0] < 60  # since the candidate was set, not the whole hour
+    assert rollout.read_candidate(model_store) is None
+    assert rollout.history(model_store)[-1]["action"] == rollout.AUTO_ROLLBACK
+
+
+@pytest.mark.parametrize("source, said", [
+    (lambda seconds: (_ for _ in ()).throw(OSError("connection refused")), "connection refused"),
+    (lambda seconds: {}, "no inference counts for the current version"),
+])
+def test_without_usable_inference_counts_accuracy_is_still_judged(model_store, source, said):
+    candidate = rollout.set_candidate(model_store, other_version(model_store), rollout.CANARY, 10)
+    verdict = guard_once(model_store, EmptyLog(), Rules(), source)
+    assert not verdict.withdraw and verdict.why.startswith("too little feedback yet")
+    assert f"failed inferences not judged: {said}" in verdict.why
+    assert rollout.read_candidate(model_store) == candidate

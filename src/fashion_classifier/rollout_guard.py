@@ -11,7 +11,7 @@ there), and optionally a server's metrics:
 - **failures**: its share of failed inferences exceeds the current version's by more than
   ``error_margin``, over at least ``min_inferences`` of its inferences. From Prometheus, they are
   every pod's over the same window; from one server's ``/metrics``, that server's since its workers
-  started.
+  started. Counts that cannot be read leave accuracy judged alone, and the verdict says so.
 
 A withdrawal is one ``rollout.withdraw`` with the reason ``auto-rollback``: logged, recorded in the
 store's ``ROLLOUTS.jsonl`` with the figures, and counted by ``model status``.
@@ -22,10 +22,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -140,10 +141,13 @@ def prometheus_counts(url: str, selector: str, seconds: float, timeout: float = 
     for slot, query in PROMQL.items():
         text = query.format(selector=selector, seconds=max(1, round(seconds)))
         address = f"{url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': text})}"
-        with urllib.request.urlopen(address, timeout=timeout) as response:  # noqa: S310 - a URL the operator gives
-            body = json.loads(response.read())
-        if body.get("status") != "success":
-            raise ValueError(f"Prometheus refused {text!r}: {body.get('error')}")
+        try:
+            with urllib.request.urlopen(address, timeout=timeout) as response:  # noqa: S310 - the operator's URL
+                body = json.loads(response.read())
+        except urllib.error.HTTPError as exc:  # Prometheus says why in the body (a bad selector: 400)
+            raise ValueError(f"Prometheus answered {exc.code}: {_error_of(exc)}") from None
+        if not isinstance(body, dict) or body.get("status") != "success":
+            raise ValueError(f"Prometheus refused {text!r}: {body.get('error') if isinstance(body, dict) else body}")
         try:
             for series in body["data"]["result"]:
                 version = series["metric"].get("model_version", "")
@@ -151,6 +155,13 @@ def prometheus_counts(url: str, selector: str, seconds: float, timeout: float = 
         except (KeyError, TypeError, IndexError, AttributeError) as exc:
             raise ValueError(f"an answer from Prometheus without the expected shape ({exc!r})") from None
     return {version: (ok, failed) for version, (ok, failed) in counts.items()}
+
+
+def _error_of(exc: urllib.error.HTTPError) -> str:
+    try:
+        return str(json.loads(exc.read()).get("error") or exc.reason)
+    except (OSError, ValueError, AttributeError):
+        return str(exc.reason)
 
 
 # Inference counts over the window of the given length in seconds, or None: failures not judged.
@@ -170,12 +181,28 @@ def guard_once(model_dir: Path, predlog: PredictionLog, rules: Rules,
     if since is not None and since > start:
         start = since
     report = compare(window(predlog, start, end), start, end, rules.max_rows)
-    counts = inferences((end - start).total_seconds()) if inferences else None
+    counts, not_judged = _usable_counts(inferences, (end - start).total_seconds(), current)
     verdict = judge(report, candidate, current, rules, counts)
+    if not_judged:  # accuracy is still judged: a monitoring outage does not switch the guard off
+        verdict = replace(verdict, why=f"{verdict.why}; failed inferences not judged: {not_judged}")
     if verdict.withdraw:  # only the candidate judged: an operator may have moved on meanwhile
         rollout.withdraw(model_dir, rollout.AUTO_ROLLBACK, why=verdict.why, expected=candidate)
         log.warning("candidate %s withdrawn: %s", candidate.version, verdict.why)
     return verdict
+
+
+def _usable_counts(source: InferenceSource | None, seconds: float,
+                      current: str) -> tuple[dict[str, tuple[float, float]] | None, str | None]:
+    """The source's counts, or None and why they cannot be used."""
+    if source is None:
+        return None, None
+    try:
+        counts = source(seconds)
+    except (OSError, ValueError) as exc:
+        return None, str(exc)
+    if current not in counts:  # a selector that matches nothing would make every candidate look fine
+        return None, f"no inference counts for the current version {current} (is the selector right?)"
+    return counts, None
 
 
 def _parse_time(text: str) -> datetime | None:

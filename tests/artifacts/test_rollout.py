@@ -120,3 +120,25 @@ def test_a_withdrawal_for_a_candidate_that_changed_meanwhile_is_refused(two):
     with pytest.raises(store.ArtifactError, match="changed"):
         rollout.withdraw(two, "auto-rollback", expected=judged)
     assert rollout.read_candidate(two) == newer
+
+
+def test_a_version_the_guard_withdrew_is_known_until_set_again(two):
+    assert rollout.last_withdrawal_by_guard(two, "v2") is None
+    candidate = rollout.set_candidate(two, "v2", rollout.CANARY, 10)
+    rollout.withdraw(two, rollout.AUTO_ROLLBACK, why="worse", expected=candidate)
+    assert rollout.last_withdrawal_by_guard(two, "v2")["why"] == "worse"
+    rollout.set_candidate(two, "v2", rollout.SHADOW)  # by hand, knowingly
+    assert rollout.last_withdrawal_by_guard(two, "v2") is None
+
+
+def test_the_chart_s_hook_does_not_bring_back_what_the_guard_withdrew(two, capsys):
+    from fashion_classifier.cli import main
+
+    hook = ["model", "canary", "v2", "--weight", "10", "--model-dir", str(two), "--unless-withdrawn"]
+    assert main(hook) == 0 and rollout.read_candidate(two).version == "v2"
+    rollout.withdraw(two, rollout.AUTO_ROLLBACK, why="worse")
+    capsys.readouterr()
+    assert main(hook) == 0  # the next helm upgrade
+    assert "v2 was withdrawn by the guard" in capsys.readouterr().out
+    assert rollout.read_candidate(two) is None
+    assert main(hook[:-1]) == 0 and rollout.read_candidate(two).version == "v2"  # an operator's own move

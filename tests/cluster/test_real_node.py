@@ -343,7 +343,8 @@ def _guard_logs(kube) -> list[str]:
     jobs = kube.get("jobs", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=rollout-guard")["items"]
     failed = [job["metadata"]["name"] for job in jobs if job.get("status", {}).get("failed")]
     assert not failed, kube.kubectl("-n", NAMESPACE, "logs", f"job/{failed[0]}", check=False).stdout
-    return [kube.kubectl("-n", NAMESPACE, "logs", f"job/{job['metadata']['name']}").stdout
+    # The CronJob keeps one finished Job: a listed one may be gone by the time its log is read.
+    return [kube.kubectl("-n", NAMESPACE, "logs", f"job/{job['metadata']['name']}", check=False).stdout
             for job in jobs if job.get("status", {}).get("succeeded")]
 
 

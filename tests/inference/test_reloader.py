@@ -159,10 +159,10 @@ def test_the_store_s_rollout_moves_are_counted_by_action(model_store):
     holder.check()  # the candidate is the same: only the count moved
     counts = {a: sample("fc_rollout_moves", {"action": a}) for a in rollout.ACTIONS}
     assert counts == {**dict.fromkeys(rollout.ACTIONS, 0), "set": 2, "auto-rollback": 1}
-    with open(model_store / rollout.HISTORY, "a") as fh:  # a line cut short by a crash counts as nothing
-        fh.write('{"action": "prom')
+    with open(model_store / rollout.HISTORY, "a") as fh:  # odd lines count as nothing, and stop nothing
+        fh.write('{"action": ["set"]}\n{"action": "promote", "version": "v"}\n{"action": "prom')
     holder.check()
-    assert sample("fc_rollout_moves", {"action": "promote"}) == 0
+    assert sample("fc_rollout_moves", {"action": "promote"}) == 1 and sample("fc_rollout_moves", {"action": "set"}) == 2
 
 
 def test_a_broken_candidate_is_refused_and_the_current_version_serves_alone(model_store, caplog):

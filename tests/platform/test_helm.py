@@ -59,6 +59,8 @@ def test_helm_lint_strict(tools, tmp_path, name):
         ({"training": {"publishAs": "canary"}, "model": {"candidate": {"version": "v1"}}}, "not both"),
         ({"model": {"guard": {"enabled": True}}, "config": {"predlog": "sqlite"}}, "needs config.predlog cassandra"),
         ({"model": {"guard": {"enabled": True, "window": "an hour"}}}, "window"),
+        ({"model": {"guard": {"enabled": True, "window": "0s"}}}, "window"),
+        ({"model": {"guard": {"enabled": True, "schedule": "every 5 minutes"}}}, "schedule"),
         ({"model": {"guard": {"enabled": True, "prometheusUrl": "prometheus:9090"}}}, "prometheusUrl"),
     ],
     ids=lambda v: str(v)[:60],
@@ -288,7 +290,7 @@ def test_a_candidate_is_set_by_a_hook_after_the_training_run(render_chart):
     pod = job["spec"]["template"]
     (container,) = pod["spec"]["containers"]
     assert container["command"] == ["fashion-classifier", "model", "canary", "20261124T181829Z-mlp-b4dd",
-                                    "--weight", "25", "--model-dir", "/models"]
+                                    "--weight", "25", "--model-dir", "/models", "--unless-withdrawn"]
     models = [m for m in container["volumeMounts"] if m["name"] == "models"]
     assert models == [{"name": "models", "mountPath": "/models"}]  # writable, unlike the classifier's
     assert pod["spec"]["initContainers"][0]["command"][0] == "fc-seed-model"  # a fresh store has the image's versions
@@ -296,7 +298,7 @@ def test_a_candidate_is_set_by_a_hook_after_the_training_run(render_chart):
     assert any(pod["metadata"]["labels"].get(k) != v for k, v in selector.items())  # never a Service endpoint
     shadow = render_chart({"model": {"candidate": {"version": "v9", "mode": "shadow"}}}, name="shadow-candidate")
     command = shadow.get("Job", "fashion-classifier-rollout")["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert command == ["fashion-classifier", "model", "shadow", "v9", "--model-dir", "/models"]
+    assert command == ["fashion-classifier", "model", "shadow", "v9", "--model-dir", "/models", "--unless-withdrawn"]
 
 
 def test_the_guard_judges_the_candidate_on_a_schedule(render_chart):
@@ -311,7 +313,7 @@ def test_the_guard_judges_the_candidate_on_a_schedule(render_chart):
     options = dict(zip(command[3::2], command[4::2], strict=True))
     assert options == {"--margin": "5", "--min-feedback": "30", "--window": "1h",
                        "--prometheus-url": "http://prometheus-operated.monitoring:9090",
-                       "--prometheus-selector": f'namespace="{NAMESPACE}"'}
+                       "--prometheus-selector": f'namespace="{NAMESPACE}",service="fashion-classifier-metrics"'}
     # The settings' PROMETHEUS_MULTIPROC_DIR is writable (prometheus_client writes there when it is set).
     assert {"name": "metrics", "mountPath": "/run/prometheus"} in container["volumeMounts"]
     assert {"name": "models", "mountPath": "/models"} in container["volumeMounts"]  # writable: it withdraws

@@ -179,9 +179,16 @@ def count_moves(model_dir: Path) -> dict[str, int]:
     counts = dict.fromkeys(ACTIONS, 0)
     for move in history(model_dir, limit=None):
         action = move.get("action")
-        if action in counts:
+        if isinstance(action, str) and action in counts:
             counts[action] += 1
     return counts
+
+
+def last_withdrawal_by_guard(model_dir: Path, version: str) -> dict[str, Any] | None:
+    """The guard's withdrawal of ``version``, if that is the last move recorded for it (a version
+    set again by hand since is not withdrawn)."""
+    last = next((move for move in reversed(history(model_dir, limit=None)) if move.get("version") == version), None)
+    return last if last is not None and last.get("action") == AUTO_ROLLBACK else None
 
 
 def _required(model_dir: Path) -> Candidate:

@@ -34,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("version", metavar="VERSION")
     p.set_defaults(handler=cmd_shadow)
 
+    for action in (commands.choices["canary"], commands.choices["shadow"]):
+        action.add_argument("--unless-withdrawn", action="store_true",
+                            help="do nothing if the guard withdrew VERSION before (the chart's hook, which "
+                            "repeats its values on every upgrade)")
+
     p = commands.add_parser("promote", help="make the candidate the current version")
     p.set_defaults(handler=cmd_promote)
 
@@ -122,6 +127,11 @@ def _set(args: argparse.Namespace, mode: str, weight: float) -> int:
         # Already promoted: nothing to roll out. Not an error, so the chart's hook, which repeats
         # model.candidate on every upgrade, succeeds after a promotion.
         print(f"{args.version} is the current version: no candidate set")
+        return 0
+    withdrawn = _move(rollout.last_withdrawal_by_guard, model_dir, args.version) if args.unless_withdrawn else None
+    if withdrawn is not None:
+        print(f"{args.version} was withdrawn by the guard at {withdrawn.get('at')}: no candidate set "
+              f"(set it again without --unless-withdrawn)")
         return 0
     candidate = _move(rollout.set_candidate, model_dir, args.version, mode, weight)
     print(f"candidate {candidate.describe()}")
@@ -278,8 +288,6 @@ def cmd_guard(args: argparse.Namespace) -> int:
                     verdict = when_available(lambda: _move(guard_once, model_dir, log, rules, inferences), args.wait)
                 except PredictionLogUnavailable as exc:
                     raise CliError(f"prediction log unavailable: {exc}", EXIT_UNAVAILABLE) from None
-                except ValueError as exc:  # an answer from Prometheus or /metrics that makes no sense
-                    raise CliError(f"cannot count the inferences: {exc}", EXIT_UNAVAILABLE) from None
             except CliError as exc:
                 if args.every is None:
                     raise

@@ -103,7 +103,9 @@ class ModelHolder:
             return
         try:
             counts = rollout.count_moves(self.model_dir)
-        except (OSError, UnicodeDecodeError):
+        except Exception:  # noqa: BLE001 - a metric must never keep a version from loading
+            log.exception("counting the rollout moves in %s failed", self.model_dir)
+            self._moves_seen = seen  # not again until the file changes
             return
         for action, count in counts.items():
             metrics.ROLLOUT_MOVES.labels(action).set(count)

@@ -1,11 +1,11 @@
 """Run a shadow candidate on served images, off the response path.
 
 In shadow mode the current version answers every request; its images are then handed to one
-background thread per process, which runs the candidate on them between requests and passes
-both results on (to the prediction log and the agreement metrics). The hand-off is bounded by
-images: when the candidate falls behind, further images are not queued, their shadow prediction
-is dropped and counted (``fc_shadow_dropped_total``), and the served predictions are recorded
-without it. Nothing a client waits for ever waits for the candidate.
+background thread per process, which runs the candidate on them and passes both results on
+(to the prediction log and the agreement metrics). The hand-off is bounded by images: when the
+candidate falls behind, further images are not queued, their shadow prediction is dropped and
+counted (``fc_shadow_dropped_total``), and the served predictions are recorded without it.
+Nothing a client waits for ever waits for the candidate.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from fashion_classifier import metrics
-from fashion_classifier.inference import between_requests
 from fashion_classifier.inference.loader import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -58,9 +57,6 @@ class ShadowRunner:
     def _run(self) -> None:
         while (job := self._queue.get()) is not None:
             item, model, pixels = job
-            # Between requests only: a request being served never waits for the interpreter lock
-            # while the candidate holds it (bench/results/shadow-*.md).
-            between_requests.wait()
             began = time.perf_counter()
             try:
                 probs = model.predictor.predict(pixels)

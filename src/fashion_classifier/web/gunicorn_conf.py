@@ -19,8 +19,6 @@
   body like every other error (``protocol_errors``).
 * Once a worker has loaded the app, its heap so far is frozen out of the cyclic GC
   (``runtime.freeze_heap``): full collections then walk only what requests allocate.
-* A shadow candidate runs between a worker's requests, not during one (``pre_request`` and
-  ``post_request``, ``inference.between_requests``).
 * Graceful shutdown: SIGTERM lets in-flight requests finish within ``FC_GRACEFUL_TIMEOUT``;
   each worker flushes its prediction-log queue (to the backend or the spool) as it exits.
 """
@@ -31,7 +29,6 @@ import os
 import shutil
 
 from fashion_classifier.config import Settings
-from fashion_classifier.inference import between_requests
 from fashion_classifier.web import protocol_errors, runtime
 
 runtime.pin_threads()
@@ -89,14 +86,6 @@ def post_fork(server, worker) -> None:  # noqa: ANN001 - gunicorn hook signature
 
 def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn hook signature
     runtime.freeze_heap()
-
-
-def pre_request(worker, req) -> None:  # noqa: ANN001 - gunicorn hook signature
-    between_requests.started()
-
-
-def post_request(worker, req, environ, resp) -> None:  # noqa: ANN001 - gunicorn hook signature
-    between_requests.finished()  # the response was written: a shadow candidate may run now
 
 
 def child_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn hook signature
