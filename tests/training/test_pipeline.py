@@ -60,6 +60,7 @@ def test_export_matches_keras_within_tolerance(trained, dataset):
     assert np.allclose(lite.sum(axis=1), 1, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_same_seed_same_result(trained, data_dir, tmp_path):
     _, first = trained
     second = _train(tmp_path, data_dir)
@@ -68,6 +69,7 @@ def test_same_seed_same_result(trained, data_dir, tmp_path):
     assert second["history"]["loss"] == pytest.approx(first["history"]["loss"], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_cnn_architecture_trains_and_exports(data_dir, tmp_path):
     # Small batches give batch norm enough steps to settle its statistics on a 3,000-image subset.
     meta = _train(tmp_path, data_dir, "--arch", "cnn", "--epochs", "3", "--batch-size", "16")
@@ -104,6 +106,7 @@ def compact(tmp_path_factory, data_dir):
     return model_dir, _train(model_dir, data_dir, "--arch", "compact", "--epochs", "2", "--batch-size", "16")
 
 
+@pytest.mark.slow
 def test_compact_trains_augmented_and_exports_the_net_alone(compact):
     model_dir, meta = compact
     assert meta["architecture"] == "compact" and meta["augmentation"]["shift_pixels"] == 3
@@ -118,6 +121,7 @@ def test_compact_trains_augmented_and_exports_the_net_alone(compact):
     assert saved.name == "compact" and not [layer for layer in saved.layers if "random" in layer.name]
 
 
+@pytest.mark.slow
 def test_compact_same_seed_same_result(compact, data_dir, tmp_path):
     """The augmentation is seeded: a second run sees the same batches and learns the same weights."""
     _, first = compact
@@ -149,6 +153,7 @@ def test_max_normalization_makes_the_compact_net_blind_to_brightness(dataset):
     assert not np.asarray(layer(np.zeros((1, 28, 28), np.float32))).any()  # a blank image stays blank
 
 
+@pytest.mark.slow
 def test_a_run_can_publish_a_rollout_candidate(data_dir, model_store):
     from fashion_classifier.artifacts import rollout
 
@@ -162,6 +167,7 @@ def test_a_run_can_publish_a_rollout_candidate(data_dir, model_store):
     assert meta["version"] in store.list_versions(model_store)
 
 
+@pytest.mark.slow
 def test_a_first_version_is_current_whatever_it_was_published_as(data_dir, tmp_path):
     from fashion_classifier.artifacts import rollout
 

@@ -99,6 +99,7 @@ print(json.dumps(results), flush=True)
 """
 
 
+@pytest.mark.slow
 def test_abusive_requests_do_not_delay_the_liveness_probe(server):
     port = server.port
     answers: list[tuple[str, int | str, float]] = []

@@ -70,6 +70,7 @@ def send(port, ids, threads=2):
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.slow
 def test_a_canary_gets_its_share_and_a_promotion_under_load_fails_nothing(model_store, tmp_path):
     current = store.current_version(model_store)
     candidate = other_version(model_store)

@@ -124,6 +124,7 @@ def _check_operation(operation, mode: GenerationMode, concrete_paths: set[str]) 
     run()
 
 
+@pytest.mark.slow
 def test_responses_conform_to_the_document(openapi_schema, document):
     concrete_paths = {path for path in document["paths"] if "{" not in path}
     failures, checked = [], 0

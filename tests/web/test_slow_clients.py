@@ -128,6 +128,7 @@ class Adversaries:
             sock.close()
 
 
+@pytest.mark.slow
 def test_trickling_idle_and_pipelining_clients_do_not_slow_a_normal_client(server, sample_images, png):
     workers = sorted(server.worker_pids())
     adversaries = Adversaries(server, np.resize(sample_images[0], (256, 28, 28)))
