@@ -14,23 +14,22 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
+# Every package from a lock file (scripts/lock): exact versions, each file checked against its
+# sha256, the build backend included, so two builds of one commit install the same bytes.
+COPY requirements/build.txt requirements/serve.txt requirements/train.txt ./requirements/
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-warn-script-location --require-hashes -r requirements/build.txt
 COPY pyproject.toml README*.md ./
 COPY src ./src
 
 FROM build-base AS build-serve
-# Dependencies the serving processes never import: `kubernetes` serves the cluster commands, which
-# run from a workstation (or the train image), and is half the size of the serving image.
-ARG SERVE_WITHOUT=kubernetes
+# requirements/serve.txt leaves out `kubernetes`: it serves the cluster commands, which run from a
+# workstation (or the train image), and is half the size of the serving image.
 COPY model ./model
 COPY docker/check-serving-venv.py ./
-RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/python -c "import re, sys, tomllib; skip = set(sys.argv[1:]); \
-deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
-print(chr(10).join(d for d in deps if re.split(r'[^A-Za-z0-9_.-]', d, maxsplit=1)[0].lower() not in skip))" \
-      $SERVE_WITHOUT > /tmp/serve-requirements.txt \
- && /opt/venv/bin/pip install --no-warn-script-location -r /tmp/serve-requirements.txt \
- && /opt/venv/bin/pip install --no-warn-script-location --no-deps . \
- && /opt/venv/bin/pip uninstall -y -q pip setuptools \
+RUN /opt/venv/bin/pip install --no-warn-script-location --require-hashes -r requirements/serve.txt \
+ && /opt/venv/bin/pip install --no-warn-script-location --no-deps --no-build-isolation . \
+ && /opt/venv/bin/pip uninstall -y -q pip setuptools wheel packaging \
  # Not needed to serve on a CPU: LiteRT's WebGPU accelerator, vendor NPU plugins and compiler
  # tools (31 MB); the test suites numpy ships; and Pillow's optional decoders and font engine
  # (AVIF, WebP, FreeType: 9 MB): uploads are PNG, JPEG, GIF or BMP only, and fewer decoders
@@ -43,8 +42,8 @@ print(chr(10).join(d for d in deps if re.split(r'[^A-Za-z0-9_.-]', d, maxsplit=1
  && cd /src && /opt/venv/bin/python check-serving-venv.py model
 
 FROM build-base AS build-train
-RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-warn-script-location '.[train]' \
+RUN /opt/venv/bin/pip install --no-warn-script-location --require-hashes -r requirements/train.txt \
+ && /opt/venv/bin/pip install --no-warn-script-location --no-deps --no-build-isolation . \
  && /opt/venv/bin/pip uninstall -y -q pip
 
 # ---- runtime: what both targets share ----------------------------------------------------------

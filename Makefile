@@ -1,6 +1,6 @@
 # The README's two commands: `make run` (the web app on the embedded defaults) and `make test`
 # (everything, from a fresh machine). The rest are conveniences.
-.PHONY: run test setup lint train model bench cassandra-up cassandra-down
+.PHONY: run test setup lock lint train model bench cassandra-up cassandra-down
 
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -14,6 +14,10 @@ test:
 
 setup:
 	scripts/setup all
+
+# Refresh the lock files in requirements/ after editing pyproject.toml (docs/development.md).
+lock:
+	scripts/lock
 
 lint:
 	$(BIN)/ruff check src tests bench

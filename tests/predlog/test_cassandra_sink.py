@@ -223,3 +223,26 @@ def test_batches_of_long_filenames_are_split():
     for rows in sent:
         size = sum(len(v) for _, _, values in rows for v in values if isinstance(v, bytes))
         assert size <= _MAX_BATCH_BYTES
+
+
+def test_a_batch_of_encoded_rows_equals_the_batch_the_drivers_add_builds():
+    """cassandra-driver is pinned to one release series (tests/test_dependencies.py): this fails
+    first when an upgrade reshapes ``BatchStatement._statements_and_parameters``, which the sink
+    extends with rows it serialized itself."""
+    batch = make_batch(5, seed=3)
+    sent: list[tuple] = []
+
+    class Recording(_Session):
+        def execute_async(self, statement):
+            if statement._statements_and_parameters[0][1] != b"buckets_by_day":
+                sent.append((list(statement._statements_and_parameters), statement.routing_key, statement.keyspace))
+            return super().execute_async(statement)
+
+    sink = _offline_sink(Recording())
+    failed: list = []
+    sink.write([batch], failed.extend)
+    assert failed == []
+    drivers = BatchStatement(batch_type=BatchType.UNLOGGED)
+    for rec in batch_records(batch):
+        drivers.add(sink.insert_prediction.bind(record_values(rec)))
+    assert sent == [(drivers._statements_and_parameters, drivers.routing_key, drivers.keyspace)]

@@ -337,3 +337,46 @@ def test_chunked_bodies_are_read_across_the_pieces_the_parser_is_fed(start):
         sock.sendall(request)
         status, _, body, _ = _read_response(sock)
     assert status == 200 and json.loads(body)["read"] == sum(map(len, bodies))
+
+
+def test_the_gunicorn_internals_the_worker_relies_on_keep_their_shape(tmp_path):
+    """gunicorn is pinned to one release series (tests/test_dependencies.py); this fails first
+    when an upgrade moves what the worker subclasses, calls or reads."""
+    import inspect
+
+    from gunicorn import http as ghttp
+    from gunicorn import util
+    from gunicorn.http import unreader, wsgi
+    from gunicorn.workers import base
+
+    # Leading parameters only: a new trailing parameter with a default breaks no caller.
+    expected = {
+        ghttp.get_parser: ["cfg", "source", "source_addr"],
+        wsgi.create: ["req", "sock", "client", "server", "cfg"],
+        unreader.Unreader.chunk: ["size_hint"],
+        util.write_error: ["sock", "status_int", "reason", "mesg"],
+        util.write_nonblock: ["sock", "data"],
+        util.close_on_exec: ["fd"],
+        base.Worker.__init__: ["age", "ppid", "sockets", "app", "timeout", "cfg", "log"],
+        base.Worker.handle_error: ["req", "client", "addr", "exc"],
+    }
+    leading = {fn.__qualname__: [p for p in inspect.signature(fn).parameters if p != "self"][: len(names)]
+               for fn, names in expected.items()}
+    assert leading == {fn.__qualname__: names for fn, names in expected.items()}
+    # The parser reads from the `unreader` the connection replaces with its own feed.
+    parser = ghttp.get_parser(Config(), (), ("127.0.0.1", 1))
+    assert isinstance(parser.unreader, unreader.Unreader)
+    assert issubclass(ghttp.errors.NoMoreData, Exception) and isinstance(Arbiter.WORKER_BOOT_ERROR, int)
+    # What the worker reads of the base class's state, and the settings it reads.
+    cfg = Config()
+    cfg.set("worker_tmp_dir", str(tmp_path))
+    worker = base.Worker(1, os.getpid(), [], None, 30, cfg, logging.getLogger("test"))
+    try:
+        for attribute in ("alive", "nr", "max_requests", "ppid", "sockets", "cfg", "log"):
+            assert hasattr(worker, attribute), attribute
+        assert callable(worker.notify) and callable(worker.init_process) and callable(worker.load_wsgi)
+    finally:
+        worker.tmp.close()
+    for setting in ("graceful_timeout", "is_ssl", "keepalive", "limit_request_field_size", "limit_request_fields",
+                    "limit_request_line", "post_request", "pre_request", "worker_connections"):
+        assert hasattr(cfg, setting), setting

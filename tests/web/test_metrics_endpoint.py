@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -131,3 +132,15 @@ def test_observe_many_equals_observing_one_by_one():
     assert a.keys() == b.keys()
     for key in a:
         assert abs(a[key] - b[key]) <= 1e-9 * max(1.0, abs(a[key])), key
+
+
+def test_observe_many_fills_the_buckets_itself_through_the_histogram_internals(monkeypatch):
+    """prometheus-client is pinned to one release series (tests/test_dependencies.py); this fails
+    first when an upgrade reshapes the internals observe_many writes, instead of it quietly
+    falling back to one observe() per value."""
+    histogram = Histogram("h", "h", buckets=(0.5, 1.0), registry=CollectorRegistry())
+    assert list(histogram._upper_bounds) == [0.5, 1.0, float("inf")]
+    assert len(histogram._buckets) == 3 and all(callable(b.inc) for b in histogram._buckets)
+    monkeypatch.setattr(Histogram, "observe", lambda self, value: pytest.fail("observed one by one"))
+    observe_many(histogram, np.array([0.2, 0.7, 0.9, 3.0]))
+    assert [b.get() for b in histogram._buckets] == [1, 2, 1] and histogram._sum.get() == pytest.approx(4.8)
