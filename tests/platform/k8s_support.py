@@ -51,6 +51,26 @@ VALUES_MATRIX: dict[str, dict[str, Any]] = {
                                  "guard": {"enabled": True, "schedule": "*/2 * * * *",
                                            "prometheusUrl": "http://prometheus-operated.monitoring:9090"}}},
     "training-publishes-shadow": {"training": {"publishAs": "shadow"}},
+    # What platform teams add: their ServiceAccount and pull secret, a node pool, a priority,
+    # zone spread (over shared storage), proxy settings from a Secret, a volume, their own labels.
+    "extension-points": {
+        "modelStore": {"accessMode": "ReadWriteMany", "storageClassName": "nfs"},
+        "serviceAccount": {"create": False, "name": "platform-sa"},
+        "imagePullSecrets": [{"name": "regcred"}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["inference"]}]}]}}},
+        "priorityClassName": "inference-high",
+        "topologySpreadConstraints": [{
+            "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "classifier"}}}],
+        "podAnnotations": {"team.example.com/owner": "ml-platform"},
+        "podLabels": {"team": "ml-platform"},
+        "extraEnv": [{"name": "HTTPS_PROXY", "valueFrom": {"secretKeyRef": {"name": "proxy", "key": "url"}}},
+                     {"name": "NO_PROXY", "value": ".svc,.cluster.local"}],
+        "extraEnvFrom": [{"secretRef": {"name": "proxy"}, "prefix": "PROXY_"}],
+        "extraVolumes": [{"name": "ca-bundle", "emptyDir": {"sizeLimit": "1Mi"}}],
+        "extraVolumeMounts": [{"name": "ca-bundle", "mountPath": "/etc/ssl/custom", "readOnly": True}],
+    },
     "no-cassandra-sqlite": {"cassandra": {"enabled": False}, "config": {"predlog": "sqlite"},
                             "networkPolicy": {"enabled": False}, "training": {"enabled": False},
                             "metrics": {"serviceMonitor": {"enabled": False},
@@ -58,7 +78,10 @@ VALUES_MATRIX: dict[str, dict[str, Any]] = {
                                         "dashboard": {"enabled": False}}},
 }
 # Secrets the values above name but the chart leaves to the user (cassandra.auth.*.existingSecret).
-EXTERNAL_SECRETS: dict[str, set[str]] = {"my-admin": {"username", "password"}, "my-app": {"username", "password"}}
+EXTERNAL_SECRETS: dict[str, set[str]] = {"my-admin": {"username", "password"}, "my-app": {"username", "password"},
+                                         "proxy": {"url"}}
+# A ServiceAccount the values above name but leave to the user (serviceAccount.create false).
+EXTERNAL_ACCOUNTS = {"platform-sa"}
 # Claims the values and kustomize components above name but leave to the user (training data).
 EXTERNAL_CLAIMS = {"fashion-mnist", "fashion-classifier-training-data"}
 # The kustomize components (k8s/components), each rendered on top of the base as "with:<name>".

@@ -9,7 +9,7 @@ import json
 import re
 from typing import Any
 
-from k8s_support import EXTERNAL_CLAIMS, EXTERNAL_SECRETS, Rendered
+from k8s_support import EXTERNAL_ACCOUNTS, EXTERNAL_CLAIMS, EXTERNAL_SECRETS, VALUES_MATRIX, Rendered
 
 from fashion_classifier.config import Settings
 
@@ -125,13 +125,16 @@ def test_config_maps_secrets_and_service_accounts_exist(rendered):
     # Made by the kustomize base's ensure-secrets Job, or by the user (existingSecret values).
     secrets.update({name: dict.fromkeys(keys) for name, keys in rendered.runtime_secrets().items()})
     secrets.update({name: dict.fromkeys(keys) for name, keys in EXTERNAL_SECRETS.items()})
-    accounts = {a["metadata"]["name"] for a in rendered.of_kind("ServiceAccount")}
+    accounts = {a["metadata"]["name"] for a in rendered.of_kind("ServiceAccount")} | EXTERNAL_ACCOUNTS
     for w in workloads(rendered):
         spec = pod_template(w)["spec"]
         assert spec.get("serviceAccountName") in accounts, w["metadata"]["name"]
         for c in containers(w):
             for source in c.get("envFrom", []):
-                assert source["configMapRef"]["name"] in config_maps
+                if "configMapRef" in source:
+                    assert source["configMapRef"]["name"] in config_maps
+                else:
+                    assert source["secretRef"]["name"] in secrets, f"{w['metadata']['name']}: no Secret"
             for env in c.get("env") or []:
                 ref = env.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
@@ -273,9 +276,12 @@ def test_classifier_spreads_over_nodes_on_read_write_many(rendered):
     if any(modes[c] != ["ReadWriteMany"] for c in claims):
         return
     assert not _required_pod_affinity(deploy)
-    [spread] = pod_template(deploy)["spec"]["topologySpreadConstraints"]
-    assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["whenUnsatisfiable"] == "ScheduleAnyway"
-    assert matches(spread["labelSelector"], pod_labels(deploy))
+    spreads = pod_template(deploy)["spec"]["topologySpreadConstraints"]
+    assert spreads and all(matches(s["labelSelector"], pod_labels(deploy)) for s in spreads)
+    own = VALUES_MATRIX.get(rendered.name.removeprefix("helm:"), {}).get("topologySpreadConstraints")
+    if not own:  # the chart's: over hostnames, never blocking scheduling
+        assert [(s["topologyKey"], s["whenUnsatisfiable"]) for s in spreads] == \
+            [("kubernetes.io/hostname", "ScheduleAnyway")]
 
 
 def test_spool_is_shared_but_sqlite_stays_per_pod(rendered):
@@ -409,7 +415,7 @@ def test_images_are_the_project_images_or_cassandra(rendered):
     for w in workloads(rendered):
         for c in containers(w):
             image = c["image"]
-            assert re.fullmatch(r"(fashion-classifier(-train)?:[\w.-]+|cassandra:5\.0)", image), image
+            assert re.fullmatch(r"(fashion-classifier(-train)?:[\w.-]+|cassandra:5\.0\.8)", image), image
             assert c.get("resources", {}).get("limits", {}).get("memory"), f"{c['name']}: no memory limit"
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+import re
 import shutil
 
 import pytest
 import yaml
-from k8s_support import CHART, NAMESPACE, VALUES_MATRIX, Rendered
+from k8s_support import CHART, NAMESPACE, ROOT, VALUES_MATRIX, Rendered
 
 
 def _env(container: dict, name: str) -> str | None:
@@ -58,6 +59,12 @@ def test_helm_lint_strict(tools, tmp_path, name):
         ({"training": {"publishAs": "canary", "candidateWeight": -1}}, "candidateWeight"),
         ({"training": {"publishAs": "canary"}, "model": {"candidate": {"version": "v1"}}}, "not both"),
         ({"model": {"guard": {"enabled": True}}, "config": {"predlog": "sqlite"}}, "needs config.predlog cassandra"),
+        ({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}]},
+         "need modelStore.accessMode ReadWriteMany"),
+        ({"extraEnv": [{"value": "no name"}]}, "name"),
+        ({"extraVolumeMounts": [{"name": "x", "mountPath": "relative"}]}, "mountPath"),
+        ({"affinity": {"nodeAfinity": {}}}, "nodeAfinity"),
+        ({"serviceAccount": {"name": "Not_A_Name"}}, "name"),
         ({"model": {"guard": {"enabled": True, "window": "an hour"}}}, "window"),
         ({"model": {"guard": {"enabled": True, "window": "0s"}}}, "window"),
         ({"model": {"guard": {"enabled": True, "schedule": "every 5 minutes"}}}, "schedule"),
@@ -85,7 +92,9 @@ def test_defaults_render_the_platform(render_chart):
     sts = r.get("StatefulSet", "fashion-classifier-cassandra")
     assert sts["spec"]["replicas"] == 2
     [cassandra] = [c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == "cassandra"]
-    assert cassandra["image"] == "cassandra:5.0"
+    # The release the tests run (scripts/cassandra/pom.xml), not a floating tag.
+    tested = re.search(r"<cassandra.version>(.+)</cassandra.version>", (ROOT / "scripts/cassandra/pom.xml").read_text())
+    assert cassandra["image"] == f"cassandra:{tested[1]}" == "cassandra:5.0.8"
     assert _configmap(r)["FC_CASSANDRA_REPLICATION"] == "2"
     # HPA owns the count: the Deployment must not fight it with a replicas field.
     assert "replicas" not in r.get("Deployment", "fashion-classifier")["spec"]
@@ -392,3 +401,54 @@ def test_notes_explain_access_and_scraping(tools, tmp_path):
     for claim in ("fashion-classifier-models", "fashion-classifier-spool", "data-fashion-classifier-cassandra-<i>"):
         assert claim in kept, claim
     assert "Data: downloaded by keras" in notes and "ReadWriteOnce: every pod mounting them runs on one node" in notes
+
+
+def _pod_specs(r: Rendered) -> dict[str, dict]:
+    """Every pod template of the release's own image (not Cassandra's), by workload name."""
+    specs = {}
+    for doc in r.docs:
+        spec = doc.get("spec", {})
+        template = spec.get("jobTemplate", {}).get("spec", spec).get("template")
+        if doc["kind"] == "Pod":
+            template = {"spec": spec}
+        if template and not doc["metadata"]["name"].endswith(("-cassandra", "-cassandra-repair")):
+            specs[doc["metadata"]["name"]] = template["spec"]
+    return specs
+
+
+def test_extension_points_reach_the_classifier_pods(render_chart):
+    values = VALUES_MATRIX["extension-points"]
+    r = render_chart(values, name="extension-points")
+    deploy = r.get("Deployment", "fashion-classifier")
+    meta, pod = deploy["spec"]["template"]["metadata"], deploy["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert meta["labels"]["team"] == "ml-platform" and "app.kubernetes.io/component" in meta["labels"]
+    assert meta["annotations"]["team.example.com/owner"] == "ml-platform" and "checksum/config" in meta["annotations"]
+    assert container["env"][-2:] == values["extraEnv"]
+    assert container["envFrom"][1:] == values["extraEnvFrom"]
+    assert container["volumeMounts"][-1] == values["extraVolumeMounts"][0]
+    assert pod["volumes"][-1] == values["extraVolumes"][0]
+    assert pod["priorityClassName"] == "inference-high"
+    assert pod["affinity"] == values["affinity"]  # shared storage: no colocation term added
+    assert pod["topologySpreadConstraints"] == values["topologySpreadConstraints"]
+    # No ServiceAccount made: every pod of the release's image runs as the named one, with the pull secret.
+    assert r.get("ServiceAccount", "fashion-classifier") is None
+    specs = _pod_specs(r)
+    assert {"fashion-classifier", "fashion-classifier-train", "fashion-classifier-migrate"} <= set(specs)
+    for name, spec in specs.items():
+        assert spec["serviceAccountName"] == "platform-sa", name
+        assert spec["imagePullSecrets"] == [{"name": "regcred"}], name
+
+
+def test_a_users_affinity_keeps_the_read_write_once_colocation(render_chart):
+    node_pool = VALUES_MATRIX["extension-points"]["affinity"]
+    own_term = {"topologyKey": "topology.kubernetes.io/zone", "labelSelector": {"matchLabels": {"cache": "warm"}}}
+    r = render_chart({"affinity": {**node_pool, "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        own_term]}}}, name="affinity-rwo")
+    affinity = r.get("Deployment", "fashion-classifier")["spec"]["template"]["spec"]["affinity"]
+    assert affinity["nodeAffinity"] == node_pool["nodeAffinity"]
+    terms = affinity["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms[0] == own_term and terms[1]["topologyKey"] == "kubernetes.io/hostname"
+    default = render_chart({}, name="defaults")
+    assert default.get("ServiceAccount", "fashion-classifier")["automountServiceAccountToken"] is False
+    assert all("imagePullSecrets" not in spec for spec in _pod_specs(default).values())

@@ -95,6 +95,9 @@ app.kubernetes.io/part-of: {{ include "fashion-classifier.name" .ctx }}
 {{- if and .Values.training.data.hostPath .Values.training.data.existingClaim }}
 {{- fail "training.data: set hostPath or existingClaim, not both" }}
 {{- end }}
+{{- if and .Values.topologySpreadConstraints (include "fashion-classifier.colocate" .) }}
+{{- fail "topologySpreadConstraints need modelStore.accessMode ReadWriteMany: with ReadWriteOnce every classifier pod runs on the store's node" }}
+{{- end }}
 {{- include "fashion-classifier.checkCassandraVolume" . }}
 {{- end }}
 
@@ -201,6 +204,39 @@ affinity:
           matchLabels:
             {{- include "fashion-classifier.selectorLabels" (dict "ctx" .) | nindent 12 }}
             {{- include "fashion-classifier.colocationLabel" . | nindent 12 }}
+{{- end }}
+
+{{/* Affinity of the classifier pods: the user's (values affinity), plus the ReadWriteOnce colocation. */}}
+{{- define "fashion-classifier.classifierAffinity" -}}
+{{- $affinity := deepCopy .Values.affinity }}
+{{- if include "fashion-classifier.colocate" . }}
+{{- $own := (fromYaml (include "fashion-classifier.colocationAffinity" .)).affinity.podAffinity }}
+{{- $pod := deepCopy (get $affinity "podAffinity" | default dict) }}
+{{- $key := "requiredDuringSchedulingIgnoredDuringExecution" }}
+{{- $_ := set $pod $key (concat (get $pod $key | default list) (get $own $key)) }}
+{{- $_ := set $affinity "podAffinity" $pod }}
+{{- end }}
+{{- with $affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* The ServiceAccount of the classifier pods and the Jobs. */}}
+{{- define "fashion-classifier.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "fashion-classifier.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Pull secrets on a pod spec: the created ServiceAccount carries them, a user's may not. */}}
+{{- define "fashion-classifier.podImagePullSecrets" -}}
+{{- if and .Values.imagePullSecrets (not .Values.serviceAccount.create) }}
+imagePullSecrets:
+  {{- toYaml .Values.imagePullSecrets | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{/* Training data of the Job: "true" when it reads files from a volume instead of downloading. */}}
