@@ -82,6 +82,20 @@ def test_promtool_unit_tests(tools):
     assert "SUCCESS" in proc.stdout + proc.stderr
 
 
+def test_every_alert_links_its_section_of_the_runbook():
+    """runbook_url: docs/runbook.md in the repository, at a heading named after the alert."""
+    runbook = (ROOT / "docs" / "runbook.md").read_text()
+    anchors = {h.strip().lower() for h in re.findall(r"^## (.+)$", runbook, re.MULTILINE)}
+    rules = yaml.safe_load((ROOT / "monitoring" / "alerts.rules.yaml").read_text())
+    alerts = [r for group in rules["groups"] for r in group["rules"] if "alert" in r]
+    assert len(alerts) >= 10
+    for alert in alerts:
+        url = alert["annotations"]["runbook_url"]
+        page, _, anchor = url.partition("#")
+        assert page == "https://github.com/fashion-classifier/fashion-classifier/blob/main/docs/runbook.md", url
+        assert anchor == alert["alert"].lower() and anchor in anchors, f"no runbook section for {alert['alert']}"
+
+
 @pytest.mark.parametrize("target", ["helm", *OVERLAYS])
 def test_rendered_prometheus_rules_pass_promtool(tools, tmp_path, target, render_chart, render_kustomize):
     rendered = render_chart({}, name="defaults") if target == "helm" else render_kustomize(target)
