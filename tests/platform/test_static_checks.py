@@ -96,6 +96,32 @@ def test_every_alert_links_its_section_of_the_runbook():
         assert anchor == alert["alert"].lower() and anchor in anchors, f"no runbook section for {alert['alert']}"
 
 
+def test_dashboard_queries_parse_and_follow_the_pod_variable(tools, tmp_path):
+    """Every panel's query is valid PromQL (promtool, with Grafana's variables filled in), reads
+    the selected pods only, and the resource panels read the classifier's container."""
+    dashboard = json.loads((ROOT / "monitoring" / "dashboard.json").read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["pod"]["multi"] and variables["pod"]["includeAll"]
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    for expr in exprs:
+        for selector in re.findall(r"\{([^}]*)\}", expr):
+            if "$namespace" in selector:
+                assert 'pod=~"$pod"' in selector, expr
+    resources = [e for e in exprs if not re.search(r"\bfc_", e)]
+    cadvisor = {"container_cpu_usage_seconds_total", "container_memory_working_set_bytes"}
+    assert cadvisor <= {m for e in resources for m in re.findall(r"\bcontainer_[a-z_]+", e)}
+    deployment = yaml.safe_load((ROOT / "k8s" / "base" / "deployment.yaml").read_text())
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert all(f'container="{container["name"]}"' in e for e in resources)
+    filled = [e.replace("$__rate_interval", "1m").replace("$namespace", "ns").replace("$pod", ".*") for e in exprs]
+    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"panel:query{i}", "expr": e}
+                                                        for i, e in enumerate(filled)]}]}
+    file = tmp_path / "dashboard-queries.yaml"
+    file.write_text(yaml.safe_dump(rules))
+    proc = tools.run("promtool", "check", "rules", file)
+    assert f"SUCCESS: {len(exprs)} rules found" in proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize("target", ["helm", *OVERLAYS])
 def test_rendered_prometheus_rules_pass_promtool(tools, tmp_path, target, render_chart, render_kustomize):
     rendered = render_chart({}, name="defaults") if target == "helm" else render_kustomize(target)
