@@ -77,8 +77,10 @@ COPY --from=build-train /opt/venv /opt/venv
 ENV HOME=/tmp
 USER 10001:10001
 CMD ["fashion-classifier", "train", "--model-dir", "/models", "--quiet"]
-# The revision label comes last: a per-build value would invalidate every cached layer below it.
+# The revision comes last: a per-build value would invalidate every cached layer below it.
+# FC_BUILD_COMMIT carries it into the process too (the commit label of fc_build_info).
 ARG REVISION=unknown
+ENV FC_BUILD_COMMIT="${REVISION}"
 LABEL org.opencontainers.image.title="fashion-classifier-train" \
       org.opencontainers.image.description="Fashion-MNIST classifier: training image (TensorFlow CPU)" \
       org.opencontainers.image.revision="${REVISION}"
@@ -97,8 +99,10 @@ EXPOSE 8000 9464
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/v2/health/live' % os.environ.get('FC_PORT', '8000'), timeout=4)"]
 CMD ["fashion-classifier", "serve"]
-# The revision label comes last: a per-build value would invalidate every cached layer below it.
+# The revision comes last: a per-build value would invalidate every cached layer below it.
+# FC_BUILD_COMMIT carries it into the process too (the commit label of fc_build_info).
 ARG REVISION=unknown
+ENV FC_BUILD_COMMIT="${REVISION}"
 LABEL org.opencontainers.image.title="fashion-classifier" \
       org.opencontainers.image.description="Fashion-MNIST classifier: LiteRT serving (gunicorn), no TensorFlow" \
       org.opencontainers.image.revision="${REVISION}"

@@ -80,14 +80,19 @@ def _token(_name: str, raw: str) -> str:
     return raw.strip()
 
 
-def _predlog(name: str, raw: str) -> str:
-    value = raw.lower()
-    if value not in PREDLOG_BACKENDS:
-        raise ConfigError(f"{name}={value!r} must be one of {', '.join(PREDLOG_BACKENDS)}")
-    return value
+def _one_of(choices: tuple[str, ...]) -> Callable[[str, str], str]:
+    """A parser accepting one of ``choices`` (any case)."""
+    def parse(name: str, raw: str) -> str:
+        value = raw.lower()
+        if value not in choices:
+            raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
+        return value
+
+    return parse
 
 
 PREDLOG_BACKENDS = ("sqlite", "cassandra", "off")
+LOG_FORMATS = ("text", "json")
 _PARSERS: dict[type, Callable[[str, str], Any]] = {int: _int, float: _float, bool: _bool, str: _text, tuple: _list}
 
 
@@ -150,6 +155,13 @@ class Settings:
                                      "ones get 413", minimum=1)
     max_batch: int = _setting("FC_MAX_BATCH", 1024, "images per request", minimum=1)
     model_name: str = _setting("FC_MODEL_NAME", "fashion", "the model's name in the /v1 and /v2 URLs")
+    log_format: str = _setting(
+        "FC_LOG_FORMAT", "text", "log lines of `serve`: text (gunicorn's) or json, one object a line (its fields: "
+        "docs/serving.md)",
+        parse=_one_of(LOG_FORMATS))
+    build_commit: str = _setting(
+        "FC_BUILD_COMMIT", "unknown", "git commit the image was built from (the Dockerfile sets it from its "
+        "REVISION build argument): the commit label of fc_build_info")
     metrics_dir: Path | None = _setting(
         MULTIPROC_ENV, None, "the workers' metric files; `serve` makes a temporary one when unset",
         parse=_path)
@@ -165,7 +177,7 @@ class Settings:
 
     # --- prediction log ------------------------------------------------------------------------
     predlog: str = _setting("FC_PREDLOG", "sqlite", "prediction log: sqlite (embedded), cassandra or off",
-                            parse=_predlog)
+                            parse=_one_of(PREDLOG_BACKENDS))
     sqlite_path: Path = _setting("FC_SQLITE_PATH", PROJECT_ROOT / "var" / "predictions.sqlite3",
                                  "the embedded log's file", parse=_path)
     spool_dir: Path = _setting("FC_SPOOL_DIR", PROJECT_ROOT / "var" / "spool",
@@ -187,6 +199,10 @@ class Settings:
         "FC_CASSANDRA_APP_USERNAME", "", "`migrate` only: the application role it creates (SELECT and MODIFY on "
         "the keyspace) when it runs as the admin role; unset = no role management")
     cassandra_app_password: str = _setting("FC_CASSANDRA_APP_PASSWORD", "", "that role's password", secret=True)
+    cassandra_manage_auth: bool = _setting(
+        "FC_CASSANDRA_MANAGE_AUTH", True, "`migrate` only: bootstrap its admin role from cassandra/cassandra, set "
+        "system_auth's replication and disable the default superuser; false for a cluster another tool runs "
+        "(K8ssandra): then it only creates the keyspace and the application role")
     cassandra_tls: bool = _setting("FC_CASSANDRA_TLS", False, "connect to Cassandra over TLS")
     cassandra_ca_file: Path | None = _setting("FC_CASSANDRA_CA_FILE", None, "CA certificate that verifies "
                                               "Cassandra's", parse=_path)

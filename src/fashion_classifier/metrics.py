@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from fashion_classifier import __version__
 from fashion_classifier.config import MULTIPROC_ENV
 
 # Latency buckets around the service's range: ~0.5 ms for one image up to seconds for big batches.
@@ -117,6 +119,19 @@ FEEDBACK = Counter(
     "Feedback received, by the model version that predicted and whether it was right",
     ["model_version", "correct"],
 )
+# Which build serves: every worker of one master sets the same labels, so "livemax" shows one sample
+# (not one per worker), and a replaced worker's labels leave with it.
+BUILD_INFO = Gauge(
+    "fc_build_info",
+    "The build being served (value 1): package version, git commit, Python version",
+    ["version", "commit", "python"],
+    multiprocess_mode="livemax",
+)
+
+
+def record_build(commit: str) -> None:
+    """Set ``fc_build_info`` for this process: the package's version, ``commit`` (FC_BUILD_COMMIT), Python's."""
+    BUILD_INFO.labels(__version__, commit, platform.python_version()).set(1)
 
 
 def observe_predictions(

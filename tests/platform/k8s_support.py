@@ -51,6 +51,15 @@ VALUES_MATRIX: dict[str, dict[str, Any]] = {
                                  "guard": {"enabled": True, "schedule": "*/2 * * * *",
                                            "prometheusUrl": "http://prometheus-operated.monitoring:9090"}}},
     "training-publishes-shadow": {"training": {"publishAs": "shadow"}},
+    # Cassandra run by K8ssandra (cluster "demo", datacenter "dc1"): its Service, its superuser's
+    # Secret, client TLS with the operator's CA.
+    "external-cassandra-k8ssandra": {
+        "cassandra": {"enabled": False},
+        "externalCassandra": {"hosts": ["demo-dc1-service.k8ssandra-operator.svc"], "localDC": "dc1",
+                              "replicationFactor": 3, "existingSecret": "demo-superuser",
+                              "tls": {"enabled": True, "caSecret": "demo-client-ca", "caKey": "ca.crt"}},
+        "model": {"guard": {"enabled": True}},
+    },
     # What platform teams add: their ServiceAccount and pull secret, a node pool, a priority,
     # zone spread (over shared storage), proxy settings from a Secret, a volume, their own labels.
     "extension-points": {
@@ -79,7 +88,8 @@ VALUES_MATRIX: dict[str, dict[str, Any]] = {
 }
 # Secrets the values above name but the chart leaves to the user (cassandra.auth.*.existingSecret).
 EXTERNAL_SECRETS: dict[str, set[str]] = {"my-admin": {"username", "password"}, "my-app": {"username", "password"},
-                                         "proxy": {"url"}}
+                                         "proxy": {"url"}, "demo-superuser": {"username", "password"},
+                                         "demo-client-ca": {"ca.crt"}}
 # A ServiceAccount the values above name but leave to the user (serviceAccount.create false).
 EXTERNAL_ACCOUNTS = {"platform-sa"}
 # Claims the values and kustomize components above name but leave to the user (training data).

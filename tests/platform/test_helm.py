@@ -43,7 +43,10 @@ def test_helm_lint_strict(tools, tmp_path, name):
         ({"modelStore": {"size": "lots"}}, "size"),
         ({"cassandra": {"maxHeapSize": "half"}}, "maxHeapSize"),
         ({"resouces": {}}, "resouces"),
-        ({"cassandra": {"enabled": False}}, "externalHosts"),
+        ({"cassandra": {"enabled": False}}, "externalCassandra.hosts is empty"),
+        ({"cassandra": {"enabled": False}, "externalCassandra": {"hosts": ["c1"], "tls": {"caSecret": "ca"}}},
+         "tls.enabled is false"),
+        ({"externalCassandra": {"hosts": ["bad host"]}}, "hosts"),
         ({"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "minReplicas"),
         ({"metrics": {"prometheusNamespaces": ["Monitoring"]}}, "prometheusNamespaces"),
         ({"cassandra": {"antiAffinity": "soft"}}, "antiAffinity"),
@@ -452,3 +455,37 @@ def test_a_users_affinity_keeps_the_read_write_once_colocation(render_chart):
     default = render_chart({}, name="defaults")
     assert default.get("ServiceAccount", "fashion-classifier")["automountServiceAccountToken"] is False
     assert all("imagePullSecrets" not in spec for spec in _pod_specs(default).values())
+
+
+def test_an_external_cassandra_gets_its_hosts_tls_and_superuser(render_chart):
+    r = render_chart(VALUES_MATRIX["external-cassandra-k8ssandra"], name="external-cassandra-k8ssandra")
+    assert r.get("StatefulSet", "fashion-classifier-cassandra") is None
+    config = _configmap(r)
+    assert {k: config[k] for k in config if k.startswith("FC_CASSANDRA_") and k != "FC_CASSANDRA_TTL_DAYS"} == {
+        "FC_CASSANDRA_HOSTS": "demo-dc1-service.k8ssandra-operator.svc", "FC_CASSANDRA_PORT": "9042",
+        "FC_CASSANDRA_KEYSPACE": "fashion", "FC_CASSANDRA_LOCAL_DC": "dc1", "FC_CASSANDRA_REPLICATION": "3",
+        "FC_CASSANDRA_MANAGE_AUTH": "false", "FC_CASSANDRA_TLS": "true",
+        "FC_CASSANDRA_CA_FILE": "/etc/fashion-classifier/cassandra-ca/ca.crt"}
+    # The migration logs in as K8ssandra's superuser and creates the application role, whose
+    # Secret the chart generates; there is no admin Secret of the chart's.
+    migrate = r.get("Job", "fashion-classifier-migrate")["spec"]["template"]["spec"]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in migrate["containers"][0]["env"]}
+    assert refs == {"FC_CASSANDRA_USERNAME": "demo-superuser", "FC_CASSANDRA_PASSWORD": "demo-superuser",
+                    "FC_CASSANDRA_APP_USERNAME": "fashion-classifier-cassandra-app",
+                    "FC_CASSANDRA_APP_PASSWORD": "fashion-classifier-cassandra-app"}
+    assert {s["metadata"]["name"] for s in r.of_kind("Secret")} >= {"fashion-classifier-cassandra-app"}
+    assert r.get("Secret", "fashion-classifier-cassandra-admin") is None
+    # Every pod that talks to Cassandra mounts the CA where FC_CASSANDRA_CA_FILE points.
+    clients = [r.get("Deployment", "fashion-classifier")["spec"]["template"]["spec"], migrate,
+               r.get("CronJob", "fashion-classifier-guard")["spec"]["jobTemplate"]["spec"]["template"]["spec"]]
+    for pod in clients:
+        [volume] = [v for v in pod["volumes"] if v["name"] == "cassandra-ca"]
+        assert volume["secret"] == {"secretName": "demo-client-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+        mounts = [m for c in pod["containers"] for m in c["volumeMounts"] if m["name"] == "cassandra-ca"]
+        assert mounts == [{"name": "cassandra-ca", "mountPath": "/etc/fashion-classifier/cassandra-ca",
+                           "readOnly": True}]
+    # Without a Secret: no authentication, no role Secrets.
+    plain = render_chart({"cassandra": {"enabled": False}, "externalCassandra": {"hosts": ["10.0.0.5"]}},
+                         name="external-plain")
+    assert not plain.of_kind("Secret") or all("cassandra" not in s["metadata"]["name"] for s in plain.of_kind("Secret"))
+    assert "FC_CASSANDRA_TLS" not in _configmap(plain)

@@ -247,6 +247,53 @@ def test_wrong_password_is_one_log_line_and_rows_wait_in_the_spool(auth_cluster,
         lg.close()
 
 
+# --- a cluster another tool manages (the chart's externalCassandra, e.g. K8ssandra) ----------------
+
+
+def test_migrate_leaves_a_managed_clusters_auth_alone(auth_cluster, capsys, tmp_path):
+    """FC_CASSANDRA_MANAGE_AUTH=false: logged in as the operator's superuser, migrate creates the
+    keyspace and the application role only: system_auth's replication and the default superuser
+    stay as the operator set them."""
+    operator, ext_app, keyspace = ("ops_superuser", "ops-Pw-3"), ("ext_app", "ext-Pw-4"), "fashion_ext"
+    cluster, session = _session(*ADMIN)
+    try:
+        session.execute(f"CREATE ROLE IF NOT EXISTS {operator[0]} WITH SUPERUSER = true AND LOGIN = true "
+                        f"AND PASSWORD = '{operator[1]}'")
+        session.execute("ALTER ROLE cassandra WITH LOGIN = true")
+        session.execute("ALTER KEYSPACE system_auth WITH replication = {'class': 'NetworkTopologyStrategy', "
+                        "'datacenter1': 1}")
+        code, out, err = _migrate({"FC_CASSANDRA_MANAGE_AUTH": "false", "FC_CASSANDRA_USERNAME": operator[0],
+                                   "FC_CASSANDRA_PASSWORD": operator[1], "FC_CASSANDRA_APP_USERNAME": ext_app[0],
+                                   "FC_CASSANDRA_APP_PASSWORD": ext_app[1], "FC_CASSANDRA_KEYSPACE": keyspace}, capsys)
+        assert code == 0, err
+        assert f"role {ext_app[0]} (created)" in out and "disabled" not in out
+        session.cluster.refresh_schema_metadata()
+        strategy = session.cluster.metadata.keyspaces["system_auth"].replication_strategy
+        assert str(strategy.dc_replication_factors_info["datacenter1"]) == "1"
+        cassandra = session.execute("SELECT can_login FROM system_auth.roles WHERE role = 'cassandra'").one()
+        assert cassandra.can_login is True
+        lg = CassandraLog(app_settings(tmp_path, cassandra_keyspace=keyspace, cassandra_username=ext_app[0],
+                                       cassandra_password=ext_app[1]))
+        try:
+            _connected(lg)
+            rec = make_record(1, created_at=datetime.now(UTC))
+            lg.record(rec)
+            assert lg.flush(30)
+            assert eventually(lambda: lg.get(rec.id) is not None, timeout=30)
+        finally:
+            lg.close()
+        # A refused login is an error; it never falls back to cassandra/cassandra.
+        code, _, err = _migrate({"FC_CASSANDRA_MANAGE_AUTH": "false", "FC_CASSANDRA_USERNAME": operator[0],
+                                 "FC_CASSANDRA_PASSWORD": "wrong", "FC_CASSANDRA_KEYSPACE": keyspace}, capsys)
+        assert code == 3 and "refused the credentials" in err
+    finally:
+        # Back to what the tests below expect (their migrate would restore it too).
+        session.execute("ALTER ROLE cassandra WITH LOGIN = false")
+        session.execute("ALTER KEYSPACE system_auth WITH replication = {'class': 'NetworkTopologyStrategy', "
+                        "'datacenter1': 2}")
+        cluster.shutdown()
+
+
 def test_new_app_connection_logs_in_and_writes_with_node_2_killed(auth_cluster, tmp_path):
     _script("kill", "2")
     # No cached login on node 1: the role and its password are read from system_auth now.

@@ -7,6 +7,7 @@ alone (bounded connections and timeouts, which the master relies on to stay resp
 from __future__ import annotations
 
 import os
+import platform
 import signal
 import socket
 import time
@@ -20,17 +21,20 @@ from harness.server import ServerError, start_serve
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from fashion_classifier import __version__
 from fashion_classifier.web import metrics_server
 from fashion_classifier.web.metrics_server import MetricsServer
 
 pytestmark = pytest.mark.timeout(120)
 
 LIVE = "/v2/health/live"  # not the harness's readiness path, so every count here is the test's
+COMMIT = "0123abc"  # what the Dockerfile would set from its REVISION build argument
 
 
 @pytest.fixture(scope="module")
 def server(shipped_store, tmp_path_factory):
-    srv = start_serve(tmp_path_factory.mktemp("metrics-port"), shipped_store, workers=2)
+    srv = start_serve(tmp_path_factory.mktemp("metrics-port"), shipped_store, workers=2,
+                      extra_env={"FC_BUILD_COMMIT": COMMIT})
     yield srv
     srv.stop()
 
@@ -93,6 +97,27 @@ def test_the_app_port_has_no_metrics_and_the_metrics_port_sums_both_workers(serv
     # The scrape is not a request to a worker: nothing in flight, and no route counts it.
     assert values[("fc_http_requests_in_flight", ())] == 0.0
     assert not [k for k in values if dict(k[1]).get("endpoint") == "/metrics"]
+
+
+def test_build_info_is_one_sample_however_many_workers(server):
+    metrics_dir = Path(server.env["PROMETHEUS_MULTIPROC_DIR"])
+    workers = server.worker_pids()
+    # Each worker sets it as it creates the app: wait until both files hold it.
+    deadline = time.monotonic() + 20
+    while not all(_holds_build_info(metrics_dir / f"gauge_livemax_{pid}.db") for pid in workers):
+        assert time.monotonic() < deadline, f"not every worker set fc_build_info\n{server.log_tail()}"
+        time.sleep(0.1)
+    text = requests.get(server.metrics_url, timeout=5).text
+    found = [s for family in text_string_to_metric_families(text) for s in family.samples if s.name == "fc_build_info"]
+    assert len(found) == 1, found
+    assert found[0].labels == {"version": __version__, "commit": COMMIT, "python": platform.python_version()}
+    assert found[0].value == 1.0
+
+
+def _holds_build_info(db: Path) -> bool:
+    if not db.exists():
+        return False
+    return any(s.name == "fc_build_info" for m in MultiProcessCollector.merge([str(db)]) for s in m.samples)
 
 
 def test_the_metrics_port_answers_while_every_worker_is_stuck(server):

@@ -66,19 +66,48 @@ app.kubernetes.io/part-of: {{ include "fashion-classifier.name" .ctx }}
 {{- if .Values.cassandra.enabled }}
 {{- include "fashion-classifier.cassandraPods" (dict "ctx" . "n" .Values.cassandra.replicas) }}
 {{- else }}
-{{- join "," .Values.cassandra.externalHosts }}
+{{- join "," .Values.externalCassandra.hosts }}
 {{- end }}
 {{- end }}
 
-{{/* "true" when the pods log in to Cassandra: authentication on and the log in Cassandra. */}}
+{{/* "true" when the pods log in to Cassandra, the log being there: the release's own nodes with
+cassandra.auth.enabled, or an external cluster whose superuser Secret is named. */}}
 {{- define "fashion-classifier.cassandraAuth" -}}
-{{- if and .Values.cassandra.auth.enabled (eq .Values.config.predlog "cassandra") }}true{{ end }}
+{{- if eq .Values.config.predlog "cassandra" }}
+{{- if .Values.cassandra.enabled }}{{ if .Values.cassandra.auth.enabled }}true{{ end }}
+{{- else if .Values.externalCassandra.existingSecret }}true{{ end }}
+{{- end }}
 {{- end }}
 
-{{/* Secret of a Cassandra role: (dict "ctx" $ "role" "admin"|"app"); existingSecret wins. */}}
+{{/* Secret of a Cassandra role: (dict "ctx" $ "role" "admin"|"app"); existingSecret wins. An
+external cluster's admin is its superuser (externalCassandra.existingSecret). */}}
 {{- define "fashion-classifier.cassandraSecretName" -}}
 {{- $role := index .ctx.Values.cassandra.auth .role }}
+{{- if and (eq .role "admin") (not .ctx.Values.cassandra.enabled) }}
+{{- .ctx.Values.externalCassandra.existingSecret }}
+{{- else }}
 {{- default (printf "%s-%s" (include "fashion-classifier.cassandraName" .ctx) .role) $role.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/* The CA certificate of an external cluster's TLS, for the pods that connect to Cassandra:
+(dict "ctx" $ "part" "volume"|"mount"), nothing without one. */}}
+{{- define "fashion-classifier.cassandraCa" -}}
+{{- $tls := .ctx.Values.externalCassandra.tls }}
+{{- if and (not .ctx.Values.cassandra.enabled) $tls.enabled $tls.caSecret }}
+{{- if eq .part "volume" }}
+- name: cassandra-ca
+  secret:
+    secretName: {{ $tls.caSecret }}
+    items:
+      - key: {{ $tls.caKey }}
+        path: ca.crt
+{{- else }}
+- name: cassandra-ca
+  mountPath: /etc/fashion-classifier/cassandra-ca
+  readOnly: true
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Checks that values.schema.json cannot express (they compare two values). */}}
@@ -86,8 +115,11 @@ app.kubernetes.io/part-of: {{ include "fashion-classifier.name" .ctx }}
 {{- if and .Values.cassandra.enabled (gt (int .Values.cassandra.replicationFactor) (int .Values.cassandra.replicas)) }}
 {{- fail (printf "cassandra.replicationFactor (%d) cannot exceed cassandra.replicas (%d)" (int .Values.cassandra.replicationFactor) (int .Values.cassandra.replicas)) }}
 {{- end }}
-{{- if and (eq .Values.config.predlog "cassandra") (not .Values.cassandra.enabled) (empty .Values.cassandra.externalHosts) }}
-{{- fail "config.predlog is cassandra but cassandra.enabled is false and cassandra.externalHosts is empty" }}
+{{- if and (eq .Values.config.predlog "cassandra") (not .Values.cassandra.enabled) (empty .Values.externalCassandra.hosts) }}
+{{- fail "config.predlog is cassandra but cassandra.enabled is false and externalCassandra.hosts is empty" }}
+{{- end }}
+{{- if and .Values.externalCassandra.tls.caSecret (not .Values.externalCassandra.tls.enabled) }}
+{{- fail "externalCassandra.tls.caSecret is set but externalCassandra.tls.enabled is false" }}
 {{- end }}
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
 {{- fail "autoscaling.minReplicas cannot exceed autoscaling.maxReplicas" }}

@@ -149,7 +149,10 @@ def _migrate_cassandra(settings: Settings, wait: float) -> tuple[list[int], str]
             # Role management: this process is the admin and creates the application role.
             admin = cassandra_auth.Role(settings.cassandra_username, settings.cassandra_password)
             app = cassandra_auth.Role(settings.cassandra_app_username, settings.cassandra_app_password)
-            if cassandra_auth.DEFAULT_SUPERUSER.name in (admin.name, app.name):
+            # The default superuser is disabled once the admin role exists, unless another tool
+            # manages the cluster's roles: then it may be the admin.
+            reserved = {app.name, admin.name} if settings.cassandra_manage_auth else {app.name}
+            if cassandra_auth.DEFAULT_SUPERUSER.name in reserved:
                 raise ValueError("neither the admin nor the application role may be named 'cassandra'")
     except ValueError as exc:
         raise CliError(f"FC_CASSANDRA_USERNAME / FC_CASSANDRA_APP_USERNAME: {exc}") from None
@@ -158,7 +161,7 @@ def _migrate_cassandra(settings: Settings, wait: float) -> tuple[list[int], str]
     try:
         cluster, session = _connect(settings, deadline, wait)
     except _Refused:
-        if admin is None:
+        if admin is None or not settings.cassandra_manage_auth:
             raise CliError(f"Cassandra at {hosts} refused the credentials", EXIT_UNAVAILABLE) from None
         _bootstrap_admin(settings, admin, deadline, wait)
         cluster, session = _retrying("logging in as the new admin role", hosts, deadline,
@@ -173,7 +176,7 @@ def _migrate_cassandra(settings: Settings, wait: float) -> tuple[list[int], str]
         )
 
     def step() -> list[int]:
-        if manage_roles:
+        if manage_roles and settings.cassandra_manage_auth:
             cassandra_auth.ensure_auth_replication(session, settings.cassandra_local_dc)
             if cassandra_auth.disable_default_superuser(session):
                 print("default superuser cassandra disabled (LOGIN = false, SUPERUSER = false)")

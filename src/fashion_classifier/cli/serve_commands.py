@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -50,23 +51,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except store.ArtifactError as exc:
         raise CliError(str(exc), EXIT_UNAVAILABLE) from None
     if version is None:
-        print(
-            f"fashion-classifier serve: warning: no model in {settings.model_dir} yet; not ready until "
-            "`fashion-classifier train` publishes one",
-            file=sys.stderr,
-        )
+        _say(settings, f"no model in {settings.model_dir} yet; not ready until `fashion-classifier train` "
+             "publishes one", warning=True)
     runtime.pin_threads()
     runtime.prepare_metrics_dir()
     workers = settings.workers or runtime.cpu_count()
     metrics = f"http://{settings.host}:{settings.metrics_port}/metrics" if settings.metrics_port else "off"
-    print(
-        f"fashion-classifier serve: http://{settings.host}:{settings.port} ({workers} workers, model "
-        f"{version or 'none yet'}, prediction log {settings.predlog}, metrics {metrics})",
-        file=sys.stderr,
-        flush=True,
-    )
+    _say(settings, f"http://{settings.host}:{settings.port} ({workers} workers, model {version or 'none yet'}, "
+         f"prediction log {settings.predlog}, metrics {metrics})")
     argv = [sys.executable, "-m", "gunicorn", "--config", CONFIG, APP]
     # exec: gunicorn's master takes this process's place, so signals (Ctrl-C, SIGTERM from
     # Kubernetes) reach it directly and shut down gracefully.
     os.execv(sys.executable, argv)
     return 0  # not reached
+
+
+def _say(settings: Settings, text: str, warning: bool = False) -> None:
+    """One line on stderr before gunicorn starts: a JSON log line with FC_LOG_FORMAT=json."""
+    if settings.log_format == "json":
+        from fashion_classifier.web.json_logging import json_line
+
+        line = json_line(logging.WARNING if warning else logging.INFO, text, "fashion_classifier.cli.serve")
+    else:
+        line = f"fashion-classifier serve: {'warning: ' if warning else ''}{text}"
+    print(line, file=sys.stderr, flush=True)

@@ -2,8 +2,9 @@
 
 Routes: ``/`` upload page, ``/predictions`` and ``/model`` pages, ``/api/v1/*`` (predict,
 feedback, prediction history, model), ``/v1/models/<name>:predict`` (TF-Serving style),
-``/v2/*`` (Open Inference Protocol and health), ``/openapi.json``. Prometheus metrics are not
-here: the gunicorn master serves them on their own port (``web.metrics_server``).
+``/v2/*`` (Open Inference Protocol and health), ``/openapi.json`` and ``/docs`` (Swagger UI on
+it). Prometheus metrics are not here: the gunicorn master serves them on their own port
+(``web.metrics_server``).
 
 Under gunicorn the app is created in each worker after the fork (no preload), so the model,
 the prediction log's connections and the reload thread all belong to that worker.
@@ -30,21 +31,24 @@ def create_app(settings: Settings | None = None, predlog: PredictionLog | None =
 
     from flask import Flask, Response
 
+    from fashion_classifier import metrics
     from fashion_classifier.config import Settings
     from fashion_classifier.inference.reloader import ModelHolder
     from fashion_classifier.predlog.arms_report import RecentReport
-    from fashion_classifier.web import api, errors, observability, oip, pages, security_headers, tfserving
+    from fashion_classifier.web import api, api_docs, errors, observability, oip, pages, security_headers, tfserving
     from fashion_classifier.web.classify import Classifier
     from fashion_classifier.web.fast_path import FastPath
     from fashion_classifier.web.state import EXTENSION, ServingState
 
     settings = settings or Settings.from_env()
+    metrics.record_build(settings.build_commit)
     if predlog is None:
         from fashion_classifier.predlog import open_log
 
         predlog = open_log(settings)
 
-    app = Flask(__name__)
+    # No implicit /static route: the only static files are the docs page's, served by name (api_docs).
+    app = Flask(__name__, static_folder=None)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
         # Werkzeug keeps non-file form fields in memory up to this size; files may use the
@@ -80,6 +84,6 @@ def create_app(settings: Settings | None = None, predlog: PredictionLog | None =
     observability.install(app)
     errors.install(app)
     security_headers.install(app)
-    for blueprint in (pages.bp, api.bp, tfserving.bp, oip.bp):
+    for blueprint in (pages.bp, api_docs.bp, api.bp, tfserving.bp, oip.bp):
         app.register_blueprint(blueprint)
     return app

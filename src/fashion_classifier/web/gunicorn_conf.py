@@ -19,6 +19,8 @@
   body like every other error (``protocol_errors``).
 * Once a worker has loaded the app, its heap so far is frozen out of the cyclic GC
   (``runtime.freeze_heap``): full collections then walk only what requests allocate.
+* ``FC_LOG_FORMAT=json`` makes every log line one JSON object (``json_logging``), with gunicorn's
+  handlers kept: errors on stderr, the access log where ``FC_ACCESS_LOG`` says.
 * Graceful shutdown: SIGTERM lets in-flight requests finish within ``FC_GRACEFUL_TIMEOUT``;
   each worker flushes its prediction-log queue (to the backend or the spool) as it exits.
 """
@@ -52,6 +54,9 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm
 errorlog = "-"
 accesslog = os.environ.get("FC_ACCESS_LOG") or None
 loglevel = os.environ.get("FC_LOG_LEVEL", "info")
+# FC_LOG_FORMAT=json: the same lines, each one JSON object (web.json_logging); text is gunicorn's own.
+if _settings.log_format == "json":
+    logger_class = "fashion_classifier.web.json_logging.JsonLogger"
 proc_name = "fashion-classifier"
 # gunicorn >= 27 opens a control socket at a fixed path under $HOME: unused here, and two
 # servers on one machine (tests, benchmarks) would fight over it.
