@@ -74,6 +74,7 @@ VALUES_MATRIX: dict[str, dict[str, Any]] = {
             "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "classifier"}}}],
         "podAnnotations": {"team.example.com/owner": "ml-platform"},
         "podLabels": {"team": "ml-platform"},
+        "config": {"logFormat": "json"},
         "extraEnv": [{"name": "HTTPS_PROXY", "valueFrom": {"secretKeyRef": {"name": "proxy", "key": "url"}}},
                      {"name": "NO_PROXY", "value": ".svc,.cluster.local"}],
         "extraEnvFrom": [{"secretRef": {"name": "proxy"}, "prefix": "PROXY_"}],

@@ -65,6 +65,7 @@ def test_helm_lint_strict(tools, tmp_path, name):
         ({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}]},
          "need modelStore.accessMode ReadWriteMany"),
         ({"extraEnv": [{"value": "no name"}]}, "name"),
+        ({"config": {"logFormat": "logfmt"}}, "logFormat"),
         ({"extraVolumeMounts": [{"name": "x", "mountPath": "relative"}]}, "mountPath"),
         ({"affinity": {"nodeAfinity": {}}}, "nodeAfinity"),
         ({"serviceAccount": {"name": "Not_A_Name"}}, "name"),
@@ -428,6 +429,7 @@ def test_extension_points_reach_the_classifier_pods(render_chart):
     assert meta["labels"]["team"] == "ml-platform" and "app.kubernetes.io/component" in meta["labels"]
     assert meta["annotations"]["team.example.com/owner"] == "ml-platform" and "checksum/config" in meta["annotations"]
     assert container["env"][-2:] == values["extraEnv"]
+    assert _configmap(r)["FC_LOG_FORMAT"] == "json"
     assert container["envFrom"][1:] == values["extraEnvFrom"]
     assert container["volumeMounts"][-1] == values["extraVolumeMounts"][0]
     assert pod["volumes"][-1] == values["extraVolumes"][0]
