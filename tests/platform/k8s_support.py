@@ -51,6 +51,13 @@ VALUES_MATRIX: dict[str, dict[str, Any]] = {
                                  "guard": {"enabled": True, "schedule": "*/2 * * * *",
                                            "prometheusUrl": "http://prometheus-operated.monitoring:9090"}}},
     "training-publishes-shadow": {"training": {"publishAs": "shadow"}},
+    # Gateway API instead of the Ingress; KEDA scaling on the request rate.
+    "httproute-keda": {
+        "httpRoute": {"enabled": True, "hostnames": ["fashion-classifier.example.com"],
+                      "parentRefs": [{"name": "public", "namespace": "gateway-system", "sectionName": "https"}]},
+        "autoscaling": {"keda": {"enabled": True, "requestsPerReplica": 250,
+                                 "prometheusUrl": "http://kube-prometheus-stack-prometheus.monitoring:9090"}},
+    },
     # Cassandra run by K8ssandra (cluster "demo", datacenter "dc1"): its Service, its superuser's
     # Secret, client TLS with the operator's CA.
     "external-cassandra-k8ssandra": {

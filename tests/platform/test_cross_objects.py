@@ -310,6 +310,18 @@ def test_spool_is_shared_but_sqlite_stays_per_pod(rendered):
 
 
 def test_hpa_and_pdbs_target_existing_workloads(rendered):
+    scaled = rendered.of_kind("ScaledObject")
+    # One owner of the replica count: KEDA makes its own HorizontalPodAutoscaler.
+    assert not (scaled and rendered.of_kind("HorizontalPodAutoscaler"))
+    for obj in scaled:
+        ref = obj["spec"]["scaleTargetRef"]
+        target = rendered.get(ref["kind"], ref["name"])
+        assert target is not None and "replicas" not in target["spec"]
+        [rate] = [t for t in obj["spec"]["triggers"] if t["type"] == "prometheus"]
+        query = rate["metadata"]["query"]
+        assert re.search(r"\bfc_http_requests_total\{", query), query
+        assert f'service="{ref["name"]}-metrics"' in query and f'namespace="{obj["metadata"]["namespace"]}"' in query
+        assert rendered.get("Service", f"{ref['name']}-metrics") is not None, "KEDA reads the ServiceMonitor's series"
     for hpa in rendered.of_kind("HorizontalPodAutoscaler"):
         ref = hpa["spec"]["scaleTargetRef"]
         target = rendered.get(ref["kind"], ref["name"])
@@ -385,6 +397,10 @@ def test_metrics_are_never_on_the_public_service_or_the_ingress(rendered):
             for path in rule["http"]["paths"]:
                 backend = path["backend"]["service"]
                 assert backend["name"] == fullname and backend["port"] == {"name": "http"}, backend
+    http_port = next(p["port"] for p in public["spec"]["ports"] if p["name"] == "http")
+    for route in rendered.of_kind("HTTPRoute"):
+        refs = [ref for rule in route["spec"]["rules"] for ref in rule["backendRefs"]]
+        assert refs == [{"name": fullname, "port": http_port}], refs
 
 
 def test_alerts_and_dashboard_use_contract_metrics(rendered):

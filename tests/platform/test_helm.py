@@ -66,6 +66,10 @@ def test_helm_lint_strict(tools, tmp_path, name):
          "need modelStore.accessMode ReadWriteMany"),
         ({"extraEnv": [{"value": "no name"}]}, "name"),
         ({"config": {"logFormat": "logfmt"}}, "logFormat"),
+        ({"httpRoute": {"enabled": True}}, "needs httpRoute.parentRefs"),
+        ({"autoscaling": {"keda": {"enabled": True}}}, "needs autoscaling.keda.prometheusUrl"),
+        ({"autoscaling": {"enabled": False, "keda": {"enabled": True, "prometheusUrl": "http://p:9090"}}},
+         "needs autoscaling.enabled"),
         ({"extraVolumeMounts": [{"name": "x", "mountPath": "relative"}]}, "mountPath"),
         ({"affinity": {"nodeAfinity": {}}}, "nodeAfinity"),
         ({"serviceAccount": {"name": "Not_A_Name"}}, "name"),
@@ -491,3 +495,36 @@ def test_an_external_cassandra_gets_its_hosts_tls_and_superuser(render_chart):
                          name="external-plain")
     assert not plain.of_kind("Secret") or all("cassandra" not in s["metadata"]["name"] for s in plain.of_kind("Secret"))
     assert "FC_CASSANDRA_TLS" not in _configmap(plain)
+
+
+def test_uploads_pass_the_ingress_and_the_route_reaches_the_service(render_chart):
+    r = render_chart(VALUES_MATRIX["ingress-on"], name="ingress-on")
+    ingress = r.get("Ingress", "fashion-classifier")
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "10485760"
+    assert _configmap(r)["FC_MAX_UPLOAD_BYTES"] == "10485760"
+    own = render_chart({"ingress": {"enabled": True, "annotations": {
+        "nginx.ingress.kubernetes.io/proxy-body-size": "1m", "team": "x"}}, "config": {"maxUploadBytes": 2048}},
+        name="ingress-own-limit")
+    assert own.get("Ingress", "fashion-classifier")["metadata"]["annotations"] == {
+        "nginx.ingress.kubernetes.io/proxy-body-size": "1m", "team": "x"}
+    assert _configmap(own)["FC_MAX_UPLOAD_BYTES"] == "2048"
+    route = render_chart(VALUES_MATRIX["httproute-keda"], name="httproute-keda").get("HTTPRoute", "fashion-classifier")
+    assert route["spec"]["parentRefs"] == VALUES_MATRIX["httproute-keda"]["httpRoute"]["parentRefs"]
+    assert route["spec"]["hostnames"] == ["fashion-classifier.example.com"]
+    assert route["spec"]["rules"][0]["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
+
+
+def test_requests_are_one_cpu_per_worker_and_keda_replaces_the_hpa(render_chart):
+    r = render_chart({}, name="defaults")
+    [container] = r.get("Deployment", "fashion-classifier")["spec"]["template"]["spec"]["containers"]
+    assert container["resources"]["requests"]["cpu"] == str(_configmap(r)["FC_WORKERS"]) == "1"
+    assert r.get("HorizontalPodAutoscaler", "fashion-classifier")["spec"]["metrics"][0]["resource"]["target"] == {
+        "type": "Utilization", "averageUtilization": 70}
+    keda = render_chart(VALUES_MATRIX["httproute-keda"], name="httproute-keda")
+    assert keda.get("HorizontalPodAutoscaler", "fashion-classifier") is None
+    scaled = keda.get("ScaledObject", "fashion-classifier")["spec"]
+    assert (scaled["minReplicaCount"], scaled["maxReplicaCount"]) == (2, 6)
+    rate, cpu = scaled["triggers"]
+    assert rate["metadata"]["threshold"] == "250"
+    assert rate["metadata"]["serverAddress"] == "http://kube-prometheus-stack-prometheus.monitoring:9090"
+    assert cpu == {"type": "cpu", "metricType": "Utilization", "metadata": {"value": "70"}}

@@ -127,6 +127,17 @@ external cluster's admin is its superuser (externalCassandra.existingSecret). */
 {{- if and .Values.training.data.hostPath .Values.training.data.existingClaim }}
 {{- fail "training.data: set hostPath or existingClaim, not both" }}
 {{- end }}
+{{- if and .Values.httpRoute.enabled (empty .Values.httpRoute.parentRefs) }}
+{{- fail "httpRoute.enabled needs httpRoute.parentRefs: the Gateway(s) the route attaches to" }}
+{{- end }}
+{{- with .Values.autoscaling.keda }}{{ if .enabled }}
+{{- if not $.Values.autoscaling.enabled }}
+{{- fail "autoscaling.keda.enabled needs autoscaling.enabled (its replica bounds and CPU target)" }}
+{{- end }}
+{{- if not .prometheusUrl }}
+{{- fail "autoscaling.keda.enabled needs autoscaling.keda.prometheusUrl" }}
+{{- end }}
+{{- end }}{{ end }}
 {{- if and .Values.topologySpreadConstraints (include "fashion-classifier.colocate" .) }}
 {{- fail "topologySpreadConstraints need modelStore.accessMode ReadWriteMany: with ReadWriteOnce every classifier pod runs on the store's node" }}
 {{- end }}
@@ -252,6 +263,13 @@ affinity:
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end }}
+
+{{/* Label matchers of the release's series in a Prometheus that scrapes it through the chart's
+ServiceMonitor (which adds namespace and service). */}}
+{{- define "fashion-classifier.prometheusSelector" -}}
+{{- $service := printf "%s-metrics" (include "fashion-classifier.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- printf "namespace=%q,service=%q" .Release.Namespace $service }}
 {{- end }}
 
 {{/* The ServiceAccount of the classifier pods and the Jobs. */}}
