@@ -18,7 +18,7 @@ WORKDIR /src
 # sha256, the build backend included, so two builds of one commit install the same bytes.
 COPY requirements/build.txt requirements/serve.txt requirements/train.txt ./requirements/
 RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-warn-script-location --require-hashes -r requirements/build.txt
+ && /opt/venv/bin/pip install --no-warn-script-location --require-hashes --only-binary :all: -r requirements/build.txt
 COPY pyproject.toml README*.md ./
 COPY src ./src
 
@@ -27,7 +27,7 @@ FROM build-base AS build-serve
 # workstation (or the train image), and is half the size of the serving image.
 COPY model ./model
 COPY docker/check-serving-venv.py ./
-RUN /opt/venv/bin/pip install --no-warn-script-location --require-hashes -r requirements/serve.txt \
+RUN /opt/venv/bin/pip install --no-warn-script-location --require-hashes --only-binary :all: -r requirements/serve.txt \
  && /opt/venv/bin/pip install --no-warn-script-location --no-deps --no-build-isolation . \
  && /opt/venv/bin/pip uninstall -y -q pip setuptools wheel packaging \
  # Not needed to serve on a CPU: LiteRT's WebGPU accelerator, vendor NPU plugins and compiler
@@ -42,7 +42,7 @@ RUN /opt/venv/bin/pip install --no-warn-script-location --require-hashes -r requ
  && cd /src && /opt/venv/bin/python check-serving-venv.py model
 
 FROM build-base AS build-train
-RUN /opt/venv/bin/pip install --no-warn-script-location --require-hashes -r requirements/train.txt \
+RUN /opt/venv/bin/pip install --no-warn-script-location --require-hashes --only-binary :all: -r requirements/train.txt \
  && /opt/venv/bin/pip install --no-warn-script-location --no-deps --no-build-isolation . \
  && /opt/venv/bin/pip uninstall -y -q pip
 

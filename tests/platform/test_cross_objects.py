@@ -403,6 +403,13 @@ def test_metrics_are_never_on_the_public_service_or_the_ingress(rendered):
         assert refs == [{"name": fullname, "port": http_port}], refs
 
 
+def test_service_monitors_keep_the_apps_endpoint_label(rendered):
+    """The alerts, the dashboard and KEDA filter on the app's `endpoint` label, which a
+    ServiceMonitor's own target label `endpoint` replaces unless honorLabels is set."""
+    for monitor in rendered.of_kind("ServiceMonitor"):
+        assert [e.get("honorLabels") for e in monitor["spec"]["endpoints"]] == [True], monitor["metadata"]["name"]
+
+
 def test_alerts_and_dashboard_use_contract_metrics(rendered):
     for rule in rendered.of_kind("PrometheusRule"):
         assert rule["metadata"]["labels"].get("release") == "kube-prometheus-stack"

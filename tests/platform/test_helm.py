@@ -62,11 +62,24 @@ def test_helm_lint_strict(tools, tmp_path, name):
         ({"training": {"publishAs": "canary", "candidateWeight": -1}}, "candidateWeight"),
         ({"training": {"publishAs": "canary"}, "model": {"candidate": {"version": "v1"}}}, "not both"),
         ({"model": {"guard": {"enabled": True}}, "config": {"predlog": "sqlite"}}, "needs config.predlog cassandra"),
-        ({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}]},
+        ({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
+                                         "labelSelector": {"matchLabels": {"a": "b"}}}]},
          "need modelStore.accessMode ReadWriteMany"),
         ({"extraEnv": [{"value": "no name"}]}, "name"),
         ({"config": {"logFormat": "logfmt"}}, "logFormat"),
         ({"httpRoute": {"enabled": True}}, "needs httpRoute.parentRefs"),
+        ({"autoscaling": {"keda": {"enabled": True, "prometheusUrl": "http://p:9090"}},
+          "metrics": {"serviceMonitor": {"enabled": False}}}, "needs metrics.serviceMonitor.enabled"),
+        ({"cassandra": {"enabled": False}, "externalCassandra": {"hosts": ["c1"], "tls": {"enabled": True}}},
+         "needs externalCassandra.tls.caSecret"),
+        ({"externalCassandra": {"hosts": ["c1:9042"]}}, "hosts"),
+        ({"podLabels": {"app.kubernetes.io/component": "x"}}, "is the chart's own label"),
+        ({"podLabels": {"fashion-classifier/cassandra-client": "false"}}, "is the chart's own label"),
+        ({"podAnnotations": {"checksum/config": "x"}}, "is the chart's own annotation"),
+        ({"config": {"extraEnv": {"FC_LOG_FORMAT": "json"}}}, "FC_LOG_FORMAT is set by the chart"),
+        ({"modelStore": {"accessMode": "ReadWriteMany"},
+          "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}]},
+         "labelSelector"),
         ({"autoscaling": {"keda": {"enabled": True}}}, "needs autoscaling.keda.prometheusUrl"),
         ({"autoscaling": {"enabled": False, "keda": {"enabled": True, "prometheusUrl": "http://p:9090"}}},
          "needs autoscaling.enabled"),
@@ -388,16 +401,34 @@ def test_helm_tests_make_a_real_prediction(render_chart):
     compile(ready, "test-ready", "exec")
 
 
-def test_notes_explain_access_and_scraping(tools, tmp_path):
+def _notes(tools, tmp_path, *values: str) -> str:
     # `helm install --dry-run` needs a cluster; render NOTES.txt through tpl in a copy of the chart.
     chart = tmp_path / "chart"
-    shutil.copytree(CHART, chart)
-    shutil.copy(chart / "templates" / "NOTES.txt", chart / "files" / "NOTES.txt")
-    probe = 'notes: {{ tpl (.Files.Get "files/NOTES.txt") . | quote }}\n'
-    (chart / "templates" / "notes-probe.yaml").write_text(probe)
+    if not chart.exists():
+        shutil.copytree(CHART, chart)
+        shutil.copy(chart / "templates" / "NOTES.txt", chart / "files" / "NOTES.txt")
+        probe = 'notes: {{ tpl (.Files.Get "files/NOTES.txt") . | quote }}\n'
+        (chart / "templates" / "notes-probe.yaml").write_text(probe)
     proc = tools.run("helm", "template", "fashion-classifier", chart, "--namespace", NAMESPACE,
-                     "--show-only", "templates/notes-probe.yaml")
-    notes = yaml.safe_load(proc.stdout)["notes"]
+                     "--show-only", "templates/notes-probe.yaml", *values)
+    return yaml.safe_load(proc.stdout)["notes"]
+
+
+def test_notes_for_an_external_cassandra_a_route_and_keda(tools, tmp_path):
+    values = tmp_path / "values.yaml"
+    keda = VALUES_MATRIX["httproute-keda"]
+    values.write_text(yaml.safe_dump({**VALUES_MATRIX["external-cassandra-k8ssandra"], **keda}))
+    notes = _notes(tools, tmp_path, "-f", values)
+    assert "takes a minute" not in notes and "rollout status statefulset" not in notes
+    assert "external Cassandra at demo-dc1-service.k8ssandra-operator.svc (data center dc1)" in notes
+    assert "the cluster's superuser (demo-superuser)" in notes and "cassandra-admin" not in notes
+    assert "get secret fashion-classifier-cassandra-app" in notes
+    assert "through the Gateway public at http(s)://fashion-classifier.example.com/" in notes
+    assert "KEDA ScaledObject's HorizontalPodAutoscaler owns the replica count" in notes
+
+
+def test_notes_explain_access_and_scraping(tools, tmp_path):
+    notes = _notes(tools, tmp_path)
     assert "kubectl -n fashion-classifier port-forward service/fashion-classifier 8080:80" in notes
     assert "kube-prometheus-stack-prometheus 9090:9090" in notes
     assert "release: kube-prometheus-stack" in notes

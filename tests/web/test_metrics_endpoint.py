@@ -144,3 +144,16 @@ def test_observe_many_fills_the_buckets_itself_through_the_histogram_internals(m
     monkeypatch.setattr(Histogram, "observe", lambda self, value: pytest.fail("observed one by one"))
     observe_many(histogram, np.array([0.2, 0.7, 0.9, 3.0]))
     assert [b.get() for b in histogram._buckets] == [1, 2, 1] and histogram._sum.get() == pytest.approx(4.8)
+
+
+def test_no_metric_label_shadows_a_scrape_target_label():
+    """The ServiceMonitor honours the app's labels (honorLabels, for `endpoint`): the app must then
+    never set one that Prometheus gives the target, or a pod could pose as another."""
+    from prometheus_client import REGISTRY
+
+    from fashion_classifier.predlog import metrics as predlog_metrics  # noqa: F401 - registers its metrics
+
+    names = {name for collector in list(REGISTRY._collector_to_names)
+             for name in getattr(collector, "_labelnames", ())}
+    assert "endpoint" in names
+    assert not names & {"namespace", "pod", "service", "job", "instance", "container"}

@@ -118,8 +118,30 @@ external cluster's admin is its superuser (externalCassandra.existingSecret). */
 {{- if and (eq .Values.config.predlog "cassandra") (not .Values.cassandra.enabled) (empty .Values.externalCassandra.hosts) }}
 {{- fail "config.predlog is cassandra but cassandra.enabled is false and externalCassandra.hosts is empty" }}
 {{- end }}
-{{- if and .Values.externalCassandra.tls.caSecret (not .Values.externalCassandra.tls.enabled) }}
+{{- with .Values.externalCassandra.tls }}
+{{- if and .caSecret (not .enabled) }}
 {{- fail "externalCassandra.tls.caSecret is set but externalCassandra.tls.enabled is false" }}
+{{- end }}
+{{- /* The pods check the nodes' certificates against this CA only (host names are not checked). */}}
+{{- if and .enabled (not .caSecret) (not $.Values.cassandra.enabled) }}
+{{- fail "externalCassandra.tls.enabled needs externalCassandra.tls.caSecret: the CA that signed the nodes' certificates" }}
+{{- end }}
+{{- end }}
+{{- range $key, $_ := .Values.podLabels }}
+{{- if or (hasPrefix "app.kubernetes.io/" $key) (hasPrefix "fashion-classifier" $key) }}
+{{- fail (printf "podLabels: %s is the chart's own label (selectors and network policies depend on it)" $key) }}
+{{- end }}
+{{- end }}
+{{- range $key, $_ := .Values.podAnnotations }}
+{{- if or (hasPrefix "checksum/" $key) (hasPrefix "prometheus.io/" $key) }}
+{{- fail (printf "podAnnotations: %s is the chart's own annotation" $key) }}
+{{- end }}
+{{- end }}
+{{- $own := include "fashion-classifier.configKeys" . | fromYaml }}
+{{- range $key, $_ := .Values.config.extraEnv }}
+{{- if hasKey $own $key }}
+{{- fail (printf "config.extraEnv: %s is set by the chart (see values.yaml for its own value)" $key) }}
+{{- end }}
 {{- end }}
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
 {{- fail "autoscaling.minReplicas cannot exceed autoscaling.maxReplicas" }}
@@ -136,6 +158,9 @@ external cluster's admin is its superuser (externalCassandra.existingSecret). */
 {{- end }}
 {{- if not .prometheusUrl }}
 {{- fail "autoscaling.keda.enabled needs autoscaling.keda.prometheusUrl" }}
+{{- end }}
+{{- if not $.Values.metrics.serviceMonitor.enabled }}
+{{- fail "autoscaling.keda.enabled needs metrics.serviceMonitor.enabled: its query reads the series that ServiceMonitor labels" }}
 {{- end }}
 {{- end }}{{ end }}
 {{- if and .Values.topologySpreadConstraints (include "fashion-classifier.colocate" .) }}
@@ -251,7 +276,7 @@ affinity:
 
 {{/* Affinity of the classifier pods: the user's (values affinity), plus the ReadWriteOnce colocation. */}}
 {{- define "fashion-classifier.classifierAffinity" -}}
-{{- $affinity := deepCopy .Values.affinity }}
+{{- $affinity := deepCopy (.Values.affinity | default dict) }}
 {{- if include "fashion-classifier.colocate" . }}
 {{- $own := (fromYaml (include "fashion-classifier.colocationAffinity" .)).affinity.podAffinity }}
 {{- $pod := deepCopy (get $affinity "podAffinity" | default dict) }}
@@ -302,4 +327,44 @@ requests:
 limits:
   cpu: 500m
   memory: 128Mi
+{{- end }}
+
+{{/* The settings the chart itself gives every pod (the ConfigMap's keys before config.extraEnv). */}}
+{{- define "fashion-classifier.configKeys" -}}
+FC_HOST: "0.0.0.0"
+FC_PORT: "8000"
+FC_WORKERS: {{ .Values.config.workers | quote }}
+FC_MAX_UPLOAD_BYTES: {{ int .Values.config.maxUploadBytes | quote }}
+FC_MODEL_DIR: /models
+FC_RELOAD_INTERVAL: {{ .Values.config.reloadInterval | quote }}
+FC_PREDLOG: {{ .Values.config.predlog | quote }}
+FC_LOG_FORMAT: {{ .Values.config.logFormat | quote }}
+{{- if eq .Values.config.predlog "sqlite" }}
+FC_SQLITE_PATH: /var/lib/fashion-classifier/predictions.sqlite3
+{{- end }}
+FC_CASSANDRA_HOSTS: {{ include "fashion-classifier.cassandraHosts" . | quote }}
+{{- if .Values.cassandra.enabled }}
+FC_CASSANDRA_PORT: "9042"
+FC_CASSANDRA_KEYSPACE: fashion
+FC_CASSANDRA_LOCAL_DC: {{ .Values.cassandra.datacenter | quote }}
+FC_CASSANDRA_REPLICATION: {{ .Values.cassandra.replicationFactor | quote }}
+{{- else }}
+{{- with .Values.externalCassandra }}
+FC_CASSANDRA_PORT: {{ .port | quote }}
+FC_CASSANDRA_KEYSPACE: {{ .keyspace | quote }}
+FC_CASSANDRA_LOCAL_DC: {{ .localDC | quote }}
+FC_CASSANDRA_REPLICATION: {{ .replicationFactor | quote }}
+# Another tool (an operator) runs this cluster's roles and system_auth: migrate leaves them.
+FC_CASSANDRA_MANAGE_AUTH: "false"
+{{- if .tls.enabled }}
+FC_CASSANDRA_TLS: "true"
+{{- if .tls.caSecret }}
+FC_CASSANDRA_CA_FILE: /etc/fashion-classifier/cassandra-ca/ca.crt
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+FC_CASSANDRA_TTL_DAYS: {{ .Values.cassandra.ttlDays | quote }}
+FC_SPOOL_DIR: /var/lib/fashion-classifier/spool
+PROMETHEUS_MULTIPROC_DIR: /run/prometheus
 {{- end }}

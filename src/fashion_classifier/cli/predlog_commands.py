@@ -153,7 +153,8 @@ def _migrate_cassandra(settings: Settings, wait: float) -> tuple[list[int], str]
             # manages the cluster's roles: then it may be the admin.
             reserved = {app.name, admin.name} if settings.cassandra_manage_auth else {app.name}
             if cassandra_auth.DEFAULT_SUPERUSER.name in reserved:
-                raise ValueError("neither the admin nor the application role may be named 'cassandra'")
+                raise ValueError("the application role (and, unless FC_CASSANDRA_MANAGE_AUTH is false, the admin "
+                                 "role) may not be named 'cassandra'")
     except ValueError as exc:
         raise CliError(f"FC_CASSANDRA_USERNAME / FC_CASSANDRA_APP_USERNAME: {exc}") from None
     hosts = ",".join(settings.cassandra_hosts)
@@ -161,11 +162,15 @@ def _migrate_cassandra(settings: Settings, wait: float) -> tuple[list[int], str]
     try:
         cluster, session = _connect(settings, deadline, wait)
     except _Refused:
-        if admin is None or not settings.cassandra_manage_auth:
+        if admin is None:
             raise CliError(f"Cassandra at {hosts} refused the credentials", EXIT_UNAVAILABLE) from None
-        _bootstrap_admin(settings, admin, deadline, wait)
-        cluster, session = _retrying("logging in as the new admin role", hosts, deadline,
-                                     lambda: _connect_or_raise(settings, deadline, wait))
+        # An operator makes its superuser once its nodes are up: keep trying until the deadline.
+        # Otherwise this is a new cluster: create the admin role first.
+        what = f"logging in as {admin.name!r}"
+        if settings.cassandra_manage_auth:
+            _bootstrap_admin(settings, admin, deadline, wait)
+            what = "logging in as the new admin role"
+        cluster, session = _retrying(what, hosts, deadline, lambda: _connect_or_raise(settings, deadline, wait))
 
     manage_roles = admin is not None and cassandra_auth.authentication_enabled(session)
     if admin is not None and not manage_roles:
@@ -234,7 +239,7 @@ def _connect_or_raise(settings: Settings, deadline: float, wait: float):
     try:
         return _connect(settings, deadline, wait)
     except _Refused:
-        raise DriverException(f"Cassandra refused the new role {settings.cassandra_username!r} (yet)") from None
+        raise DriverException(f"Cassandra refused the role {settings.cassandra_username!r} (yet)") from None
 
 
 def _auth_failed(exc: Exception, auth_error: type) -> bool:

@@ -45,6 +45,19 @@ class Release:
     def all(self, kind: str) -> list[dict[str, Any]]:
         return [obj for obj in self.objects if obj.get("kind") == kind]
 
+    def autoscalers(self, deployment: str) -> list[str]:
+        """Names of the HorizontalPodAutoscalers that own ``deployment``'s replica count: the
+        release's own, and the one KEDA makes for each of its ScaledObjects (``keda-hpa-<name>``
+        unless the ScaledObject names it)."""
+        names = [obj["metadata"]["name"] for obj in self.all("HorizontalPodAutoscaler")
+                 if obj["spec"]["scaleTargetRef"].get("name") == deployment]
+        for obj in self.all("ScaledObject"):
+            if obj["spec"]["scaleTargetRef"].get("name") == deployment:
+                advanced = obj["spec"].get("advanced") or {}
+                named = (advanced.get("horizontalPodAutoscalerConfig") or {}).get("name")
+                names.append(named or f"keda-hpa-{obj['metadata']['name']}")
+        return names
+
     @property
     def deployment_name(self) -> str:
         deployment = self.find("Deployment", "classifier")

@@ -1,4 +1,4 @@
-"""Scaling the classifier Deployment of a release, with the HorizontalPodAutoscaler in mind.
+"""Scaling the classifier Deployment of a release, with its HorizontalPodAutoscaler (the chart's or KEDA's) in mind.
 
 While the chart's HPA exists it owns the replica count: a count outside its min..max would be
 undone at its next sync, so that is refused with the way out; inside the range it is applied and
@@ -17,15 +17,12 @@ from fashion_classifier.cluster.waiting import wait_for
 
 
 def _autoscaler(cluster: Cluster, release: Release, deployment: str) -> Any | None:
-    for obj in release.all("HorizontalPodAutoscaler"):
-        if obj["spec"]["scaleTargetRef"].get("name") != deployment:
-            continue
+    for name in release.autoscalers(deployment):
         try:
-            return cluster.call(f"read HorizontalPodAutoscaler {obj['metadata']['name']}",
-                                cluster.autoscaling.read_namespaced_horizontal_pod_autoscaler,
-                                obj["metadata"]["name"], release.namespace)
+            return cluster.call(f"read HorizontalPodAutoscaler {name}",
+                                cluster.autoscaling.read_namespaced_horizontal_pod_autoscaler, name, release.namespace)
         except NotFound:
-            return None
+            continue
     return None
 
 

@@ -103,8 +103,8 @@ def collect(cluster: Cluster, release: Release, model_versions: bool = True) -> 
                        f"{s.updated_replicas or 0} up to date, {s.available_replicas or 0} available"
                        if kind == "Deployment" else
                        f"{kind.lower()} {name}: {s.ready_replicas or 0}/{live.spec.replicas} ready")
-    for obj in release.all("HorizontalPodAutoscaler"):
-        name = obj["metadata"]["name"]
+    classifier = release.find("Deployment", "classifier")
+    for name in release.autoscalers(classifier["metadata"]["name"]) if classifier else []:
         try:
             hpa = cluster.call(f"read HorizontalPodAutoscaler {name}",
                                cluster.autoscaling.read_namespaced_horizontal_pod_autoscaler, name, ns)

@@ -71,8 +71,18 @@ def json_line(level: int, message: str, logger: str = "fashion_classifier") -> s
     return JsonFormatter().format(logging.LogRecord(logger, level, __file__, 0, message, None, None))
 
 
+class _Atoms(glogging.SafeAtoms):
+    """gunicorn's access atoms (headers looked up case-insensitively) without the quote escaping
+    its text lines need: the JSON encoder escapes the values itself."""
+
+    def __init__(self, atoms: Mapping[str, Any]) -> None:
+        dict.__init__(self, atoms)
+
+
 class JsonLogger(glogging.Logger):
     """gunicorn's logger with JSON lines (``logger_class`` when FC_LOG_FORMAT=json)."""
+
+    atoms_wrapper_class = _Atoms
 
     def setup(self, cfg: Any) -> None:  # gunicorn's Config
         super().setup(cfg)  # also run again on a reload (SIGHUP): nothing here stacks up

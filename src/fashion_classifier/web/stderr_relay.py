@@ -34,6 +34,9 @@ def start(format_line: Callable[[logging.LogRecord], str]) -> None:
     read, write = os.pipe()
     os.dup2(write, 2)
     os.close(write)
+    # A forked worker keeps only fd 2: without the master's read end and its copy of the real
+    # stderr, a worker whose master died gets EPIPE instead of filling a pipe nobody reads.
+    os.register_at_fork(after_in_child=lambda: _close(read, real))
     thread = threading.Thread(target=_copy, args=(read, real, format_line), name="stderr-relay", daemon=True)
     thread.start()
     atexit.register(_drain, real, thread)
@@ -71,6 +74,12 @@ def as_json_line(line: bytes, format_line: Callable[[logging.LogRecord], str]) -
     record = logging.LogRecord("stderr", _LEVELS.get(prefix, logging.WARNING), "", 0, text, None, None)
     record.process = None  # some process of the server: which one, the pipe does not say
     return format_line(record).encode() + b"\n"
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _write(fd: int, data: bytes) -> None:
