@@ -87,6 +87,9 @@ def test_rendered_chart_passes_server_side_validation(kube: Kube, values: str, t
     # The test hooks are bare pods, and pod admission needs their ServiceAccount to exist already
     # (helm creates it before any hook): create it for real, then dry-run everything.
     accounts = [d for d in docs if d["kind"] == "ServiceAccount"]
+    own = VALUES[values].get("serviceAccount", {})
+    if own.get("create") is False:  # the platform's own ServiceAccount, which the chart only names
+        accounts.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": own["name"]}})
     if accounts:
         kube.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(accounts))
     out = _dry_run(kube, manifests)

@@ -272,8 +272,8 @@ def test_migrate_leaves_a_managed_clusters_auth_alone(auth_cluster, capsys, tmp_
         assert str(strategy.dc_replication_factors_info["datacenter1"]) == "1"
         cassandra = session.execute("SELECT can_login FROM system_auth.roles WHERE role = 'cassandra'").one()
         assert cassandra.can_login is True
-        lg = CassandraLog(app_settings(tmp_path, cassandra_keyspace=keyspace, cassandra_username=ext_app[0],
-                                       cassandra_password=ext_app[1]))
+        lg = CassandraLog(cassandra_settings(keyspace, tmp_path / "spool", cassandra_hosts=AUTH_HOSTS,
+                                             cassandra_username=ext_app[0], cassandra_password=ext_app[1]))
         try:
             _connected(lg)
             rec = make_record(1, created_at=datetime.now(UTC))
