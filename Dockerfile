@@ -31,12 +31,16 @@ RUN /opt/venv/bin/pip install --no-warn-script-location --require-hashes --only-
  && /opt/venv/bin/pip install --no-warn-script-location --no-deps --no-build-isolation . \
  && /opt/venv/bin/pip uninstall -y -q pip setuptools wheel packaging \
  # Not needed to serve on a CPU: LiteRT's WebGPU accelerator, vendor NPU plugins and compiler
- # tools (31 MB); the test suites numpy ships; and Pillow's optional decoders and font engine
+ # tools (31 MB); numpy's test suites, build tools (distutils, f2py) and type stubs (5 MB); the
+ # Swagger UI files /docs does not load; and Pillow's optional decoders and font engine
  # (AVIF, WebP, FreeType: 9 MB): uploads are PNG, JPEG, GIF or BMP only, and fewer decoders
  # exposed to untrusted bytes is safer too.
  && cd /opt/venv/lib/python3.11/site-packages \
  && rm -rf ai_edge_litert/libLiteRtWebGpuAccelerator.so ai_edge_litert/vendors ai_edge_litert/tools \
-      numpy/*/tests numpy/tests \
+      numpy/*/tests numpy/tests numpy/distutils numpy/f2py \
+ && find numpy -name '*.pyi' -delete \
+ && find flask_swagger_ui/dist -type f ! -name swagger-ui-bundle.js ! -name swagger-ui.css ! -name LICENSE -delete \
+ && rm -rf \
       PIL/_avif.* PIL/_webp.* PIL/_imagingft.* PIL/_imagingtk.* pillow.libs/libavif-* pillow.libs/libwebp* \
       pillow.libs/libsharpyuv-* pillow.libs/libfreetype-* pillow.libs/libharfbuzz-* pillow.libs/libbrotli* \
  && cd /src && /opt/venv/bin/python check-serving-venv.py model

@@ -98,13 +98,19 @@ def test_the_lock_satisfies_what_it_is_made_from(name, python):
     assert not unmet, f"requirements/{name}.txt does not satisfy {unmet}: run scripts/lock"
 
 
+# What the serving image may run at another version than the tests: TensorFlow holds ml-dtypes
+# below 0.6 in dev and train, and its 0.5 wheel is 25 MB unpacked (0.7: 2 MB). scripts/lock says why.
+SERVE_OWN = {"ml-dtypes"}
+
+
 @pytest.mark.parametrize("python", PYTHONS)
 @pytest.mark.parametrize("name", ["serve", "train", "build"])
 def test_the_images_run_the_versions_the_tests_run(name, python):
     dev = _pins_for("dev", python)
     pins = _pins_for(name, python)
     assert set(pins) - set(dev) <= {"pip"}  # the installer, which dev.txt leaves to build.txt
-    assert {p: v for p, v in pins.items() if p in dev and dev[p] != v} == {}
+    own = SERVE_OWN if name == "serve" else set()
+    assert {p: v for p, v in pins.items() if p in dev and dev[p] != v and p not in own} == {}
 
 
 def test_the_serving_lock_leaves_kubernetes_out():
