@@ -274,6 +274,7 @@ def _padded_jpeg(data: bytes, size: int) -> bytes:
 
 _BIG = 9400  # the 9400×9400: 88 M pixels, under Pillow's 89.5 M pixel limit
 _W, _H = 4096, 3072  # the decode budget's pixel limit
+_IW, _IH = 2048, 2048  # ... for interlaced PNGs
 _SIDE = 3050  # 4-byte modes: its byte limit (37,748,736 bytes, less 3× the file)
 _HUGE = f"{_BIG}×{_BIG}"
 
@@ -292,7 +293,7 @@ DECODE_BUDGET_CASES: dict[str, tuple[Callable[[], bytes], str | None]] = {
     "png-L": (lambda: png_zeros(_W, _H, "L"), None),
     "png-L-huge": (lambda: png_zeros(_BIG, _BIG, "L"), _HUGE),
     "png-L-tRNS-interlaced-paeth": (
-        lambda: png_zeros(_W, _H, "L", transparency=True, interlace=True, filter_type=4),
+        lambda: png_zeros(_IW, _IH, "L", transparency=True, interlace=True, filter_type=4),
         None,
     ),
     "png-P": (lambda: png_zeros(_W, _H, "P"), None),
@@ -311,7 +312,8 @@ DECODE_BUDGET_CASES: dict[str, tuple[Callable[[], bytes], str | None]] = {
     "png-RGBA-9MB": (lambda: png_noisy_rgba(1500, 5990), None),
     "png-RGBA-10MB-3050": (lambda: png_noisy_rgba(_SIDE, 3300), "beside its 10,"),
     "png-RGBA-huge": (lambda: png_zeros(_BIG, _BIG, "RGBA"), _HUGE),  # ~1 GB on dec2ef7
-    "png-RGBA-interlaced-paeth": (lambda: png_zeros(_SIDE, _SIDE, "RGBA", interlace=True, filter_type=4), None),
+    "png-RGBA-interlaced-paeth": (lambda: png_zeros(_IW, _IH, "RGBA", interlace=True, filter_type=4), None),
+    "png-RGBA-interlaced-over": (lambda: png_zeros(_IW, _IH + 1, "RGBA", interlace=True), "per interlaced PNG"),
     "png-RGBA-interlaced-huge": (lambda: png_zeros(_BIG, _BIG, "RGBA", interlace=True), _HUGE),
     "apng-1000-frames": (lambda: png_zeros(_SIDE, _SIDE, "RGB", frames=1000), None),
     "apng-5000-frames": (lambda: png_zeros(64, 64, "RGB", frames=5000), "limit of 1,000 frames"),

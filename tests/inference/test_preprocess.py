@@ -371,7 +371,10 @@ OVER_BUDGET = {
     ),
     "16-bit over the pixel limit": (lambda: png_zeros(4097, 3072, "I;16"), "the decode limit is 12,582,912 pixels"),
     "palette with tRNS": (lambda: png_zeros(9400, 9400, "P", transparency=True), "decode limit is 12,582,912 pixels"),
-    "interlaced": (lambda: png_zeros(3100, 3100, "LA", interlace=True), "mode LA.*decode limit is 37,748,736"),
+    "interlaced over its pixel limit": (
+        lambda: png_zeros(2049, 2048, "L", interlace=True),
+        r"the decode limit is 4,194,304 pixels \(2048×2048\) per interlaced PNG",
+    ),
     "APNG frames": (lambda: png_zeros(8, 8, "RGB", frames=1001), "1,001 frames exceeds the limit of 1,000 frames"),
     "GIF frames": (lambda: gif_zeros((8, 8), frames=1001), "more than 1,000 frames"),
     "GIF screen": (lambda: gif_zeros((9400, 9400), (3, 3, 1, 1)), "9400×9400 image decodes to"),

@@ -11,8 +11,9 @@ and the request may cost it at most 250 ms of CPU (``utime + stime``). On dec2ef
 
 Also: a batch of images shares one budget, and the largest base64 upload in JSON stays within it.
 
-Timing-sensitive: CPU times were ≤ ~160 ms on a loaded 2-core machine (the worst: interlaced
-Paeth-filtered RGBA and L+tRNS PNGs at the limits); rerun failures on a quiet machine. The peak
+Timing-sensitive: CPU times were ≤ ~160 ms on a loaded 2-core machine, ≤ ~220 ms at a slow hour
+of the VM (the worst: RGBA and 16-bit PNGs at the byte limit, interlaced Paeth-filtered ones at
+theirs, which are a third of the other PNGs' since they cost more per pixel). The peak
 RSS growth was ≤ 50 MB (a 10 MB upload; most of it the request body in the web layer).
 """
 

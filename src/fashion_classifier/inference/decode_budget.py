@@ -11,7 +11,8 @@ Each upload is therefore checked from its headers, twice:
    first scan, :data:`MAX_PROGRESSIVE_JPEG_BYTES` of progressive JPEG, :data:`MAX_RLE_BYTES` of
    RLE BMP. The walks stop at the limit, so they cost ≤ ~10 ms.
 2. :func:`check_decode` (the opened header, after JPEG's draft scaling): at most
-   :data:`MAX_DECODE_PIXELS` pixels (the CPU bound), and width × height × the bytes per pixel
+   :data:`MAX_DECODE_PIXELS` pixels (the CPU bound; :data:`MAX_INTERLACED_PIXELS` for an
+   interlaced PNG, which costs more per pixel), and width × height × the bytes per pixel
    of the mode Pillow decodes into (1 for 1/L/P, 2 for I;16, 4 for every other mode: Pillow
    stores RGB, LA and CMYK in 4 bytes), plus libjpeg's whole-image coefficient buffer
    (2 bytes per sample at full resolution) for progressive and multi-scan JPEGs, plus the file
@@ -27,8 +28,9 @@ answers 422 like any other unusable image (the body was not too large: the image
 
 Measured on a real gunicorn worker (tests/web/test_decode_budget.py, a loaded 2-core machine):
 every accepted image at these limits raised the worker's peak RSS by ≤ 45 MB (≤ 50 MB for a
-10 MB upload, most of it the request body) and cost ≤ ~160 ms of CPU (the worst: interlaced,
-Paeth-filtered RGBA and L+tRNS PNGs); refusals cost ≤ 20 ms.
+10 MB upload, most of it the request body) and cost ≤ ~160 ms of CPU, ≤ ~220 ms at a slow hour
+of the VM (the worst: RGBA and 16-bit PNGs at the byte limit, interlaced Paeth-filtered ones at
+theirs); refusals cost ≤ 20 ms.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ BASE64_FILE_COPIES = 5
 # Pixels one image may decode to (4096×3072): the CPU bound. Decoding and converting cost up to
 # ~12 ns per pixel (interlaced, Paeth-filtered, with transparency): ≤ ~160 ms of the 250 ms.
 MAX_DECODE_PIXELS = 12 * 1024 * 1024
+# An interlaced PNG costs more per pixel (Adam7's seven passes): 9.3 M RGBA pixels took 230-320 ms
+# against 140-190 ms for the same image not interlaced, and 6.3 M still 160-220 ms (2026-12-07,
+# this VM at a slow hour); a third of the pixels keeps it well inside the budget.
+MAX_INTERLACED_PIXELS = MAX_DECODE_PIXELS // 3
 # All the images of one request together (a batch): without it, 200 images at the per-image limits
 # in one 10 MiB body would cost 200 times as much CPU.
 MAX_REQUEST_PIXELS = MAX_DECODE_PIXELS
@@ -149,6 +155,11 @@ def check_decode(
         raise OverBudget(
             f"{size[0]}×{size[1]} image decodes to {width * height:,} pixels; the decode limit is "
             f"{MAX_DECODE_PIXELS:,} pixels (4096×3072) per image"
+        )
+    if fmt == "PNG" and im.info.get("interlace") and width * height > MAX_INTERLACED_PIXELS:
+        raise OverBudget(
+            f"interlaced {size[0]}×{size[1]} PNG decodes to {width * height:,} pixels; the decode limit is "
+            f"{MAX_INTERLACED_PIXELS:,} pixels (2048×2048) per interlaced PNG (send it not interlaced)"
         )
     need = width * height * pixel_bytes(im.mode)
     what = f"{size[0]}×{size[1]} image (mode {im.mode}"
