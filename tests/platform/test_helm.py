@@ -9,6 +9,7 @@ import shutil
 import pytest
 import yaml
 from k8s_support import CHART, NAMESPACE, ROOT, VALUES_MATRIX, Rendered
+from test_cross_objects import pod_template, workloads
 
 
 def _env(container: dict, name: str) -> str | None:
@@ -443,16 +444,10 @@ def test_notes_explain_access_and_scraping(tools, tmp_path):
 
 
 def _pod_specs(r: Rendered) -> dict[str, dict]:
-    """Every pod template of the release's own image (not Cassandra's), by workload name."""
-    specs = {}
-    for doc in r.docs:
-        spec = doc.get("spec", {})
-        template = spec.get("jobTemplate", {}).get("spec", spec).get("template")
-        if doc["kind"] == "Pod":
-            template = {"spec": spec}
-        if template and not doc["metadata"]["name"].endswith(("-cassandra", "-cassandra-repair")):
-            specs[doc["metadata"]["name"]] = template["spec"]
-    return specs
+    """Every pod spec of the release's own image (not Cassandra's), by workload or CronJob name."""
+    specs = {w["metadata"]["name"]: pod_template(w)["spec"] for w in workloads(r)}
+    specs |= {c["metadata"]["name"]: c["spec"]["jobTemplate"]["spec"]["template"]["spec"] for c in r.of_kind("CronJob")}
+    return {name: spec for name, spec in specs.items() if not name.endswith(("-cassandra", "-cassandra-repair"))}
 
 
 def test_extension_points_reach_the_classifier_pods(render_chart):
