@@ -69,6 +69,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     FC_HOST=0.0.0.0 \
     FC_PORT=8000 \
+    FC_GRPC_PORT=8081 \
     FC_MODEL_DIR=/models \
     FC_SPOOL_DIR=/var/lib/fashion-classifier/spool \
     FC_SQLITE_PATH=/var/lib/fashion-classifier/predictions.sqlite3
@@ -98,8 +99,9 @@ COPY docker/fc-seed-model /usr/local/bin/fc-seed-model
 COPY model /opt/fashion-classifier/model
 ENV FC_MODEL_DIR=/opt/fashion-classifier/model
 USER 10001:10001
-# 8000: the app (FC_PORT); 9464: Prometheus metrics, served by the gunicorn master (FC_METRICS_PORT)
-EXPOSE 8000 9464
+# 8000: the app (FC_PORT); 8081: the Open Inference Protocol over gRPC (FC_GRPC_PORT, as KServe);
+# 9464: Prometheus metrics, served by the gunicorn master (FC_METRICS_PORT)
+EXPOSE 8000 8081 9464
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/v2/health/live' % os.environ.get('FC_PORT', '8000'), timeout=4)"]
 CMD ["fashion-classifier", "serve"]

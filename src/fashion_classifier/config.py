@@ -138,6 +138,12 @@ class Settings:
     metrics_port: int = _setting(
         "FC_METRICS_PORT", 9464, "port where the gunicorn master serves the workers' summed metrics at /metrics "
         "(same host as FC_PORT, never the app's port); 0 = not served", minimum=0)
+    grpc_port: int = _setting(
+        "FC_GRPC_PORT", 0, "port of the Open Inference Protocol over gRPC (8081, as KServe), served by a process "
+        "of its own beside the workers (same host as FC_PORT); 0 = off", minimum=0)
+    grpc_workers: int = _setting(
+        "FC_GRPC_WORKERS", 1, "gRPC server processes; more than one share FC_GRPC_PORT (SO_REUSEPORT: the kernel "
+        "spreads connections over them, a connection stays with one)", minimum=1)
     workers: int = _setting(
         "FC_WORKERS", 0, "gunicorn workers; 0 = one per CPU the process may use (affinity, and the cgroup CPU quota "
         "rounded up)", minimum=0)
@@ -232,6 +238,8 @@ class Settings:
         settings = cls(**values)
         if settings.metrics_port and settings.metrics_port == settings.port:
             raise ConfigError(f"FC_METRICS_PORT={settings.metrics_port} must differ from FC_PORT")
+        if settings.grpc_port and settings.grpc_port in (settings.port, settings.metrics_port):
+            raise ConfigError(f"FC_GRPC_PORT={settings.grpc_port} must differ from FC_PORT and FC_METRICS_PORT")
         return settings
 
     def describe(self) -> list[tuple[str, str]]:

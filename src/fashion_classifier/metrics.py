@@ -47,6 +47,17 @@ HTTP_DURATION = Histogram(
     ["endpoint"],
     buckets=_LATENCY_BUCKETS,
 )
+GRPC_REQUESTS = Counter(
+    "fc_grpc_requests",
+    "gRPC calls of the Open Inference Protocol answered, by method and status code",
+    ["method", "code"],
+)
+GRPC_DURATION = Histogram(
+    "fc_grpc_request_duration_seconds",
+    "Time to answer a gRPC call, by method",
+    ["method"],
+    buckets=_LATENCY_BUCKETS,
+)
 IN_FLIGHT = Gauge(
     "fc_http_requests_in_flight",
     "Requests being processed (sum over workers)",

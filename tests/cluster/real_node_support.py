@@ -135,6 +135,23 @@ def kube_proxy_endpoints(service_ip: str, port: int) -> int:
     return len(re.findall(rf"^-A {service.group(1)} .*-j KUBE-SEP-", rules, re.MULTILINE))
 
 
+def grpc_health(host: str, port: int, service: str = "", timeout: float = 5.0) -> str:
+    """What grpc.health.v1.Health/Check answers for ``service`` ("" = the whole server): the
+    status's name (SERVING, NOT_SERVING, ...), or the failed call's code (NOT_FOUND, UNAVAILABLE, ...).
+    Each call opens a connection of its own (no subchannel shared with an earlier channel), so
+    kube-proxy picks a pod for each, as for predict_once."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(f"{host}:{port}", options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service),
+                                                              timeout=timeout)
+        except grpc.RpcError as exc:
+            return exc.code().name
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+
 def wait_service_routes(service_ip: str, port: int, count: int, timeout: float = 60) -> None:
     wait_until(lambda: kube_proxy_endpoints(service_ip, port) == count, timeout,
                f"kube-proxy to route {service_ip}:{port} to {count} pods")

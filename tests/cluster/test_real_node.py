@@ -38,6 +38,7 @@ from real_node_support import (
     SERVING_PORT,
     CassandraReader,
     Load,
+    grpc_health,
     log_backlog,
     metric_sum,
     node_prometheus,
@@ -157,6 +158,28 @@ def test_helm_test_passes(installed: Installed) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"test-predict\s+Last Started.*\n.*\n\s*Phase:\s+Succeeded", proc.stdout), proc.stdout
     assert re.search(r"test-ready\s+Last Started.*\n.*\n\s*Phase:\s+Succeeded", proc.stdout), proc.stdout
+
+
+def test_grpc_health_answers_serving_through_the_service(installed: Installed) -> None:
+    """config.grpcPort (on by default): the Service's port named grpc carries cleartext HTTP/2
+    through kube-proxy to the pods' gRPC server, whose standard health service answers SERVING for
+    the server and for inference.GRPCInferenceService (a model is loaded); so does each pod on its
+    own port."""
+    kube = installed.kube
+    [port] = [p for p in kube.get("service", FULLNAME, "-n", NAMESPACE)["spec"]["ports"] if p["name"] == "grpc"]
+    assert (port["targetPort"], port["appProtocol"]) == ("grpc", "kubernetes.io/h2c"), port
+    [container] = kube.get("deployment", FULLNAME, "-n", NAMESPACE)["spec"]["template"]["spec"]["containers"]
+    [pod_port] = [p["containerPort"] for p in container["ports"] if p["name"] == "grpc"]
+    services = ("", "inference.GRPCInferenceService")
+    wait_service_routes(installed.service_ip, port["port"], 2)
+    wait_until(lambda: all(grpc_health(installed.service_ip, port["port"], s) == "SERVING" for s in services), 30,
+               "the gRPC health service to answer SERVING through the Service")
+    # A connection per call: kube-proxy spreads them over both pods.
+    answers = [grpc_health(installed.service_ip, port["port"], s) for s in services for _ in range(5)]
+    assert answers == ["SERVING"] * 10, answers
+    for name, ip in installed.classifier_ips().items():
+        answers = [grpc_health(ip, pod_port, s) for s in (*services, "no.such.Service")]
+        assert answers == ["SERVING", "SERVING", "NOT_FOUND"], (name, answers)
 
 
 def test_the_repair_cronjobs_identity_repairs_each_node_and_may_do_nothing_else(

@@ -32,8 +32,10 @@ VALUES_MATRIX: dict[str, dict[str, Any]] = {
     "defaults": {},
     "cassandra-3-nodes": {"cassandra": {"replicas": 3, "replicationFactor": 3}},
     "cassandra-one-node": {"cassandra": {"antiAffinity": "preferred", "repair": {"enabled": False}}},
+    # HTTP alone, through an Ingress: no gRPC server (no grpc port on the pods, Service or policy).
     "ingress-on": {"ingress": {"enabled": True, "className": "nginx", "host": "fc.example.com",
-                               "tls": [{"secretName": "fc-tls", "hosts": ["fc.example.com"]}]}},
+                               "tls": [{"secretName": "fc-tls", "hosts": ["fc.example.com"]}]},
+                   "config": {"grpcPort": 0}},
     "auth-off": {"cassandra": {"auth": {"enabled": False}}},
     "auth-existing-secrets": {"cassandra": {"auth": {"admin": {"existingSecret": "my-admin"},
                                                      "app": {"username": "svc", "existingSecret": "my-app"}}}},
@@ -68,7 +70,8 @@ VALUES_MATRIX: dict[str, dict[str, Any]] = {
         "model": {"guard": {"enabled": True}},
     },
     # What platform teams add: their ServiceAccount and pull secret, a node pool, a priority,
-    # zone spread (over shared storage), proxy settings from a Secret, a volume, their own labels.
+    # zone spread (over shared storage), proxy settings from a Secret, a volume, their own labels,
+    # their own gRPC port.
     "extension-points": {
         "modelStore": {"accessMode": "ReadWriteMany", "storageClassName": "nfs"},
         "serviceAccount": {"create": False, "name": "platform-sa"},
@@ -81,7 +84,7 @@ VALUES_MATRIX: dict[str, dict[str, Any]] = {
             "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "classifier"}}}],
         "podAnnotations": {"team.example.com/owner": "ml-platform"},
         "podLabels": {"team": "ml-platform"},
-        "config": {"logFormat": "json"},
+        "config": {"logFormat": "json", "grpcPort": 9000},
         "extraEnv": [{"name": "HTTPS_PROXY", "valueFrom": {"secretKeyRef": {"name": "proxy", "key": "url"}}},
                      {"name": "NO_PROXY", "value": ".svc,.cluster.local"}],
         "extraEnvFrom": [{"secretRef": {"name": "proxy"}, "prefix": "PROXY_"}],

@@ -218,6 +218,31 @@ def test_classifier_contract(rendered):
     assert {m["name"] for m in seed["volumeMounts"]} == {mounts[config["FC_MODEL_DIR"]]["name"]}
 
 
+def test_grpc_port_is_the_setting_on_the_pods_the_service_and_the_policy(rendered):
+    """FC_GRPC_PORT, the Open Inference Protocol over gRPC: when on, the container port named grpc,
+    a port of the public Service that reaches it as cleartext HTTP/2, admitted by the classifier's
+    NetworkPolicy by the same rule as http; when off ("0"), none of them."""
+    fullname = _fullname(rendered)
+    deploy = rendered.get("Deployment", fullname)
+    grpc = int(rendered.get("ConfigMap", fullname)["data"]["FC_GRPC_PORT"])
+    ports = container_ports(deploy)
+    service = {p["name"]: p for p in rendered.get("Service", fullname)["spec"]["ports"]}
+    policies = [p for p in rendered.of_kind("NetworkPolicy") if matches(p["spec"]["podSelector"], pod_labels(deploy))]
+
+    def rules_admitting(name: str) -> list[dict[str, Any]]:
+        return [rule for p in policies for rule in p["spec"]["ingress"]
+                if any(q["port"] == name for q in rule["ports"])]
+
+    if not grpc:
+        assert "grpc" not in ports and "grpc" not in service and not rules_admitting("grpc")
+        return
+    assert ports["grpc"] == grpc and grpc not in (ports["http"], ports["metrics"])
+    assert service["grpc"] == {"name": "grpc", "port": grpc, "targetPort": "grpc", "protocol": "TCP",
+                               "appProtocol": "kubernetes.io/h2c"}
+    if policies:
+        assert rules_admitting("grpc") == rules_admitting("http") != [], "gRPC is admitted as http is"
+
+
 def test_training_job_writes_the_store_the_classifier_reads(rendered):
     train = rendered.get("Job", f"{_fullname(rendered)}-train")
     if train is None:

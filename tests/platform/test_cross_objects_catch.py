@@ -32,6 +32,10 @@ def _spec(r: Rendered, kind: str, suffix: str = "") -> dict:
     return r.get(kind, f"fashion-classifier{suffix}")["spec"]
 
 
+def _port(ports: list[dict], name: str) -> dict:
+    return next(p for p in ports if p["name"] == name)
+
+
 def _replace_volume(r: Rendered, volume: dict) -> None:
     volumes = _pod(r)["volumes"]
     volumes[[v["name"] for v in volumes].index(volume["name"])] = volume
@@ -111,6 +115,14 @@ BREAKAGES = {
                                       for c in r.of_kind("PersistentVolumeClaim")]),
     "spool-on-emptydir": (checks.test_spool_is_shared_but_sqlite_stays_per_pod,
                           lambda r: _replace_volume(r, {"name": "spool", "emptyDir": {}})),
+    "grpc-setting-not-the-port": (checks.test_grpc_port_is_the_setting_on_the_pods_the_service_and_the_policy,
+                                  lambda r: _config(r).update(FC_GRPC_PORT="8082")),
+    "grpc-service-port-without-h2c": (checks.test_grpc_port_is_the_setting_on_the_pods_the_service_and_the_policy,
+                                      lambda r: _port(_spec(r, "Service")["ports"], "grpc").pop("appProtocol")),
+    "grpc-not-admitted": (checks.test_grpc_port_is_the_setting_on_the_pods_the_service_and_the_policy,
+                          lambda r: _spec(r, "NetworkPolicy")["ingress"][0]["ports"].pop()),
+    "grpc-off-but-exposed": (checks.test_grpc_port_is_the_setting_on_the_pods_the_service_and_the_policy,
+                             lambda r: _config(r).update(FC_GRPC_PORT="0")),
     "sqlite-on-the-shared-claim": (checks.test_spool_is_shared_but_sqlite_stays_per_pod,
                                    lambda r: _config(r).update(
                                        FC_SQLITE_PATH="/var/lib/fashion-classifier/spool/log.sqlite3")),

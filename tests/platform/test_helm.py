@@ -91,6 +91,13 @@ def test_helm_lint_strict(tools, tmp_path, name):
         ({"model": {"guard": {"enabled": True, "window": "0s"}}}, "window"),
         ({"model": {"guard": {"enabled": True, "schedule": "every 5 minutes"}}}, "schedule"),
         ({"model": {"guard": {"enabled": True, "prometheusUrl": "prometheus:9090"}}}, "prometheusUrl"),
+        ({"config": {"grpcPort": -1}}, "'/config/grpcPort': minimum"),
+        ({"config": {"grpcPort": 70000}}, "'/config/grpcPort': maximum"),
+        ({"config": {"grpcPort": "8081"}}, "'/config/grpcPort': got string, want integer"),
+        ({"config": {"grpcPort": 8000}}, "config.grpcPort 8000 is taken"),
+        ({"config": {"grpcPort": 9464}}, "config.grpcPort 9464 is taken"),
+        ({"config": {"extraEnv": {"FC_GRPC_PORT": "8081"}}}, "FC_GRPC_PORT is set by the chart"),
+        ({"config": {"grpcPort": 0, "extraEnv": {"FC_GRPC_PORT": "8081"}}}, "FC_GRPC_PORT is set by the chart"),
     ],
     ids=lambda v: str(v)[:60],
 )
@@ -210,12 +217,52 @@ def test_metrics_service_comes_with_the_service_monitor(render_chart):
     assert service["spec"]["clusterIP"] == "None"
     assert [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [
         ("metrics", 9464, "metrics")]
-    assert [p["name"] for p in r.get("Service", "fashion-classifier")["spec"]["ports"]] == ["http"]
+    assert [p["name"] for p in r.get("Service", "fashion-classifier")["spec"]["ports"]] == ["http", "grpc"]
     off = render_chart({"metrics": {"serviceMonitor": {"enabled": False}}}, name="no-service-monitor")
     assert off.get("Service", "fashion-classifier-metrics") is None and not off.of_kind("ServiceMonitor")
     # Annotation-based scrapers still find the port on the pods.
     annotations = off.get("Deployment", "fashion-classifier")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == "9464"
+
+
+def _grpc(r: Rendered) -> tuple[str, dict | None, dict | None, list[dict]]:
+    """FC_GRPC_PORT, the classifier's container port and the Service's port named grpc, and the
+    classifier NetworkPolicy's port entries for it."""
+    [container] = r.get("Deployment", "fashion-classifier")["spec"]["template"]["spec"]["containers"]
+    container_port = next((p for p in container["ports"] if p["name"] == "grpc"), None)
+    service_port = next((p for p in r.get("Service", "fashion-classifier")["spec"]["ports"] if p["name"] == "grpc"),
+                        None)
+    policy = r.get("NetworkPolicy", "fashion-classifier")
+    admitted = [p for rule in policy["spec"]["ingress"] for p in rule["ports"] if p["port"] == "grpc"]
+    return _configmap(r)["FC_GRPC_PORT"], container_port, service_port, admitted
+
+
+def test_grpc_is_on_by_default_and_off_at_zero(render_chart):
+    r = render_chart({}, name="defaults")
+    env, container_port, service_port, admitted = _grpc(r)
+    assert env == "8081"
+    assert container_port == {"name": "grpc", "containerPort": 8081, "protocol": "TCP"}
+    assert service_port == {"name": "grpc", "port": 8081, "targetPort": "grpc", "protocol": "TCP",
+                            "appProtocol": "kubernetes.io/h2c"}
+    # From anywhere, in the same rule as http (no `from`), unlike the metrics port.
+    [open_rule] = [rule for rule in r.get("NetworkPolicy", "fashion-classifier")["spec"]["ingress"]
+                   if "from" not in rule]
+    assert open_rule["ports"] == [{"port": "http", "protocol": "TCP"}, {"port": "grpc", "protocol": "TCP"}]
+    assert admitted == [{"port": "grpc", "protocol": "TCP"}]
+    # HTTP probes stay HTTP.
+    deploy = r.get("Deployment", "fashion-classifier")["spec"]["template"]["spec"]["containers"][0]
+    assert {deploy[p]["httpGet"]["port"] for p in ("startupProbe", "readinessProbe", "livenessProbe")} == {"http"}
+    # Another port: the same number on the pods, the Service and in the setting.
+    env, container_port, service_port, _ = _grpc(render_chart({"config": {"grpcPort": 9000}}, name="grpc-9000"))
+    assert (env, container_port["containerPort"], service_port["port"]) == ("9000", 9000, 9000)
+    # 0: the server is off (and the setting stays the chart's), nothing exposes it.
+    off = render_chart({"config": {"grpcPort": 0}}, name="grpc-off")
+    assert _grpc(off) == ("0", None, None, [])
+    assert [p["name"] for p in off.get("Service", "fashion-classifier")["spec"]["ports"]] == ["http"]
+    # A NodePort Service: the fixed node port stays on http; gRPC gets one of Kubernetes' choosing.
+    nodeport = render_chart(VALUES_MATRIX["nodeport-plain-training-job"], name="nodeport-plain-training-job")
+    assert [(p["name"], p.get("nodePort")) for p in nodeport.get("Service", "fashion-classifier")["spec"]["ports"]] \
+        == [("http", 30080), ("grpc", None)]
 
 
 def _secret(r: Rendered, name: str) -> dict[str, str]:
@@ -441,6 +488,19 @@ def test_notes_explain_access_and_scraping(tools, tmp_path):
     for claim in ("fashion-classifier-models", "fashion-classifier-spool", "data-fashion-classifier-cassandra-<i>"):
         assert claim in kept, claim
     assert "Data: downloaded by keras" in notes and "ReadWriteOnce: every pod mounting them runs on one node" in notes
+
+
+def test_notes_tell_how_to_reach_grpc(tools, tmp_path):
+    notes = _notes(tools, tmp_path)
+    assert "gRPC (Open Inference Protocol, KServe V2; reflection and grpc.health.v1 on)" in notes
+    assert "kubectl -n fashion-classifier port-forward service/fashion-classifier 8081\n" in notes
+    assert "grpcurl -plaintext localhost:8081 list" in notes
+    assert "not through the Ingress" not in notes
+    ingress = _notes(tools, tmp_path, "--set", "ingress.enabled=true", "--set", "config.grpcPort=9000")
+    assert "port grpc, 9000 (not through the Ingress or the HTTPRoute)" in ingress
+    assert "grpcurl -plaintext localhost:9000 list" in ingress
+    off = _notes(tools, tmp_path, "--set", "config.grpcPort=0")
+    assert "grpc" not in off.lower()
 
 
 def _pod_specs(r: Rendered) -> dict[str, dict]:

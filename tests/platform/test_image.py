@@ -30,6 +30,7 @@ def test_images_build_train_serve_and_hot_reload(capsys):
     with capsys.disabled():  # CI prints the sizes even when the test passes
         print("\n" + next(line for line in built.splitlines() if line.startswith("image sizes:")))
     serve_mb, train_mb = map(int, sizes.groups())
-    assert serve_mb <= 250 < train_mb, "the serving image must stay small; the training one has TensorFlow"
+    # 275: 250 until gRPC, whose grpcio brings a 17 MB native library.
+    assert serve_mb <= 275 < train_mb, "the serving image must stay small; the training one has TensorFlow"
     smoke = _run("image-smoke", timeout=600)
     assert "without a restart" in smoke and smoke.rstrip().endswith("OK")

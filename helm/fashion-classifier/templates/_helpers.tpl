@@ -143,6 +143,9 @@ external cluster's admin is its superuser (externalCassandra.existingSecret). */
 {{- fail (printf "config.extraEnv: %s is set by the chart (see values.yaml for its own value)" $key) }}
 {{- end }}
 {{- end }}
+{{- if has (int .Values.config.grpcPort) (list 8000 9464) }}
+{{- fail (printf "config.grpcPort %d is taken: the pods serve HTTP on 8000 and metrics on 9464" (int .Values.config.grpcPort)) }}
+{{- end }}
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
 {{- fail "autoscaling.minReplicas cannot exceed autoscaling.maxReplicas" }}
 {{- end }}
@@ -333,6 +336,7 @@ limits:
 {{- define "fashion-classifier.configKeys" -}}
 FC_HOST: "0.0.0.0"
 FC_PORT: "8000"
+FC_GRPC_PORT: {{ int .Values.config.grpcPort | quote }}
 FC_WORKERS: {{ .Values.config.workers | quote }}
 FC_MAX_UPLOAD_BYTES: {{ int .Values.config.maxUploadBytes | quote }}
 FC_MODEL_DIR: /models

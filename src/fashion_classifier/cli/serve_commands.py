@@ -20,12 +20,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "serve",
         help="serve the web page and the APIs with gunicorn",
         description="Serve the upload page, /api/v1, /v1 (TF-Serving style), /v2 (Open Inference "
-        "Protocol) and /openapi.json with gunicorn (one keep-alive worker per CPU); Prometheus metrics at "
-        "/metrics on their own port (FC_METRICS_PORT, 9464; 0 = off). The current model of "
+        "Protocol) and /openapi.json with gunicorn (one keep-alive worker per CPU), and the Open Inference "
+        "Protocol over gRPC on --grpc-port (FC_GRPC_PORT; off by default) in a process of its own; Prometheus "
+        "metrics at /metrics on their own port (FC_METRICS_PORT, 9464; 0 = off). The current model of "
         "the store (FC_MODEL_DIR) is loaded and new versions are picked up without a restart.",
     )
     p.add_argument("--host", help="address to bind (default: FC_HOST, 127.0.0.1)")
     p.add_argument("--port", type=whole_number(0, 65535), help="port (default: FC_PORT, 8000)")
+    p.add_argument("--grpc-port", type=whole_number(0, 65535),
+                   help="port of the gRPC Open Inference Protocol (default: FC_GRPC_PORT, 0 = off; 8081 as KServe)")
     p.add_argument("--workers", type=whole_number(1), help="worker processes (default: FC_WORKERS, else one per CPU)")
     p.add_argument("--model-dir", help="model store (default: FC_MODEL_DIR, else ./model)")
     p.set_defaults(handler=cmd_serve)
@@ -40,6 +43,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for name, value in (
         ("FC_HOST", args.host),
         ("FC_PORT", args.port),
+        ("FC_GRPC_PORT", args.grpc_port),
         ("FC_WORKERS", args.workers),
         ("FC_MODEL_DIR", args.model_dir),
     ):
@@ -57,8 +61,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     runtime.prepare_metrics_dir()
     workers = settings.workers or runtime.cpu_count()
     metrics = f"http://{settings.host}:{settings.metrics_port}/metrics" if settings.metrics_port else "off"
+    grpc = f"{settings.host}:{settings.grpc_port}" if settings.grpc_port else "off"
     _say(settings, f"http://{settings.host}:{settings.port} ({workers} workers, model {version or 'none yet'}, "
-         f"prediction log {settings.predlog}, metrics {metrics})")
+         f"prediction log {settings.predlog}, metrics {metrics}, gRPC {grpc})")
     argv = [sys.executable, "-m", "gunicorn", "--config", CONFIG, APP]
     # exec: gunicorn's master takes this process's place, so signals (Ctrl-C, SIGTERM from
     # Kubernetes) reach it directly and shut down gracefully.

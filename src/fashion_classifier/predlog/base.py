@@ -23,7 +23,7 @@ class PredictionRecord:
     label: str
     confidence: float
     top3: tuple[tuple[str, float], ...]  # (label, probability), best first
-    source: str  # "upload" (web page), "api" (/api/v1), "v1" (TF-Serving style), "v2" (Open Inference)
+    source: str  # "upload" (web page), "api" (/api/v1), "v1" (TF-Serving style), "v2" (Open Inference), "grpc"
     filename: str | None = None  # as sent by the client; stored as data only, never used as a path
     image_width: int | None = None
     image_height: int | None = None

@@ -31,22 +31,12 @@ def create_app(settings: Settings | None = None, predlog: PredictionLog | None =
 
     from flask import Flask, Response
 
-    from fashion_classifier import metrics
     from fashion_classifier.config import Settings
-    from fashion_classifier.inference.reloader import ModelHolder
-    from fashion_classifier.predlog.arms_report import RecentReport
     from fashion_classifier.web import api, api_docs, errors, observability, oip, pages, security_headers, tfserving
-    from fashion_classifier.web.classify import Classifier
     from fashion_classifier.web.fast_path import FastPath
-    from fashion_classifier.web.state import EXTENSION, ServingState
+    from fashion_classifier.web.state import EXTENSION, open_state
 
     settings = settings or Settings.from_env()
-    metrics.record_build(settings.build_commit)
-    if predlog is None:
-        from fashion_classifier.predlog import open_log
-
-        predlog = open_log(settings)
-
     # No implicit /static route: the only static files are the docs page's, served by name (api_docs).
     app = Flask(__name__, static_folder=None)
     app.config.update(
@@ -55,18 +45,7 @@ def create_app(settings: Settings | None = None, predlog: PredictionLog | None =
         # whole upload limit.
         MAX_FORM_MEMORY_SIZE=min(settings.max_upload_bytes, 1024 * 1024),
     )
-    holder = ModelHolder(settings.model_dir, settings.reload_interval)
-    holder.check()  # load now, so a worker is ready as soon as it serves
-    if holder.model is None:
-        log.warning(
-            "no model loaded from %s yet (%s); not ready until one is published",
-            settings.model_dir,
-            holder.last_error or "no CURRENT version",
-        )
-    holder.start()
-    predlog.start()
-    classifier = Classifier(holder, predlog, settings.client_salt)
-    state = ServingState(settings, holder, predlog, classifier, RecentReport(predlog) if classifier.logging else None)
+    state = open_state(settings, predlog)
     app.extensions[EXTENSION] = state
 
     @app.context_processor

@@ -15,6 +15,10 @@
 * The master serves the workers' summed metrics at ``/metrics`` on ``FC_METRICS_PORT`` (same host,
   its own port, ``web.metrics_server``), started in ``when_ready``; the app's port has no
   ``/metrics``. A taken metrics port stops gunicorn at startup, as a taken app port does.
+* ``FC_GRPC_PORT``: the master also starts the Open Inference Protocol's gRPC server processes
+  (``oip_grpc``, FC_GRPC_WORKERS of them) in ``when_ready``, restarts one that exits, passes its
+  stop signals on to them and waits for them in ``on_exit``. A gRPC server that cannot start
+  stops gunicorn at startup.
 * Requests gunicorn's own HTTP parser refuses (header or URL too long, ...) get a JSON error
   body like every other error (``protocol_errors``).
 * Once a worker has loaded the app, its heap so far is frozen out of the cyclic GC
@@ -64,9 +68,30 @@ control_socket_disable = True
 
 
 _metrics_server = None  # the master's MetricsServer, once when_ready has started it
+_grpc = None  # the master's GrpcSupervisor, once when_ready has started it
 
 
 def when_ready(server) -> None:  # noqa: ANN001 - gunicorn hook signature
+    _start_metrics_server(server)
+    _start_grpc(server)
+
+
+def _start_grpc(server) -> None:  # noqa: ANN001
+    global _grpc
+    if not _settings.grpc_port:
+        return
+    from fashion_classifier.oip_grpc.supervisor import GrpcSupervisor, StartError
+
+    try:
+        _grpc = GrpcSupervisor(_settings.grpc_workers, _settings.host, _settings.grpc_port, _metrics_dir,
+                               server.log).start()
+    except StartError as exc:
+        on_exit(server)
+        where = f"{_settings.host}:{_settings.grpc_port}"
+        raise RuntimeError(f"cannot serve gRPC on {where} (FC_GRPC_PORT): {exc}") from None
+
+
+def _start_metrics_server(server) -> None:  # noqa: ANN001
     global _metrics_server
     if not _settings.metrics_port:
         return
@@ -114,6 +139,8 @@ def worker_exit(server, worker) -> None:  # noqa: ANN001
 
 
 def on_exit(server) -> None:  # noqa: ANN001
+    if _grpc is not None:
+        _grpc.stop(_settings.graceful_timeout)
     if _metrics_server is not None:
         _metrics_server.close()
     if os.environ.get(runtime.OWNED_ENV) == "1":

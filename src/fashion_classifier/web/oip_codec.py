@@ -120,48 +120,59 @@ def _decode_input(tensor: dict, binary: bytes, max_batch: int) -> tuple[np.ndarr
         raise ApiError(400, f"{what}: binary_data_size {size!r} does not match the {len(binary)} bytes sent")
     if size is None and "data" not in tensor:
         raise ApiError(400, f"{what}: no 'data' (and no binary_data_size)")
-    count = len(shape) and shape[0]
     if datatype in _NUMERIC:
-        if len(shape) not in (2, 3) or tuple(shape[1:]) not in ((SIZE, SIZE), (SIZE * SIZE,)):
-            raise ApiError(400, f"{what}: shape {shape} not supported; use [N, 28, 28] or [N, 784]")
-        check_count(count, max_batch)
+        count = numeric_count(what, datatype, shape, max_batch)
         if size is not None:
-            pixels = _numeric_from_binary(binary[:size], datatype, shape, what)
+            pixels = numeric_from_binary(binary[:size], datatype, shape, what)
         else:
-            pixels = _numeric_from_json(tensor["data"], datatype, shape, what)
+            pixels = numeric_from_values(_json_numbers(tensor["data"], what), datatype, shape, what)
         return pixels, [NO_INFO] * count, size or 0
     if datatype == "BYTES":
-        if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
-            raise ApiError(400, f"{what}: BYTES shape must be [N] or [N, 1] (one encoded image per element)")
-        check_count(count, max_batch)
+        bytes_count(what, shape, max_batch)
         if size is not None:
-            blobs = _bytes_from_binary(binary[:size], what)
+            blobs = bytes_from_binary(binary[:size], what)
         else:
             blobs = [decode_b64(item, f"{what} element {i}") for i, item in enumerate(_flatten(tensor["data"], what))]
-        if len(blobs) != count:
-            raise ApiError(400, f"{what}: shape {shape} needs {count} elements, got {len(blobs)}")
-        pixels = np.empty((count, SIZE, SIZE), dtype=np.float32)
-        infos = []
         # One decode budget for the whole tensor; base64 elements are held longer as text.
-        budget = RequestBudget(file_copies=FILE_COPIES if size is not None else BASE64_FILE_COPIES)
-        for i, blob in enumerate(blobs):
-            try:
-                image = prepare_image(blob, budget)
-            except ImageError as exc:
-                raise ApiError(exc.status, f"{what} element {i}: {exc}") from None
-            pixels[i] = image.pixels
-            infos.append(ImageInfo(None, image.width, image.height))
+        pixels, infos = images(blobs, shape, what, FILE_COPIES if size is not None else BASE64_FILE_COPIES)
         return pixels, infos, size or 0
-    raise ApiError(400, f"{what}: datatype {datatype!r} not supported; use FP32, UINT8 or BYTES")
+    raise unsupported_datatype(what, datatype)
 
 
-def _numeric_from_json(data: object, datatype: str, shape: list[int], what: str) -> np.ndarray:
+# The rules every input format shares (JSON and binary here, raw and typed contents over gRPC).
+
+
+def unsupported_datatype(what: str, datatype: object) -> ApiError:
+    return ApiError(400, f"{what}: datatype {datatype!r} not supported; use FP32, UINT8 or BYTES")
+
+
+def numeric_count(what: str, datatype: str, shape: list[int], max_batch: int) -> int:
+    """The number of images of an FP32/UINT8 tensor: its shape must be [N, 28, 28] or [N, 784]."""
+    if len(shape) not in (2, 3) or tuple(shape[1:]) not in ((SIZE, SIZE), (SIZE * SIZE,)):
+        raise ApiError(400, f"{what}: shape {shape} not supported; use [N, 28, 28] or [N, 784]")
+    check_count(shape[0], max_batch)
+    return shape[0]
+
+
+def bytes_count(what: str, shape: list[int], max_batch: int) -> int:
+    """The number of encoded images of a BYTES tensor: its shape must be [N] or [N, 1]."""
+    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+        raise ApiError(400, f"{what}: BYTES shape must be [N] or [N, 1] (one encoded image per element)")
+    check_count(shape[0], max_batch)
+    return shape[0]
+
+
+def _json_numbers(data: object, what: str) -> np.ndarray:
     if not isinstance(data, list):
         raise ApiError(400, f"{what}: 'data' must be a list (flat or nested)")
     try:
-        values = np.asarray(data, dtype=np.float64)
+        return np.asarray(data, dtype=np.float64)
     except (ValueError, TypeError, OverflowError):
         raise ApiError(400, f"{what}: 'data' must contain only numbers, flat or evenly nested") from None
+
+
+def numeric_from_values(values: np.ndarray, datatype: str, shape: list[int], what: str) -> np.ndarray:
+    """The pixels of a numeric tensor given as values (JSON data, gRPC typed contents), checked."""
     expected = math.prod(shape)
     if values.size != expected:
         raise ApiError(400, f"{what}: shape {shape} needs {expected} values, got {values.size}")
@@ -176,7 +187,8 @@ def _numeric_from_json(data: object, datatype: str, shape: list[int], what: str)
         raise ApiError(400, f"{what}: {exc} (send UINT8 for 0–255 gray levels)") from None
 
 
-def _numeric_from_binary(raw: bytes, datatype: str, shape: list[int], what: str) -> np.ndarray:
+def numeric_from_binary(raw: bytes, datatype: str, shape: list[int], what: str) -> np.ndarray:
+    """The pixels of a numeric tensor given as raw little-endian bytes, checked."""
     dtype = _NUMERIC[datatype]
     expected = math.prod(shape) * dtype.itemsize
     if len(raw) != expected:
@@ -190,7 +202,8 @@ def _numeric_from_binary(raw: bytes, datatype: str, shape: list[int], what: str)
         raise ApiError(400, f"{what}: {exc} (send UINT8 for 0–255 gray levels)") from None
 
 
-def _bytes_from_binary(raw: bytes, what: str) -> list[bytes]:
+def bytes_from_binary(raw: bytes, what: str) -> list[bytes]:
+    """The elements of a raw BYTES tensor: each a 4-byte little-endian length, then its bytes."""
     blobs, offset = [], 0
     while offset < len(raw):
         if offset + 4 > len(raw):
@@ -202,6 +215,24 @@ def _bytes_from_binary(raw: bytes, what: str) -> list[bytes]:
         blobs.append(raw[offset : offset + length])
         offset += length
     return blobs
+
+
+def images(blobs: list[bytes], shape: list[int], what: str, file_copies: int) -> tuple[np.ndarray, list[ImageInfo]]:
+    """Encoded image files, preprocessed like uploads, within one decode budget for the tensor."""
+    count = shape[0]
+    if len(blobs) != count:
+        raise ApiError(400, f"{what}: shape {shape} needs {count} elements, got {len(blobs)}")
+    pixels = np.empty((count, SIZE, SIZE), dtype=np.float32)
+    infos = []
+    budget = RequestBudget(file_copies=file_copies)
+    for i, blob in enumerate(blobs):
+        try:
+            image = prepare_image(blob, budget)
+        except ImageError as exc:
+            raise ApiError(exc.status, f"{what} element {i}: {exc}") from None
+        pixels[i] = image.pixels
+        infos.append(ImageInfo(None, image.width, image.height))
+    return pixels, infos
 
 
 def _flatten(data: object, what: str) -> list[object]:
@@ -238,22 +269,14 @@ def _requested_outputs(requested: object, binary_default: bool) -> list[tuple[st
 def encode(outcome: Outcome, req: InferRequest, model_name: str) -> tuple[bytes, str, str | None]:
     """The response body, its content type and, when binary outputs follow the JSON header,
     the value of the ``Inference-Header-Content-Length`` header."""
-    n = len(outcome.classes)  # not outcome.ids: those are made only when asked for or logged
     tensors: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for name, binary in req.outputs:
         datatype, _ = OUTPUTS[name]
-        if name == "probabilities":
-            shape, values = [n, 10], outcome.probs
-        elif name == "class":
-            shape, values = [n], outcome.classes.astype(np.int64)
-        elif name == "label":
-            shape, values = [n], outcome.labels
-        else:
-            shape, values = [n], [str(pid) for pid in outcome.ids]
+        shape, values = output(outcome, name)
         tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape}
         if binary:
-            raw = _to_binary(values, datatype)
+            raw = to_binary(values, datatype)
             tensor["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
@@ -269,7 +292,20 @@ def encode(outcome: Outcome, req: InferRequest, model_name: str) -> tuple[bytes,
     return header + b"".join(chunks), "application/octet-stream", str(len(header))
 
 
-def _to_binary(values: object, datatype: str) -> bytes:
+def output(outcome: Outcome, name: str) -> tuple[list[int], np.ndarray | list[str]]:
+    """The shape and values of one of :data:`OUTPUTS` for an outcome."""
+    n = len(outcome.classes)  # not outcome.ids: those are made only when asked for or logged
+    if name == "probabilities":
+        return [n, 10], outcome.probs
+    if name == "class":
+        return [n], outcome.classes.astype(np.int64)
+    if name == "label":
+        return [n], outcome.labels
+    return [n], [str(pid) for pid in outcome.ids]
+
+
+def to_binary(values: object, datatype: str) -> bytes:
+    """Values as the binary extension and gRPC's raw contents carry them (BYTES: length-prefixed)."""
     if datatype == "FP32":
         return np.ascontiguousarray(values, dtype="<f4").tobytes()
     if datatype == "INT64":

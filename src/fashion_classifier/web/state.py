@@ -1,7 +1,11 @@
-"""What one app instance serves with, kept in ``app.extensions`` (no module-level state)."""
+"""What one app instance serves with, kept in ``app.extensions`` (no module-level state).
+
+The gRPC server process (``oip_grpc``) serves with the same state, opened the same way.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from flask import current_app
@@ -14,6 +18,7 @@ from fashion_classifier.predlog.base import PredictionLog
 from fashion_classifier.web.classify import Classifier
 
 EXTENSION = "fashion_classifier"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,6 +39,30 @@ class ServingState:
     @property
     def model(self) -> LoadedModel | None:
         return self.holder.model
+
+
+def open_state(settings: Settings, predlog: PredictionLog | None = None) -> ServingState:
+    """Load the current model, start its reload thread and the prediction log (``open_log`` when
+    ``predlog`` is None): what one serving process answers with."""
+    from fashion_classifier import metrics
+
+    metrics.record_build(settings.build_commit)
+    if predlog is None:
+        from fashion_classifier.predlog import open_log
+
+        predlog = open_log(settings)
+    holder = ModelHolder(settings.model_dir, settings.reload_interval)
+    holder.check()  # load now, so the process is ready as soon as it serves
+    if holder.model is None:
+        log.warning(
+            "no model loaded from %s yet (%s); not ready until one is published",
+            settings.model_dir,
+            holder.last_error or "no CURRENT version",
+        )
+    holder.start()
+    predlog.start()
+    classifier = Classifier(holder, predlog, settings.client_salt)
+    return ServingState(settings, holder, predlog, classifier, RecentReport(predlog) if classifier.logging else None)
 
 
 def serving_state() -> ServingState:

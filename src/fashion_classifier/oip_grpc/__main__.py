@@ -1,0 +1,3 @@
+from fashion_classifier.oip_grpc.server import main
+
+raise SystemExit(main())

@@ -1,0 +1,186 @@
+"""The gunicorn master's keeper of the gRPC server processes (``server``).
+
+``start`` runs FC_GRPC_WORKERS processes of ``python -m fashion_classifier.oip_grpc`` (fresh
+interpreters: the master has threads, which a fork would not carry) and waits until each serves,
+or raises: a gRPC server that cannot start (port taken, bad settings) stops ``serve`` at startup,
+as a taken HTTP port does. Several processes share the port with SO_REUSEPORT (the kernel spreads
+connections over them), so the port is first checked to be free here. A thread per process then
+restarts it whenever it exits, with a backoff, and drops a dead process's live metrics as
+``child_exit`` does for a worker. The master's stop signals are passed on to the processes at once,
+so they finish their calls while the workers finish theirs; ``stop`` waits for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+# The pipe's write end, in the server's environment: it writes one byte there once it serves.
+READY_FD_ENV = "FC_GRPC_READY_FD"
+# The signals that stop gunicorn's master (TERM: gracefully; INT, QUIT: at once).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+STARTUP_TIMEOUT = 60.0  # s for a process to load the model and bind the port
+BACKOFF = (1.0, 30.0)  # s before a restart: the first, doubling up to the last...
+STEADY = 60.0  # ...and back to the first once a process has served this long
+COMMAND = [sys.executable, "-m", "fashion_classifier.oip_grpc"]
+
+
+class StartError(RuntimeError):
+    pass
+
+
+class GrpcSupervisor:
+    def __init__(self, processes: int, host: str, port: int, metrics_dir: Path, log: logging.Logger) -> None:
+        self._count = processes
+        self._address = (host, port)
+        self._metrics_dir = metrics_dir
+        self._log = log
+        self._procs: list[subprocess.Popen] = []
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in self._procs]
+
+    def start(self) -> GrpcSupervisor:
+        """Start the servers and their watch; call from the master's main thread (signal handlers)."""
+        check_port_free(*self._address)
+        launched = [self._launch() for _ in range(self._count)]
+        self._procs = [proc for proc, _ in launched]
+        try:
+            for proc, read in launched:
+                self._await_ready(proc, read)
+        except StartError:
+            for proc in self._procs:
+                self._end(proc, timeout=5.0)
+            raise
+        for slot in range(self._count):
+            thread = threading.Thread(target=self._watch, args=(slot,), name=f"grpc-supervisor-{slot}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        for sig in STOP_SIGNALS:
+            self._chain(sig)
+        return self
+
+    def _chain(self, sig: signal.Signals) -> None:
+        """Pass a stop signal of the master on to the servers (and restart none of them after it)."""
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            return
+
+        def handler(signum: int, frame: object) -> None:
+            self._stopping.set()
+            for proc in self._procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            previous(signum, frame)
+
+        signal.signal(sig, handler)
+
+    def _launch(self) -> tuple[subprocess.Popen, int]:
+        """A new server process and the read end of the pipe it signals readiness on."""
+        read, write = os.pipe()
+        try:
+            proc = subprocess.Popen(COMMAND, env={**os.environ, READY_FD_ENV: str(write)}, pass_fds=(write,))
+        except BaseException:
+            os.close(read)
+            raise
+        finally:
+            os.close(write)  # the child holds the only write end: EOF here when it dies
+        return proc, read
+
+    def _await_ready(self, proc: subprocess.Popen, read: int) -> None:
+        """Return once ``proc`` serves; StartError if it exits or hangs first."""
+        try:
+            ready, _, _ = select.select([read], [], [], STARTUP_TIMEOUT)
+            if ready and os.read(read, 1) == b"1":
+                return
+        finally:
+            os.close(read)
+        if not ready:
+            self._end(proc, timeout=5.0)
+            raise StartError(f"the gRPC server (pid {proc.pid}) did not start within {STARTUP_TIMEOUT:.0f} s")
+        proc.wait()
+        raise StartError(f"the gRPC server exited at startup (status {proc.returncode}); its log says why")
+
+    def _watch(self, slot: int) -> None:
+        delay = BACKOFF[0]
+        while not self._stopping.is_set():
+            proc = self._procs[slot]
+            started = time.monotonic()
+            proc.wait()  # gunicorn's master may reap it first: then the status reads 0
+            self._forget(proc.pid)
+            # Ctrl-C reaches the whole process group: a server may end a moment before the
+            # master's own handler has said that everything is stopping.
+            if self._stopping.wait(0.5):
+                return
+            if time.monotonic() - started >= STEADY:
+                delay = BACKOFF[0]
+            self._log.error("the gRPC server (pid %s) exited (status %s); restarting in %.0f s",
+                            proc.pid, proc.returncode, delay)
+            if self._stopping.wait(delay):
+                return
+            new, read = self._launch()
+            self._procs[slot] = new
+            try:
+                self._await_ready(new, read)
+            except StartError as exc:
+                self._log.error("%s", exc)
+            else:
+                self._log.info("the gRPC server restarted (pid %s)", new.pid)
+                if self._stopping.is_set():  # stop() came while it started
+                    self._end(new, timeout=5.0)
+            delay = min(delay * 2, BACKOFF[1])
+
+    def stop(self, timeout: float) -> None:
+        """Let the servers finish their calls within ``timeout`` (SIGTERM), then kill them."""
+        self._stopping.set()
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout + 5.0  # their graceful stop, then their log flush
+        for proc in self._procs:
+            self._end(proc, timeout=max(0.0, deadline - time.monotonic()))
+        for thread in self._threads:
+            thread.join(timeout=5.0)
+
+    def _end(self, proc: subprocess.Popen, timeout: float) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def _forget(self, pid: int) -> None:
+        """What a worker's ``child_exit`` does: count the rows it held in memory, drop its live gauges."""
+        from fashion_classifier.predlog.metrics import count_lost_rows
+        from fashion_classifier.web.metrics_server import mark_process_dead
+
+        lost = count_lost_rows(pid, self._metrics_dir)
+        if lost:
+            self._log.error("the gRPC server (pid %s) died holding %d prediction-log rows in memory: they are lost",
+                            pid, lost)
+        mark_process_dead(pid, self._metrics_dir)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """StartError when something listens on ``host:port``: the servers bind it with SO_REUSEPORT,
+    which would share a port another server of this user bound the same way instead of failing."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise StartError(f"the port is taken ({exc.strerror})") from None

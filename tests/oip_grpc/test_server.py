@@ -1,0 +1,129 @@
+"""The gRPC server process: health checking, reflection, the prediction log and the metrics it
+shares with the workers, its graceful stop."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import requests
+import tritonclient.grpc as grpcclient
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from harness.server import ServerProcess
+from prometheus_client.parser import text_string_to_metric_families
+
+from fashion_classifier.config import Settings
+from fashion_classifier.predlog import open_log
+from oip_grpc.conftest import grpc_pids, grpc_server, grpc_target
+
+SERVICE = "inference.GRPCInferenceService"
+
+
+def _health(server: ServerProcess, service: str) -> int:
+    with grpc.insecure_channel(grpc_target(server)) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+
+
+def test_health_checking_for_kubernetes_probes(server):
+    for service in ("", SERVICE):
+        assert _health(server, service) == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.RpcError) as caught:
+        _health(server, "no.such.Service")
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_reflection_lists_and_describes_the_services(server):
+    with grpc.insecure_channel(grpc_target(server)) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        requests_ = [reflection_pb2.ServerReflectionRequest(list_services=""),
+                     reflection_pb2.ServerReflectionRequest(file_containing_symbol=SERVICE)]
+        listed, described = list(stub.ServerReflectionInfo(iter(requests_), timeout=5))
+    names = {s.name for s in listed.list_services_response.service}
+    assert {SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
+    from google.protobuf import descriptor_pb2
+
+    proto = descriptor_pb2.FileDescriptorProto.FromString(described.file_descriptor_response.file_descriptor_proto[0])
+    methods = [m.name for m in proto.service[0].method]
+    assert proto.package == "inference" and methods == [
+        "ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer"]
+
+
+def _scrape(server: ServerProcess) -> dict[tuple[str, tuple], float]:
+    text = requests.get(server.metrics_url, timeout=5).text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def _count(samples: dict, name: str, **labels: str) -> float:
+    return sum(v for (n, ls), v in samples.items() if n == name and labels.items() <= dict(ls).items())
+
+
+def test_predictions_are_logged_and_counted_like_rest_ones(server, triton, images):
+    pixels, _ = images
+    before = _scrape(server)
+    tensor = grpcclient.InferInput("pixels", [4, 28, 28], "UINT8")
+    tensor.set_data_from_numpy(pixels[:4])
+    result = triton.infer("fashion", [tensor])
+    ids = [uuid.UUID(s.decode()) for s in result.as_numpy("prediction_id")]
+    classes = result.as_numpy("class").tolist()
+    with pytest.raises(grpc.RpcError):  # an error is counted with its code
+        triton._client_stub.ModelInfer(grpcclient.service_pb2.ModelInferRequest(model_name="fashion"))
+
+    settings = dataclasses.replace(Settings(), predlog="sqlite", sqlite_path=Path(server.env["FC_SQLITE_PATH"]),
+                                   spool_dir=Path(server.env["FC_SPOOL_DIR"]))
+    log = open_log(settings)
+    try:
+        deadline = time.monotonic() + 15
+        rows = [log.get(pid) for pid in ids]
+        while None in rows and time.monotonic() < deadline:  # the writer's linger, then its write
+            time.sleep(0.1)
+            rows = [log.get(pid) for pid in ids]
+    finally:
+        log.close()
+    assert None not in rows, "every answered prediction is in the log"
+    assert {r.source for r in rows} == {"grpc"} and [r.predicted_class for r in rows] == classes
+    assert all(r.client_hash for r in rows), "the client's address is hashed, as for REST"
+
+    after = _scrape(server)
+    grew = [_count(after, name, **labels) - _count(before, name, **labels) for name, labels in (
+        ("fc_grpc_requests_total", {"method": "ModelInfer", "code": "OK"}),
+        ("fc_grpc_requests_total", {"method": "ModelInfer", "code": "INVALID_ARGUMENT"}),
+        ("fc_grpc_request_duration_seconds_count", {"method": "ModelInfer"}),
+        ("fc_predictions_total", {"source": "grpc"}),
+    )]
+    assert grew == [1, 1, 2, 4]
+
+
+def test_sigterm_to_the_master_stops_the_grpc_server(store_copy, tmp_path, images):
+    """As Kubernetes stops a pod: SIGTERM to the master alone, which passes it on."""
+    server = grpc_server(tmp_path, store_copy).start(timeout=60, workers=1)
+    try:
+        client = grpcclient.InferenceServerClient(grpc_target(server))
+        tensor = grpcclient.InferInput("pixels", [1, 784], "UINT8")
+        tensor.set_data_from_numpy(np.ascontiguousarray(images[0][:1].reshape(1, 784)))
+        assert client.infer("fashion", [tensor]).as_numpy("class").shape == (1,)
+        client.close()
+        (child,) = grpc_pids(server.proc.pid)
+        os.kill(server.proc.pid, signal.SIGTERM)
+        code = server.proc.wait(timeout=30)
+        assert not Path(f"/proc/{child}").exists(), "the master waited for the gRPC server to end"
+    finally:
+        server.stop()
+    log = server.log_path.read_text()
+    assert code == 0, log
+    assert "Stopping: calls in flight" in log and "restarting" not in log and "Traceback" not in log
+
+
+def test_the_grpc_server_never_imports_tensorflow(server):
+    (pid,) = grpc_pids(server.proc.pid)
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    assert "tensorflow/" not in maps and "libtensorflow_framework" not in maps
