@@ -1,8 +1,12 @@
-"""KServe Python ModelServer serving the LiteRT export over the V2 (Open Inference) protocol.
+"""KServe Python ModelServer serving the LiteRT export over the V2 (Open Inference) protocol,
+REST and gRPC.
 
-    python kserve_server.py --model_dir model/ --http_port PORT --workers 2
+    python kserve_server.py --model_dir model/ --http_port PORT --grpc_port PORT --workers 2
 
-``--model_dir`` is the model store (``model/``); the other options are KServe's own.
+``--model_dir`` is the model store (``model/``); the other options are KServe's own. KServe
+serves gRPC (``inference.GRPCInferenceService``) unless ``--enable_grpc false``, on
+``--grpc_port`` (its default 8081: bench/peers.py always passes a free port), from the main
+process only: ``--workers`` forks uvicorn processes for REST, not for gRPC.
 """
 
 from __future__ import annotations
@@ -41,10 +45,14 @@ class LiteRTFashion(Model):
     def predict(self, payload: InferRequest, headers: dict[str, str] | None = None,
                 response_headers: dict[str, str] | None = None) -> InferResponse:
         probabilities = self._model.predict(payload.inputs[0].as_numpy())
+        # KServe's own rule for its cheapest path: raw bytes out when the request came over gRPC
+        # with raw_input_contents; JSON numbers for a JSON request (as it was).
+        binary = payload.use_binary_outputs
         output = InferOutput(name="probabilities", shape=list(probabilities.shape), datatype="FP32")
-        output.set_data_from_numpy(probabilities, binary_data=False)  # JSON, as the request was
+        output.set_data_from_numpy(probabilities, binary_data=binary)
         # KServe's response model requires an id; the request need not carry one.
-        return InferResponse(model_name=self.name, infer_outputs=[output], response_id=payload.id or str(uuid.uuid4()))
+        return InferResponse(model_name=self.name, infer_outputs=[output], response_id=payload.id or str(uuid.uuid4()),
+                             use_binary_outputs=binary)
 
 
 if __name__ == "__main__":

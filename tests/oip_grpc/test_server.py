@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -127,3 +128,37 @@ def test_the_grpc_server_never_imports_tensorflow(server):
     (pid,) = grpc_pids(server.proc.pid)
     maps = Path(f"/proc/{pid}/maps").read_text()
     assert "tensorflow/" not in maps and "libtensorflow_framework" not in maps
+
+
+def _slow_call(target: str) -> socket.socket:
+    """An HTTP/2 connection with a ModelInfer call whose 818-byte message stops after 10 bytes."""
+    host, port = target.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=5)
+
+    def frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+        return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+    def literal(name: str, value: str) -> bytes:  # HPACK: literal header field without indexing, new name
+        return b"\x00" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
+
+    headers = b"".join(literal(n, v) for n, v in (
+        (":method", "POST"), (":scheme", "http"), (":path", "/inference.GRPCInferenceService/ModelInfer"),
+        (":authority", target), ("content-type", "application/grpc"), ("te", "trailers")))
+    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + frame(1, 4, 1, headers)
+                 + frame(0, 0, 1, b"\x00" + (818).to_bytes(4, "big") + bytes(10)))
+    return sock
+
+
+def test_slow_clients_hold_no_thread(server, triton, images):
+    """Calls whose message never finishes arriving wait on the event loop; others are answered."""
+    slow = [_slow_call(grpc_target(server)) for _ in range(20)]
+    try:
+        tensor = grpcclient.InferInput("pixels", [1, 28, 28], "UINT8")
+        tensor.set_data_from_numpy(images[0][:1])
+        started = time.monotonic()
+        for _ in range(20):
+            assert triton.infer("fashion", [tensor], client_timeout=5).as_numpy("class").shape == (1,)
+        assert time.monotonic() - started < 5
+    finally:
+        for sock in slow:
+            sock.close()

@@ -38,6 +38,8 @@ log = logging.getLogger("fashion_classifier.oip_grpc")
 MAX_CONCURRENT_RPCS = 256
 MAX_STREAMS = 64  # concurrent calls on one connection
 IDLE_CONNECTION_MS = 300_000
+MAX_CONNECTION_AGE_MS = 600_000
+CONNECTION_AGE_GRACE_MS = 30_000
 HEALTH_INTERVAL = 1.0  # s between updates of the health status from the model's state
 Health = health_pb2.HealthCheckResponse
 
@@ -51,6 +53,11 @@ def options(settings: Settings) -> list[tuple[str, int]]:
         # A connection without calls for this long is closed (GOAWAY; clients reconnect when they
         # need to), so idle clients do not hold the server's connections forever.
         ("grpc.max_connection_idle_ms", IDLE_CONNECTION_MS),
+        # Every connection is closed after this long (its calls get the grace to finish): clients
+        # reconnect, which spreads them again over replicas behind a Service, and a call whose
+        # message never finishes arriving does not hold its place for ever.
+        ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
+        ("grpc.max_connection_age_grace_ms", CONNECTION_AGE_GRACE_MS),
     ]
 
 
