@@ -130,8 +130,8 @@ def test_the_grpc_server_never_imports_tensorflow(server):
     assert "tensorflow/" not in maps and "libtensorflow_framework" not in maps
 
 
-def _slow_call(target: str) -> socket.socket:
-    """An HTTP/2 connection with a ModelInfer call whose 818-byte message stops after 10 bytes."""
+def _slow_call(target: str, streams: int = 1) -> socket.socket:
+    """An HTTP/2 connection with ``streams`` ModelInfer calls whose 818-byte messages stop after 10 bytes."""
     host, port = target.rsplit(":", 1)
     sock = socket.create_connection((host, int(port)), timeout=5)
 
@@ -144,9 +144,40 @@ def _slow_call(target: str) -> socket.socket:
     headers = b"".join(literal(n, v) for n, v in (
         (":method", "POST"), (":scheme", "http"), (":path", "/inference.GRPCInferenceService/ModelInfer"),
         (":authority", target), ("content-type", "application/grpc"), ("te", "trailers")))
-    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + frame(1, 4, 1, headers)
-                 + frame(0, 0, 1, b"\x00" + (818).to_bytes(4, "big") + bytes(10)))
+    calls = b"".join(frame(1, 4, stream, headers) + frame(0, 0, stream, b"\x00" + (818).to_bytes(4, "big") + bytes(10))
+                     for stream in range(1, 2 * streams, 2))  # a client's streams have odd ids
+    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + calls)
     return sock
+
+
+def test_calls_past_the_limit_are_refused_at_once_and_served_again_after(server, triton, images):
+    """64 calls whose messages never finish hold all the process's places (and at most 64 × 4 MiB):
+    the next call is refused at once, not queued; once they are gone, calls are served again."""
+    slow = [_slow_call(grpc_target(server), streams=8) for _ in range(8)]
+    tensor = grpcclient.InferInput("pixels", [1, 28, 28], "UINT8")
+    tensor.set_data_from_numpy(images[0][:1])
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # until the server has taken in the 64 calls (it reads the sockets as they come)
+            try:
+                triton.infer("fashion", [tensor], client_timeout=5)
+            except grpcclient.InferenceServerException as exc:
+                assert exc.status() == "StatusCode.RESOURCE_EXHAUSTED", exc
+                break
+            assert time.monotonic() < deadline, "calls are still served with 64 calls stalled"
+            time.sleep(0.05)
+    finally:
+        for sock in slow:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while True:  # the server notices the closed connections on its next read
+        try:
+            assert triton.infer("fashion", [tensor], client_timeout=5).as_numpy("class").shape == (1,)
+            break
+        except grpcclient.InferenceServerException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def test_slow_clients_hold_no_thread(server, triton, images):
@@ -162,3 +193,44 @@ def test_slow_clients_hold_no_thread(server, triton, images):
     finally:
         for sock in slow:
             sock.close()
+
+
+def test_sigterm_keeps_the_rows_of_the_last_calls_when_the_log_is_slow(store_copy, tmp_path, images):
+    """The master's SIGTERM comes again from its on_exit while the gRPC process flushes its rows to
+    a log that is slow (SQLite locked by another writer): the rows reach the log or the spool."""
+    import sqlite3
+    import threading
+
+    server = grpc_server(tmp_path, store_copy).start(timeout=60, workers=1)
+    blocker = sqlite3.connect(server.env["FC_SQLITE_PATH"], isolation_level=None, check_same_thread=False)
+    try:
+        client = grpcclient.InferenceServerClient(grpc_target(server))
+        blocker.execute("BEGIN EXCLUSIVE")
+        ids = []
+        for _ in range(5):
+            tensor = grpcclient.InferInput("pixels", [8, 28, 28], "UINT8")
+            tensor.set_data_from_numpy(images[0])
+            ids += [uuid.UUID(s.decode()) for s in client.infer("fashion", [tensor]).as_numpy("prediction_id")]
+        client.close()
+        threading.Timer(3.0, lambda: blocker.execute("ROLLBACK")).start()
+        os.kill(server.proc.pid, signal.SIGTERM)
+        assert server.proc.wait(timeout=60) == 0
+    finally:
+        server.stop()
+        time.sleep(3.5)
+        blocker.close()
+    log_text = server.log_path.read_text()
+    assert "they are lost" not in log_text, log_text[-3000:]
+    settings = dataclasses.replace(Settings(), predlog="sqlite", sqlite_path=Path(server.env["FC_SQLITE_PATH"]),
+                                   spool_dir=Path(server.env["FC_SPOOL_DIR"]))
+    log = open_log(settings)
+    log.start()  # replays what was spooled
+    try:
+        deadline = time.monotonic() + 20
+        missing = ids
+        while missing and time.monotonic() < deadline:
+            missing = [pid for pid in missing if log.get(pid) is None]
+            time.sleep(0.2)
+    finally:
+        log.close()
+    assert not missing, f"{len(missing)} of {len(ids)} rows lost"

@@ -12,6 +12,7 @@ from tritonclient.grpc import service_pb2
 from tritonclient.utils import InferenceServerException
 
 from fashion_classifier.config import CLASS_NAMES
+from oip_grpc.conftest import grpc_target
 
 
 def _input(array: np.ndarray, datatype: str, name: str = "pixels") -> grpcclient.InferInput:
@@ -153,6 +154,27 @@ def test_bad_inputs_are_invalid_argument(triton, case):
     make, expected = BAD[case]
     message = _refused(lambda: triton._client_stub.ModelInfer(make()), "INVALID_ARGUMENT")
     assert expected in message
+
+
+def test_a_malformed_message_is_invalid_argument(server):
+    with grpc.insecure_channel(grpc_target(server)) as channel:
+        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        with pytest.raises(grpc.RpcError) as caught:
+            call(b"\x0a\xff\xff\xff\xff\x0f", timeout=5)  # field 1 claims more bytes than follow
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == "the message is not a valid inference.ModelInferRequest"
+
+
+def test_errors_repeat_at_most_100_characters_of_a_clients_strings(triton, images):
+    tensor = _input(images[0][:1], "UINT8")
+    message = _refused(lambda: triton.infer("m" * 100_000, [tensor]), "NOT_FOUND")
+    assert len(message) < 300 and message.startswith("model 'mmm") and "…" in message
+
+
+def test_millions_of_empty_elements_stop_at_the_shapes_count(triton):
+    raw = bytes(4) * 40_000  # 40,000 empty BYTES elements
+    message = _refused(lambda: triton._client_stub.ModelInfer(_raw_request("BYTES", [2], raw)), "INVALID_ARGUMENT")
+    assert message.endswith("shape [2] needs 2 elements, got more")
 
 
 def test_raw_and_typed_together_are_refused(triton):

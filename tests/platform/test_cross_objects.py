@@ -22,6 +22,7 @@ CONTRACT_METRICS = {
     "fc_predlog_queue_depth", "fc_predlog_spool_rows", "fc_predlog_spool_bytes",
     "fc_predlog_written_rows_total", "fc_predlog_write_errors_total", "fc_predlog_spooled_rows_total",
     "fc_predlog_replayed_rows_total", "fc_predlog_connected", "fc_build_info",
+    "fc_grpc_requests_total", "fc_grpc_request_duration_seconds",
 }
 
 
@@ -344,7 +345,8 @@ def test_hpa_and_pdbs_target_existing_workloads(rendered):
         assert target is not None and "replicas" not in target["spec"]
         [rate] = [t for t in obj["spec"]["triggers"] if t["type"] == "prometheus"]
         query = rate["metadata"]["query"]
-        assert re.search(r"\bfc_http_requests_total\{", query), query
+        for counter in ("fc_http_requests_total", "fc_grpc_requests_total"):  # HTTP requests and gRPC calls
+            assert re.search(rf"\b{counter}\{{", query), query
         assert f'service="{ref["name"]}-metrics"' in query and f'namespace="{obj["metadata"]["namespace"]}"' in query
         assert rendered.get("Service", f"{ref['name']}-metrics") is not None, "KEDA reads the ServiceMonitor's series"
     for hpa in rendered.of_kind("HorizontalPodAutoscaler"):

@@ -96,6 +96,7 @@ def test_helm_lint_strict(tools, tmp_path, name):
         ({"config": {"grpcPort": "8081"}}, "'/config/grpcPort': got string, want integer"),
         ({"config": {"grpcPort": 8000}}, "config.grpcPort 8000 is taken"),
         ({"config": {"grpcPort": 9464}}, "config.grpcPort 9464 is taken"),
+        ({"config": {"grpcPort": 8081}, "service": {"port": 8081}}, "config.grpcPort 8081 is service.port too"),
         ({"config": {"extraEnv": {"FC_GRPC_PORT": "8081"}}}, "FC_GRPC_PORT is set by the chart"),
         ({"config": {"grpcPort": 0, "extraEnv": {"FC_GRPC_PORT": "8081"}}}, "FC_GRPC_PORT is set by the chart"),
     ],

@@ -146,6 +146,9 @@ external cluster's admin is its superuser (externalCassandra.existingSecret). */
 {{- if has (int .Values.config.grpcPort) (list 8000 9464) }}
 {{- fail (printf "config.grpcPort %d is taken: the pods serve HTTP on 8000 and metrics on 9464" (int .Values.config.grpcPort)) }}
 {{- end }}
+{{- if and .Values.config.grpcPort (eq (int .Values.config.grpcPort) (int .Values.service.port)) }}
+{{- fail (printf "config.grpcPort %d is service.port too: the Service would list one port twice" (int .Values.config.grpcPort)) }}
+{{- end }}
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
 {{- fail "autoscaling.minReplicas cannot exceed autoscaling.maxReplicas" }}
 {{- end }}

@@ -10,6 +10,7 @@ back the same way as the input came: raw (``raw_output_contents``) or typed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,12 @@ from fashion_classifier.web.oip_codec import (
 from fashion_classifier.web.responses import ApiError
 
 _TYPED = {"FP32": "fp32_contents", "UINT8": "uint_contents", "BYTES": "bytes_contents"}
+NAME_CHARS = 100  # of a client's string repeated in an error message (its trailer must stay small)
+
+
+def shown(text: str) -> str:
+    """A client's string as an error message repeats it: quoted, and cut to NAME_CHARS."""
+    return repr(text if len(text) <= NAME_CHARS else text[:NAME_CHARS] + "…")
 
 
 @dataclass(slots=True)
@@ -47,7 +54,7 @@ def parse(request: pb.ModelInferRequest, max_batch: int) -> InferRequest:
     if len(request.inputs) != 1:
         raise ApiError(400, f"'inputs' must hold exactly one input tensor, got {len(request.inputs)}")
     tensor = request.inputs[0]
-    what = f"input {tensor.name!r}"
+    what = f"input {shown(tensor.name)}"
     raw_count = len(request.raw_input_contents)
     if raw_count > 1:
         raise ApiError(400, f"raw_input_contents must hold one entry per input: 1, not {raw_count}")
@@ -59,12 +66,19 @@ def parse(request: pb.ModelInferRequest, max_batch: int) -> InferRequest:
         raise ApiError(400, f"{what}: 'shape' must hold non-negative integers")
     datatype = tensor.datatype
     if datatype not in _TYPED:
-        raise unsupported_datatype(what, datatype)
+        raise unsupported_datatype(what, datatype[:NAME_CHARS])
     if raw is None:
         _check_typed_field(tensor.contents, datatype, what)
+    # Counts are checked before any conversion: a message may hold millions of typed values.
     if datatype == "BYTES":
-        bytes_count(what, shape, max_batch)
-        blobs = bytes_from_binary(raw, what) if raw is not None else list(tensor.contents.bytes_contents)
+        count = bytes_count(what, shape, max_batch)
+        if raw is not None:
+            blobs = bytes_from_binary(raw, what, shape)
+        else:
+            typed = tensor.contents.bytes_contents
+            if len(typed) != count:
+                raise ApiError(400, f"{what}: shape {shape} needs {count} elements, got {len(typed)}")
+            blobs = list(typed)
         pixels, infos = images(blobs, shape, what, FILE_COPIES)
     else:
         count = numeric_count(what, datatype, shape, max_batch)
@@ -72,6 +86,8 @@ def parse(request: pb.ModelInferRequest, max_batch: int) -> InferRequest:
             pixels = numeric_from_binary(raw, datatype, shape, what)
         else:
             values = getattr(tensor.contents, _TYPED[datatype])
+            if len(values) != math.prod(shape):
+                raise ApiError(400, f"{what}: shape {shape} needs {math.prod(shape)} values, got {len(values)}")
             pixels = numeric_from_values(np.asarray(values, dtype=np.float64), datatype, shape, what)
         infos = [NO_INFO] * count
     return InferRequest(pixels, infos, request.id, _requested_outputs(request), raw is not None)
@@ -91,7 +107,7 @@ def _requested_outputs(request: pb.ModelInferRequest) -> list[str]:
     names = [out.name for out in request.outputs]
     for name in names:
         if name not in OUTPUTS:
-            raise ApiError(400, f"unknown output {name!r}; outputs are {', '.join(OUTPUTS)}")
+            raise ApiError(400, f"unknown output {shown(name)}; outputs are {', '.join(OUTPUTS)}")
     return names
 
 

@@ -2,15 +2,20 @@
 
 One process, one ``grpc.aio`` server on FC_HOST:FC_GRPC_PORT serving ``InferenceService``, gRPC
 health checking and reflection, with its own serving state (model, reload thread, prediction log)
-opened like a gunicorn worker's. Its bounds: messages up to FC_MAX_UPLOAD_BYTES (larger ones get
-``RESOURCE_EXHAUSTED`` from gRPC itself), at most ``MAX_CONCURRENT_RPCS`` calls at once (more get
-``RESOURCE_EXHAUSTED`` at once instead of queueing) and ``MAX_STREAMS`` per connection.
+opened like a gunicorn worker's. Its bounds, so that calls whose messages arrive slowly hold at
+most ``MAX_CONCURRENT_RPCS`` × the message limit of memory: messages up to FC_MAX_UPLOAD_BYTES and
+no more than ``MAX_MESSAGE_BYTES`` (larger ones get ``RESOURCE_EXHAUSTED`` from gRPC itself), at
+most ``MAX_CONCURRENT_RPCS`` calls at once (more get ``RESOURCE_EXHAUSTED`` at once instead of
+queueing), ``MAX_STREAMS`` per connection, and every connection closed after
+``MAX_CONNECTION_AGE_MS`` (its calls get ``CONNECTION_AGE_GRACE_MS`` more).
 
 FC_GRPC_WORKERS processes share the port (SO_REUSEPORT); a single one binds it without, so a
 taken port fails its start. Once serving,
 the process writes one byte to the file descriptor named by FC_GRPC_READY_FD (its supervisor's
-pipe). SIGTERM or SIGINT: health turns NOT_SERVING, calls in flight get FC_GRACEFUL_TIMEOUT to
-finish, then the prediction log is flushed (to the backend or the spool) and the process exits.
+pipe). SIGTERM, SIGINT or SIGQUIT: health turns NOT_SERVING, calls in flight get
+FC_GRACEFUL_TIMEOUT to finish, then the prediction log is flushed (to the backend or the spool),
+with further stop signals ignored, and the process exits. SIGHUP (a terminal's hangup reaches the
+whole process group; gunicorn's master takes it as "reload") is ignored.
 """
 
 from __future__ import annotations
@@ -27,19 +32,20 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from fashion_classifier.config import Settings
-from fashion_classifier.oip_grpc.service import SERVICE_NAME, InferenceService
-from fashion_classifier.oip_grpc.stubs import grpc_predict_v2_pb2_grpc as pb_grpc
+from fashion_classifier.oip_grpc.service import SERVICE_NAME, InferenceService, add_to_server
 from fashion_classifier.oip_grpc.supervisor import READY_FD_ENV
 from fashion_classifier.web import runtime
 from fashion_classifier.web.state import ServingState, open_state
 
 log = logging.getLogger("fashion_classifier.oip_grpc")
 
-MAX_CONCURRENT_RPCS = 256
-MAX_STREAMS = 64  # concurrent calls on one connection
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # 1,024 FP32 images take 3.2 MB
+MAX_CONCURRENT_RPCS = 64  # × MAX_MESSAGE_BYTES: 256 MiB held by calls whose messages have not all arrived
+MAX_STREAMS = 8  # concurrent calls on one connection
 IDLE_CONNECTION_MS = 300_000
-MAX_CONNECTION_AGE_MS = 600_000
-CONNECTION_AGE_GRACE_MS = 30_000
+MAX_CONNECTION_AGE_MS = 60_000
+CONNECTION_AGE_GRACE_MS = 10_000
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 HEALTH_INTERVAL = 1.0  # s between updates of the health status from the model's state
 Health = health_pb2.HealthCheckResponse
 
@@ -48,7 +54,7 @@ def options(settings: Settings) -> list[tuple[str, int]]:
     return [
         # One process: a taken port fails the bind. Several share it (the supervisor checked it was free).
         ("grpc.so_reuseport", int(settings.grpc_workers > 1)),
-        ("grpc.max_receive_message_length", settings.max_upload_bytes),
+        ("grpc.max_receive_message_length", min(settings.max_upload_bytes, MAX_MESSAGE_BYTES)),
         ("grpc.max_concurrent_streams", MAX_STREAMS),
         # A connection without calls for this long is closed (GOAWAY; clients reconnect when they
         # need to), so idle clients do not hold the server's connections forever.
@@ -63,7 +69,7 @@ def options(settings: Settings) -> list[tuple[str, int]]:
 
 async def serve(settings: Settings, state: ServingState) -> None:
     server = grpc.aio.server(options=options(settings), maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS)
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(state), server)
+    add_to_server(InferenceService(state), server)
     health_service = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
     reflection.enable_server_reflection(
@@ -73,7 +79,7 @@ async def serve(settings: Settings, state: ServingState) -> None:
     server.add_insecure_port(f"{host}:{settings.grpc_port}")  # a taken port raises RuntimeError
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stopping.set)
     status = await _update_health(health_service, state, None)
     await server.start()
@@ -127,10 +133,15 @@ def main() -> int:
     runtime.pin_threads()
     settings = Settings.from_env()
     _setup_logging(settings)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     state = open_state(settings)
     runtime.freeze_heap()
     try:
         asyncio.run(serve(settings, state))
     finally:
+        # asyncio.run put the default actions back: a second SIGTERM (the master's on_exit) would
+        # kill the process while it flushes the rows of its last calls.
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
         state.close()  # stops the reload thread, flushes the prediction log
     return 0

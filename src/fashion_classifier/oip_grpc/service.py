@@ -15,11 +15,14 @@ import logging
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
+from urllib.parse import unquote
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from fashion_classifier import __version__, metrics
 from fashion_classifier.oip_grpc import codec
+from fashion_classifier.oip_grpc.codec import shown
 from fashion_classifier.oip_grpc.stubs import grpc_predict_v2_pb2 as pb
 from fashion_classifier.oip_grpc.stubs import grpc_predict_v2_pb2_grpc as pb_grpc
 from fashion_classifier.web.oip import SERVER_NAME
@@ -28,7 +31,10 @@ from fashion_classifier.web.state import ServingState
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+SERVICE_NAME = _SERVICE.full_name
+# method name -> (request message class, response message class), from the published proto
+_TYPES = {m.name: (getattr(pb, m.input_type.name), getattr(pb, m.output_type.name)) for m in _SERVICE.methods}
 SOURCE = "grpc"  # the predictions' source in the log and the metrics
 # The metadata that assigns a call to a rollout's arm, in order (the REST headers' names).
 ROLLOUT_KEY_METADATA = ("x-session-id", "x-request-id")
@@ -51,16 +57,22 @@ def status_code(http_status: int) -> grpc.StatusCode:
 
 
 def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a method, answer its ApiError with the matching code, count and time the call."""
+    """Parse the request, run the method, answer its ApiError with the matching code, count and
+    time the call."""
     name = method.__name__
+    request_type = _TYPES[name][0]
     duration = metrics.GRPC_DURATION.labels(name)
     counters: dict[grpc.StatusCode, Any] = {}
 
     @functools.wraps(method)
-    async def handler(self: InferenceService, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def handler(self: InferenceService, raw: bytes, context: grpc.aio.ServicerContext) -> Any:
         started = perf_counter()
         code, message = grpc.StatusCode.OK, ""
         try:
+            try:
+                request = request_type.FromString(raw)
+            except DecodeError:
+                raise ApiError(400, f"the message is not a valid {request_type.DESCRIPTOR.full_name}") from None
             return method(self, request, context, started)
         except ApiError as exc:
             code, message = status_code(exc.status), exc.message
@@ -76,6 +88,16 @@ def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
         await context.abort(code, message)  # raises: the call ends with this status
 
     return handler
+
+
+def add_to_server(service: InferenceService, server: grpc.aio.Server) -> None:
+    """Register the service's methods, taking raw request bytes (see ``_rpc``)."""
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(getattr(service, name), response_serializer=reply.SerializeToString)
+        for name, (_, reply) in _TYPES.items()
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
 class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
@@ -116,6 +138,9 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     @_rpc
     def ModelInfer(self, request: pb.ModelInferRequest, context: Any, started: float) -> pb.ModelInferResponse:  # noqa: N802
         state = self.state
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:  # waited past its deadline: nobody reads the answer
+            raise ApiError(408, "the call's deadline passed before it was run")
         self._check(request.model_name)
         serving = state.classifier.serving()  # read once: this call uses this rollout throughout
         if request.model_version:  # that exact version, whichever arm serves it
@@ -133,7 +158,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     def _check(self, model_name: str) -> None:
         served = self.state.settings.model_name
         if model_name != served:
-            raise ApiError(404, f"model {model_name!r} not found; this server serves {served!r}")
+            raise ApiError(404, f"model {shown(model_name)} not found; this server serves {served!r}")
 
     def _versions(self) -> list[str]:
         """The versions this process serves: the current one, then a rollout's candidate."""
@@ -142,7 +167,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
 
 def _not_loaded(model_name: str, version: str) -> ApiError:
-    return ApiError(404, f"version {version!r} of model {model_name!r} is not loaded")
+    return ApiError(404, f"version {shown(version)} of model {shown(model_name)} is not loaded")
 
 
 def _rollout_key(context: Any) -> str | None:
@@ -155,12 +180,13 @@ def _rollout_key(context: Any) -> str | None:
 
 
 def peer_address(peer: str | None) -> str | None:
-    """The client's IP address from gRPC's peer string ("ipv4:10.0.0.7:51234", "ipv6:[::1]:51234")."""
+    """The client's IP address from gRPC's peer string ("ipv4:10.0.0.7:51234",
+    "ipv6:%5B::1%5D:51234"), as REST records it: an IPv4 client of a dual-stack socket
+    ("[::ffff:10.0.0.7]") as its IPv4 address."""
     if not peer:
         return None
-    kind, _, rest = peer.partition(":")
-    if kind == "ipv4":
-        return rest.rpartition(":")[0] or None
-    if kind == "ipv6":
-        return rest.rpartition(":")[0].strip("[]") or None
-    return None  # unix sockets and the like: no address
+    kind, _, rest = unquote(peer).partition(":")
+    host = rest.rpartition(":")[0].strip("[]")
+    if kind == "ipv6" and host.startswith("::ffff:") and "." in host:
+        host = host.removeprefix("::ffff:")
+    return host or None if kind in ("ipv4", "ipv6") else None  # unix sockets and the like: no address

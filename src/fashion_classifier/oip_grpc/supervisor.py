@@ -28,6 +28,9 @@ READY_FD_ENV = "FC_GRPC_READY_FD"
 # The signals that stop gunicorn's master (TERM: gracefully; INT, QUIT: at once).
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 STARTUP_TIMEOUT = 60.0  # s for a process to load the model and bind the port
+# s a stopping process may take beyond FC_GRACEFUL_TIMEOUT: its serving state's close (the reload
+# thread, then the prediction log's flush to the backend or the spool)
+CLOSE_TIME = 20.0
 BACKOFF = (1.0, 30.0)  # s before a restart: the first, doubling up to the last...
 STEADY = 60.0  # ...and back to the first once a process has served this long
 COMMAND = [sys.executable, "-m", "fashion_classifier.oip_grpc"]
@@ -46,6 +49,7 @@ class GrpcSupervisor:
         self._procs: list[subprocess.Popen] = []
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._terminated: set[int] = set()  # pids sent SIGTERM
 
     @property
     def pids(self) -> list[int]:
@@ -80,8 +84,7 @@ class GrpcSupervisor:
         def handler(signum: int, frame: object) -> None:
             self._stopping.set()
             for proc in self._procs:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
+                self._terminate(proc)
             previous(signum, frame)
 
         signal.signal(sig, handler)
@@ -99,14 +102,19 @@ class GrpcSupervisor:
         return proc, read
 
     def _await_ready(self, proc: subprocess.Popen, read: int) -> None:
-        """Return once ``proc`` serves; StartError if it exits or hangs first."""
+        """Return once ``proc`` serves; StartError if it exits or hangs first. Its exit is polled
+        too: a worker forked meanwhile may hold a copy of the pipe's write end (no EOF then)."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT
         try:
-            ready, _, _ = select.select([read], [], [], STARTUP_TIMEOUT)
-            if ready and os.read(read, 1) == b"1":
-                return
+            while time.monotonic() < deadline and proc.poll() is None:
+                ready, _, _ = select.select([read], [], [], 0.5)
+                if ready:
+                    if os.read(read, 1) == b"1":
+                        return
+                    break  # EOF: it exited
         finally:
             os.close(read)
-        if not ready:
+        if proc.poll() is None and time.monotonic() >= deadline:
             self._end(proc, timeout=5.0)
             raise StartError(f"the gRPC server (pid {proc.pid}) did not start within {STARTUP_TIMEOUT:.0f} s")
         proc.wait()
@@ -115,47 +123,62 @@ class GrpcSupervisor:
     def _watch(self, slot: int) -> None:
         delay = BACKOFF[0]
         while not self._stopping.is_set():
-            proc = self._procs[slot]
-            started = time.monotonic()
-            proc.wait()  # gunicorn's master may reap it first: then the status reads 0
-            self._forget(proc.pid)
-            # Ctrl-C reaches the whole process group: a server may end a moment before the
-            # master's own handler has said that everything is stopping.
-            if self._stopping.wait(0.5):
-                return
-            if time.monotonic() - started >= STEADY:
-                delay = BACKOFF[0]
-            self._log.error("the gRPC server (pid %s) exited (status %s); restarting in %.0f s",
-                            proc.pid, proc.returncode, delay)
-            if self._stopping.wait(delay):
-                return
-            new, read = self._launch()
-            self._procs[slot] = new
             try:
-                self._await_ready(new, read)
-            except StartError as exc:
-                self._log.error("%s", exc)
-            else:
-                self._log.info("the gRPC server restarted (pid %s)", new.pid)
-                if self._stopping.is_set():  # stop() came while it started
-                    self._end(new, timeout=5.0)
-            delay = min(delay * 2, BACKOFF[1])
+                delay = self._keep(slot, delay)
+            except Exception:  # noqa: BLE001 - fork failing (pids limit, memory): try again later
+                self._log.exception("restarting a gRPC server failed; trying again in %.0f s", delay)
+                if self._stopping.wait(delay):
+                    return
+                delay = min(delay * 2, BACKOFF[1])
+
+    def _keep(self, slot: int, delay: float) -> float:
+        """Wait for the slot's process to exit and start another; the next backoff delay."""
+        proc = self._procs[slot]
+        started = time.monotonic()
+        proc.wait()  # gunicorn's master may reap it first: then the status reads 0
+        self._forget(proc.pid)
+        # Ctrl-C reaches the whole process group: a server may end a moment before the master's
+        # own handler has said that everything is stopping.
+        if self._stopping.wait(0.5):
+            return delay
+        if time.monotonic() - started >= STEADY:
+            delay = BACKOFF[0]
+        self._log.error("the gRPC server (pid %s) exited (status %s); restarting in %.0f s",
+                        proc.pid, proc.returncode, delay)
+        if self._stopping.wait(delay):
+            return delay
+        new, read = self._launch()
+        self._procs[slot] = new
+        try:
+            self._await_ready(new, read)
+        except StartError as exc:
+            self._log.error("%s", exc)
+        else:
+            self._log.info("the gRPC server restarted (pid %s)", new.pid)
+            if self._stopping.is_set():  # stop() came while it started
+                self._end(new, timeout=5.0)
+        return min(delay * 2, BACKOFF[1])
 
     def stop(self, timeout: float) -> None:
-        """Let the servers finish their calls within ``timeout`` (SIGTERM), then kill them."""
+        """Let the servers finish their calls within ``timeout`` (SIGTERM) and close their serving
+        state within CLOSE_TIME more, then kill them."""
         self._stopping.set()
         for proc in self._procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout + 5.0  # their graceful stop, then their log flush
+            self._terminate(proc)
+        deadline = time.monotonic() + timeout + CLOSE_TIME
         for proc in self._procs:
             self._end(proc, timeout=max(0.0, deadline - time.monotonic()))
         for thread in self._threads:
             thread.join(timeout=5.0)
 
-    def _end(self, proc: subprocess.Popen, timeout: float) -> None:
-        if proc.poll() is None:
+    def _terminate(self, proc: subprocess.Popen) -> None:
+        """SIGTERM, once: the process ignores more once it is closing, but a signal is no request twice."""
+        if proc.pid not in self._terminated and proc.poll() is None:
+            self._terminated.add(proc.pid)
             proc.send_signal(signal.SIGTERM)
+
+    def _end(self, proc: subprocess.Popen, timeout: float) -> None:
+        self._terminate(proc)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -130,7 +130,7 @@ def _decode_input(tensor: dict, binary: bytes, max_batch: int) -> tuple[np.ndarr
     if datatype == "BYTES":
         bytes_count(what, shape, max_batch)
         if size is not None:
-            blobs = bytes_from_binary(binary[:size], what)
+            blobs = bytes_from_binary(binary[:size], what, shape)
         else:
             blobs = [decode_b64(item, f"{what} element {i}") for i, item in enumerate(_flatten(tensor["data"], what))]
         # One decode budget for the whole tensor; base64 elements are held longer as text.
@@ -202,10 +202,13 @@ def numeric_from_binary(raw: bytes, datatype: str, shape: list[int], what: str) 
         raise ApiError(400, f"{what}: {exc} (send UINT8 for 0–255 gray levels)") from None
 
 
-def bytes_from_binary(raw: bytes, what: str) -> list[bytes]:
-    """The elements of a raw BYTES tensor: each a 4-byte little-endian length, then its bytes."""
+def bytes_from_binary(raw: bytes, what: str, shape: list[int]) -> list[bytes]:
+    """The elements of a raw BYTES tensor: each a 4-byte little-endian length, then its bytes.
+    Stops at the first element past the shape's count (millions of empty ones fit in a message)."""
     blobs, offset = [], 0
     while offset < len(raw):
+        if len(blobs) == shape[0]:
+            raise ApiError(400, f"{what}: shape {shape} needs {shape[0]} elements, got more")
         if offset + 4 > len(raw):
             raise ApiError(400, f"{what}: truncated BYTES element length")
         (length,) = struct.unpack_from("<I", raw, offset)
