@@ -196,3 +196,19 @@ def test_a_message_over_the_upload_limit_is_resource_exhausted(triton, server):
     request = _raw_request("UINT8", [n, 784], bytes(n * 784))
     _refused(lambda: triton._client_stub.ModelInfer(request), "RESOURCE_EXHAUSTED")
     assert triton.is_server_ready()  # and the server goes on
+
+
+def test_peer_addresses_are_recorded_as_rest_records_them():
+    """In a process of its own: the service module brings the project's stubs (see conftest)."""
+    import subprocess
+    import sys
+
+    check = """
+from fashion_classifier.oip_grpc.service import peer_address as p
+assert p("ipv4:10.0.0.7:51234") == "10.0.0.7"
+assert p("ipv6:%5B::1%5D:47470") == "::1"
+assert p("ipv6:%5B::ffff:10.1.2.3%5D:5") == "10.1.2.3"
+assert p("unix:/run/x.sock") is None and p(None) is None and p("") is None
+"""
+    proc = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

@@ -10,9 +10,8 @@ queueing), ``MAX_STREAMS`` per connection, and every connection closed after
 ``MAX_CONNECTION_AGE_MS`` (its calls get ``CONNECTION_AGE_GRACE_MS`` more).
 
 FC_GRPC_WORKERS processes share the port (SO_REUSEPORT); a single one binds it without, so a
-taken port fails its start. Once serving,
-the process writes one byte to the file descriptor named by FC_GRPC_READY_FD (its supervisor's
-pipe). SIGTERM, SIGINT or SIGQUIT: health turns NOT_SERVING, calls in flight get
+taken port fails its start. Once serving, the process writes one byte to the file descriptor named
+by FC_GRPC_READY_FD (its supervisor's pipe). SIGTERM, SIGINT or SIGQUIT: health turns NOT_SERVING, calls in flight get
 FC_GRACEFUL_TIMEOUT to finish, then the prediction log is flushed (to the backend or the spool),
 with further stop signals ignored, and the process exits. SIGHUP (a terminal's hangup reaches the
 whole process group; gunicorn's master takes it as "reload") is ignored.

@@ -4,8 +4,11 @@ Errors are the REST ones with a gRPC status code instead of an HTTP status (:fun
 mapped here once; an unexpected exception is logged and answered ``INTERNAL``. Each call is
 counted in ``fc_grpc_requests_total`` (method, code) and timed in
 ``fc_grpc_request_duration_seconds``; predictions are counted and logged like REST ones, with
-source ``grpc``. Methods run on the server's event loop: a call's CPU work (~0.1 ms for an
-image) never waits on I/O, and a slow client holds no thread.
+source ``grpc``. Methods run on the server's event loop: a call's CPU work never waits on I/O
+(the decode budget bounds a call of encoded images), and a slow client holds no thread.
+
+The methods are registered with the raw request bytes (:func:`add_to_server`) and parse them
+themselves, so that a malformed message is an ``INVALID_ARGUMENT`` like other bad input, and counted.
 """
 
 from __future__ import annotations
@@ -183,10 +186,10 @@ def peer_address(peer: str | None) -> str | None:
     """The client's IP address from gRPC's peer string ("ipv4:10.0.0.7:51234",
     "ipv6:%5B::1%5D:51234"), as REST records it: an IPv4 client of a dual-stack socket
     ("[::ffff:10.0.0.7]") as its IPv4 address."""
-    if not peer:
+    kind, _, rest = unquote(peer or "").partition(":")
+    if kind not in ("ipv4", "ipv6"):  # unix sockets and the like: no address
         return None
-    kind, _, rest = unquote(peer).partition(":")
     host = rest.rpartition(":")[0].strip("[]")
     if kind == "ipv6" and host.startswith("::ffff:") and "." in host:
         host = host.removeprefix("::ffff:")
-    return host or None if kind in ("ipv4", "ipv6") else None  # unix sockets and the like: no address
+    return host or None
