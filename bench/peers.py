@@ -105,7 +105,7 @@ import machine  # noqa: E402
 import paths  # noqa: E402
 import wrkrun  # noqa: E402
 from harness.images import encode, load_test_split  # noqa: E402
-from harness.ports import free_port  # noqa: E402
+from harness.ports import free_port, free_ports  # noqa: E402
 from harness.server import ServerError, ServerProcess, serve_command, serve_env  # noqa: E402
 
 from fashion_classifier.config import CLASS_NAMES  # noqa: E402
@@ -282,10 +282,11 @@ def _peer_missing(peer: str) -> str | None:
 
 
 def ours(predlog: str, model_dir: Path, workdir: Path, name: str | None = None) -> Server:
-    port, grpc_port = free_port(), free_port()
+    port, grpc_port, metrics_port = free_ports(3)
     extra = {"FC_LOG_LEVEL": "warning", "FC_GRPC_PORT": str(grpc_port), "FC_GRPC_WORKERS": str(WORKERS),
              **(cassandra_cluster.env(KEYSPACE) if predlog == "cassandra" else {})}
-    env = serve_env(workdir, model_dir, port=port, workers=WORKERS, predlog=predlog, extra=extra)
+    env = serve_env(workdir, model_dir, port=port, workers=WORKERS, predlog=predlog, extra=extra,
+                    metrics_port=metrics_port)
     what = ("Cassandra prediction log on the local 2-node cluster (RF 2)" if predlog == "cassandra"
             else "prediction log off")
     if name == "ours-alone":
@@ -313,13 +314,13 @@ def baseline(model_dir: Path) -> Server:
 
 def mlserver(model_dir: Path, workdir: Path, parallel_workers: int = WORKERS) -> Server:
     venv = VENVS / "mlserver"
-    port = free_port()
+    port, grpc_port, metrics_port = free_ports(3)
     # MLServer loads a custom runtime from the model folder: give it a copy of the runtimes with
     # the two settings files beside them.
     folder = workdir / f"mlserver-models-{parallel_workers}"
     shutil.copytree(RUNTIMES, folder, ignore=shutil.ignore_patterns("__pycache__", "baseline_v2.py"))
     settings = {
-        "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(),
+        "http_port": port, "grpc_port": grpc_port, "metrics_port": metrics_port,
         # N inference processes behind MLServer's HTTP front process: its way of using 2 cores
         # (0: inference inline in the front process).
         "parallel_workers": parallel_workers, "debug": False, "load_models_at_startup": True,
@@ -350,7 +351,7 @@ def mlserver(model_dir: Path, workdir: Path, parallel_workers: int = WORKERS) ->
 
 def kserve(model_dir: Path) -> Server:
     venv = VENVS / "kserve"
-    port, grpc_port = free_port(), free_port()
+    port, grpc_port = free_ports(2)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("FC_")}, "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": str(RUNTIMES), "OMP_NUM_THREADS": "1"}
     command = [str(venv / "bin" / "python"), str(RUNTIMES / "kserve_server.py"), "--model_dir",
