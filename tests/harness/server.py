@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.ports import free_port
+from harness.ports import free_port, free_ports
 
 READY_PATH = "/v2/health/ready"
 
@@ -56,7 +56,8 @@ def serve_env(
     env.update(
         FC_HOST="127.0.0.1",
         FC_PORT=str(port),
-        FC_METRICS_PORT=str(free_port() if metrics_port is None else metrics_port),
+        # Not the app's port, which a port picked now could be (the OS may hand a released one out again).
+        FC_METRICS_PORT=str(next(p for p in free_ports(2) if p != port) if metrics_port is None else metrics_port),
         FC_WORKERS=str(workers),
         FC_MODEL_DIR=str(model_dir),
         FC_PREDLOG=predlog,
