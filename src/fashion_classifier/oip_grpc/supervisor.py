@@ -51,10 +51,6 @@ class GrpcSupervisor:
         self._threads: list[threading.Thread] = []
         self._terminated: set[int] = set()  # pids sent SIGTERM
 
-    @property
-    def pids(self) -> list[int]:
-        return [proc.pid for proc in self._procs]
-
     def start(self) -> GrpcSupervisor:
         """Start the servers and their watch; call from the master's main thread (signal handlers)."""
         check_port_free(*self._address)
