@@ -70,7 +70,8 @@ def serve_env(
     return env
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """Child pids of every thread of ``pid`` (a thread's own children are listed under its task)."""
     kids: list[int] = []
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
@@ -86,10 +87,10 @@ def _children(pid: int) -> list[int]:
 
 def leaf_descendants(pid: int) -> list[int]:
     """Descendants without children of their own: the gunicorn workers under any wrapper."""
-    leaves, stack = [], _children(pid)
+    leaves, stack = [], children(pid)
     while stack:
         child = stack.pop()
-        grandchildren = _children(child)
+        grandchildren = children(child)
         if grandchildren:
             stack.extend(grandchildren)
         else:

@@ -8,6 +8,7 @@ are wire-compatible (the same messages, field names and numbers).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient  # the [test] extra
 from harness.ports import free_ports
-from harness.server import ServerProcess, serve_command, serve_env
+from harness.server import ServerProcess, children, serve_command, serve_env
 
 
 def grpc_server(workdir: Path, model_dir: Path, extra: dict[str, str] | None = None) -> ServerProcess:
@@ -33,16 +34,12 @@ def grpc_target(server: ServerProcess) -> str:
 
 
 def grpc_pids(master: int) -> list[int]:
-    """The master's children running the gRPC server (a restarted one is a child of the watch thread)."""
+    """The master's children running the gRPC server (a restarted one is a child of a watch thread)."""
     pids = []
-    tasks = Path(f"/proc/{master}/task").iterdir()
-    children = [pid for task in tasks for pid in (task / "children").read_text().split()]
-    for pid in children:
-        try:
+    for pid in children(master):
+        with contextlib.suppress(FileNotFoundError):
             if b"fashion_classifier.oip_grpc" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                pids.append(int(pid))
-        except FileNotFoundError:
-            continue
+                pids.append(pid)
     return pids
 
 

@@ -10,7 +10,6 @@ back the same way as the input came: raw (``raw_output_contents``) or typed.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +21,8 @@ from fashion_classifier.web.oip_codec import (
     OUTPUTS,
     bytes_count,
     bytes_from_binary,
+    check_element_count,
+    check_value_count,
     images,
     numeric_count,
     numeric_from_binary,
@@ -30,6 +31,7 @@ from fashion_classifier.web.oip_codec import (
     to_binary,
     unsupported_datatype,
 )
+from fashion_classifier.web.oip_codec import model_metadata as rest_metadata
 from fashion_classifier.web.responses import ApiError
 
 _TYPED = {"FP32": "fp32_contents", "UINT8": "uint_contents", "BYTES": "bytes_contents"}
@@ -76,8 +78,7 @@ def parse(request: pb.ModelInferRequest, max_batch: int) -> InferRequest:
             blobs = bytes_from_binary(raw, what, shape)
         else:
             typed = tensor.contents.bytes_contents
-            if len(typed) != count:
-                raise ApiError(400, f"{what}: shape {shape} needs {count} elements, got {len(typed)}")
+            check_element_count(what, shape, len(typed))
             blobs = list(typed)
         pixels, infos = images(blobs, shape, what, FILE_COPIES)
     else:
@@ -86,8 +87,7 @@ def parse(request: pb.ModelInferRequest, max_batch: int) -> InferRequest:
             pixels = numeric_from_binary(raw, datatype, shape, what)
         else:
             values = getattr(tensor.contents, _TYPED[datatype])
-            if len(values) != math.prod(shape):
-                raise ApiError(400, f"{what}: shape {shape} needs {math.prod(shape)} values, got {len(values)}")
+            check_value_count(what, shape, len(values))
             pixels = numeric_from_values(np.asarray(values, dtype=np.float64), datatype, shape, what)
         infos = [NO_INFO] * count
     return InferRequest(pixels, infos, request.id, _requested_outputs(request), raw is not None)
@@ -130,8 +130,6 @@ def encode(outcome: Outcome, req: InferRequest, model_name: str) -> pb.ModelInfe
 
 def model_metadata(model_name: str, versions: list[str]) -> pb.ModelMetadataResponse:
     """The REST metadata (``web.oip_codec.model_metadata``) as its gRPC message."""
-    from fashion_classifier.web.oip_codec import model_metadata as rest_metadata
-
     meta = rest_metadata(model_name, versions)
     tensors = {key: [pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta[key]] for key in ("inputs", "outputs")}
     return pb.ModelMetadataResponse(name=model_name, versions=versions, platform=meta["platform"], **tensors)

@@ -32,7 +32,7 @@ from grpc_reflection.v1alpha import reflection
 
 from fashion_classifier.config import Settings
 from fashion_classifier.oip_grpc.service import SERVICE_NAME, InferenceService, add_to_server
-from fashion_classifier.oip_grpc.supervisor import READY_FD_ENV
+from fashion_classifier.oip_grpc.supervisor import READY_FD_ENV, STOP_SIGNALS
 from fashion_classifier.web import runtime
 from fashion_classifier.web.state import ServingState, open_state
 
@@ -44,7 +44,6 @@ MAX_STREAMS = 8  # concurrent calls on one connection
 IDLE_CONNECTION_MS = 300_000
 MAX_CONNECTION_AGE_MS = 60_000
 CONNECTION_AGE_GRACE_MS = 10_000
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 HEALTH_INTERVAL = 1.0  # s between updates of the health status from the model's state
 Health = health_pb2.HealthCheckResponse
 

@@ -118,7 +118,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     @_rpc
     def ModelReady(self, request: pb.ModelReadyRequest, context: Any, started: float) -> pb.ModelReadyResponse:  # noqa: N802
         self._check(request.name)
-        versions = self._versions()
+        versions = self.state.versions
         return pb.ModelReadyResponse(ready=bool(versions) and (not request.version or request.version in versions))
 
     @_rpc
@@ -133,7 +133,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelMetadataRequest, context: Any, started: float
     ) -> pb.ModelMetadataResponse:
         self._check(request.name)
-        versions = self._versions()
+        versions = self.state.versions
         if request.version and request.version not in versions:
             raise _not_loaded(request.name, request.version)
         return codec.model_metadata(request.name, versions)
@@ -162,11 +162,6 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         served = self.state.settings.model_name
         if model_name != served:
             raise ApiError(404, f"model {shown(model_name)} not found; this server serves {served!r}")
-
-    def _versions(self) -> list[str]:
-        """The versions this process serves: the current one, then a rollout's candidate."""
-        serving = self.state.holder.serving
-        return serving.versions if serving is not None else []
 
 
 def _not_loaded(model_name: str, version: str) -> ApiError:

@@ -5,9 +5,10 @@ interpreters: the master has threads, which a fork would not carry) and waits un
 or raises: a gRPC server that cannot start (port taken, bad settings) stops ``serve`` at startup,
 as a taken HTTP port does. Several processes share the port with SO_REUSEPORT (the kernel spreads
 connections over them), so the port is first checked to be free here. A thread per process then
-restarts it whenever it exits, with a backoff, and drops a dead process's live metrics as
-``child_exit`` does for a worker. The master's stop signals are passed on to the processes at once,
-so they finish their calls while the workers finish theirs; ``stop`` waits for them.
+restarts it whenever it exits, with a backoff, and hands a dead process to ``forget`` (the
+master's treatment of a dead worker: its lost rows counted, its live gauges dropped). The master's
+stop signals are passed on to the processes at once, so they finish their calls while the workers
+finish theirs; ``stop`` waits for them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
+from collections.abc import Callable
 
 # The pipe's write end, in the server's environment: it writes one byte there once it serves.
 READY_FD_ENV = "FC_GRPC_READY_FD"
@@ -41,11 +42,13 @@ class StartError(RuntimeError):
 
 
 class GrpcSupervisor:
-    def __init__(self, processes: int, host: str, port: int, metrics_dir: Path, log: logging.Logger) -> None:
+    def __init__(
+        self, processes: int, host: str, port: int, log: logging.Logger, forget: Callable[[int], None]
+    ) -> None:
         self._count = processes
         self._address = (host, port)
-        self._metrics_dir = metrics_dir
         self._log = log
+        self._forget = forget  # called with a dead process's pid, as child_exit is for a worker
         self._procs: list[subprocess.Popen] = []
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -180,18 +183,6 @@ class GrpcSupervisor:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-    def _forget(self, pid: int) -> None:
-        """What a worker's ``child_exit`` does: count the rows it held in memory, drop its live gauges."""
-        from fashion_classifier.predlog.metrics import count_lost_rows
-        from fashion_classifier.web.metrics_server import mark_process_dead
-
-        lost = count_lost_rows(pid, self._metrics_dir)
-        if lost:
-            self._log.error("the gRPC server (pid %s) died holding %d prediction-log rows in memory: they are lost",
-                            pid, lost)
-        mark_process_dead(pid, self._metrics_dir)
-
 
 def check_port_free(host: str, port: int) -> None:
     """StartError when something listens on ``host:port``: the servers bind it with SO_REUSEPORT,

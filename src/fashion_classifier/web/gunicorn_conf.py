@@ -83,8 +83,10 @@ def _start_grpc(server) -> None:  # noqa: ANN001
     from fashion_classifier.oip_grpc.supervisor import GrpcSupervisor, StartError
 
     try:
-        _grpc = GrpcSupervisor(_settings.grpc_workers, _settings.host, _settings.grpc_port, _metrics_dir,
-                               server.log).start()
+        _grpc = GrpcSupervisor(
+            _settings.grpc_workers, _settings.host, _settings.grpc_port, server.log,
+            forget=lambda pid: _forget_process(server, pid, f"the gRPC server (pid {pid})"),
+        ).start()
     except StartError as exc:
         on_exit(server)
         where = f"{_settings.host}:{_settings.grpc_port}"
@@ -119,13 +121,19 @@ def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn hook signature
 
 
 def child_exit(server, worker) -> None:  # noqa: ANN001 - gunicorn hook signature
+    _forget_process(server, worker.pid, f"worker {worker.pid}")
+
+
+def _forget_process(server, pid: int, what: str) -> None:  # noqa: ANN001
+    """A dead serving process (worker or gRPC server): count the prediction-log rows it still held
+    in memory as lost, and drop its live gauges."""
     from fashion_classifier.predlog.metrics import count_lost_rows
     from fashion_classifier.web.metrics_server import mark_process_dead
 
-    lost = count_lost_rows(worker.pid, _metrics_dir)
+    lost = count_lost_rows(pid, _metrics_dir)
     if lost:
-        server.log.error("worker %s died holding %d prediction-log rows in memory: they are lost", worker.pid, lost)
-    mark_process_dead(worker.pid, _metrics_dir)
+        server.log.error("%s died holding %d prediction-log rows in memory: they are lost", what, lost)
+    mark_process_dead(pid, _metrics_dir)
 
 
 def worker_exit(server, worker) -> None:  # noqa: ANN001

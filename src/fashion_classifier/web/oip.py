@@ -51,18 +51,12 @@ def _not_loaded(model_name: str, version: str) -> ApiError:
     return ApiError(404, f"version {version!r} of model {model_name!r} is not loaded")
 
 
-def _versions(state: ServingState) -> list[str]:
-    """The versions this process serves: the current one, then a rollout's candidate."""
-    serving = state.holder.serving
-    return serving.versions if serving is not None else []
-
-
 @bp.get("/models/<model_name>")
 @bp.get("/models/<model_name>/versions/<model_version>")
 def model_metadata(model_name: str, model_version: str | None = None) -> Response:
     state = serving_state()
     _check(model_name, state)
-    versions = _versions(state)
+    versions = state.versions
     if model_version is not None and model_version not in versions:
         raise _not_loaded(model_name, model_version)
     return json_response(oip_codec.model_metadata(model_name, versions))
@@ -73,7 +67,7 @@ def model_metadata(model_name: str, model_version: str | None = None) -> Respons
 def model_ready(model_name: str, model_version: str | None = None) -> Response:
     state = serving_state()
     _check(model_name, state)
-    versions = _versions(state)
+    versions = state.versions
     is_ready = bool(versions) and (model_version is None or model_version in versions)
     body = {"name": model_name, "ready": is_ready}
     if model_version is not None:

@@ -162,6 +162,19 @@ def bytes_count(what: str, shape: list[int], max_batch: int) -> int:
     return shape[0]
 
 
+def check_value_count(what: str, shape: list[int], got: int) -> None:
+    """A numeric tensor holds exactly as many values as its shape says."""
+    expected = math.prod(shape)
+    if got != expected:
+        raise ApiError(400, f"{what}: shape {shape} needs {expected} values, got {got}")
+
+
+def check_element_count(what: str, shape: list[int], got: int) -> None:
+    """A BYTES tensor holds exactly one element per image of its shape."""
+    if got != shape[0]:
+        raise ApiError(400, f"{what}: shape {shape} needs {shape[0]} elements, got {got}")
+
+
 def _json_numbers(data: object, what: str) -> np.ndarray:
     if not isinstance(data, list):
         raise ApiError(400, f"{what}: 'data' must be a list (flat or nested)")
@@ -173,9 +186,7 @@ def _json_numbers(data: object, what: str) -> np.ndarray:
 
 def numeric_from_values(values: np.ndarray, datatype: str, shape: list[int], what: str) -> np.ndarray:
     """The pixels of a numeric tensor given as values (JSON data, gRPC typed contents), checked."""
-    expected = math.prod(shape)
-    if values.size != expected:
-        raise ApiError(400, f"{what}: shape {shape} needs {expected} values, got {values.size}")
+    check_value_count(what, shape, values.size)
     values = values.reshape(shape[0], SIZE, SIZE)
     if datatype == "UINT8":
         if not np.isfinite(values).all() or (values != np.rint(values)).any() or values.min() < 0 or values.max() > 255:
@@ -223,8 +234,7 @@ def bytes_from_binary(raw: bytes, what: str, shape: list[int]) -> list[bytes]:
 def images(blobs: list[bytes], shape: list[int], what: str, file_copies: int) -> tuple[np.ndarray, list[ImageInfo]]:
     """Encoded image files, preprocessed like uploads, within one decode budget for the tensor."""
     count = shape[0]
-    if len(blobs) != count:
-        raise ApiError(400, f"{what}: shape {shape} needs {count} elements, got {len(blobs)}")
+    check_element_count(what, shape, len(blobs))
     pixels = np.empty((count, SIZE, SIZE), dtype=np.float32)
     infos = []
     budget = RequestBudget(file_copies=file_copies)

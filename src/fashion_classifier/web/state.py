@@ -40,6 +40,12 @@ class ServingState:
     def model(self) -> LoadedModel | None:
         return self.holder.model
 
+    @property
+    def versions(self) -> list[str]:
+        """The versions this process serves: the current one, then a rollout's candidate."""
+        serving = self.holder.serving
+        return serving.versions if serving is not None else []
+
 
 def open_state(settings: Settings, predlog: PredictionLog | None = None) -> ServingState:
     """Load the current model, start its reload thread and the prediction log (``open_log`` when
