@@ -1,8 +1,10 @@
 # syntax=docker/dockerfile:1
 # Two images from one file, both running the same package:
-#   serve  (default, small): gunicorn + LiteRT, no TensorFlow; embeds the default model.
+#   serve  (default, small): the package without extras: gunicorn + LiteRT, no TensorFlow, no
+#     Kubernetes client; embeds the default model.
 #     docker build --target serve -t fashion-classifier:0.1.0 .
-#   train: adds the [train] extra (TensorFlow CPU, matplotlib) for `fashion-classifier train`.
+#   train: adds the [train] extra (TensorFlow CPU, matplotlib) for `fashion-classifier train`, and
+#     the [cluster] extra (the Kubernetes client) for the kustomize base's Secrets Job.
 #     docker build --target train -t fashion-classifier-train:0.1.0 .
 # BASE must be a Debian-like image with Python 3.11 and its venv module; CI passes one made with
 # debootstrap (scripts/image-build) because it has no registry to pull from.
@@ -23,18 +25,15 @@ COPY pyproject.toml README*.md ./
 COPY src ./src
 
 FROM build-base AS build-serve
-# requirements/serve.txt leaves out `kubernetes`: it serves the cluster commands, which run from a
-# workstation (or the train image), and is half the size of the serving image.
 COPY model ./model
 COPY docker/check-serving-venv.py ./
 RUN /opt/venv/bin/pip install --no-warn-script-location --require-hashes --only-binary :all: -r requirements/serve.txt \
  && /opt/venv/bin/pip install --no-warn-script-location --no-deps --no-build-isolation . \
  && /opt/venv/bin/pip uninstall -y -q pip setuptools wheel packaging \
  # Not needed to serve on a CPU: LiteRT's WebGPU accelerator, vendor NPU plugins and compiler
- # tools (31 MB); numpy's test suites, build tools (distutils, f2py) and type stubs (5 MB); the
- # Swagger UI files /docs does not load; and Pillow's optional decoders and font engine
- # (AVIF, WebP, FreeType: 9 MB): uploads are PNG, JPEG, GIF or BMP only, and fewer decoders
- # exposed to untrusted bytes is safer too.
+ # tools; numpy's test suites, build tools (distutils, f2py) and type stubs; the Swagger UI files
+ # /docs does not load; and Pillow's optional decoders and font engine (AVIF, WebP, FreeType):
+ # uploads are PNG, JPEG, GIF or BMP only, and fewer decoders exposed to untrusted bytes is safer too.
  && cd /opt/venv/lib/python3.11/site-packages \
  && rm -rf ai_edge_litert/libLiteRtWebGpuAccelerator.so ai_edge_litert/vendors ai_edge_litert/tools \
       numpy/*/tests numpy/tests numpy/distutils numpy/f2py \

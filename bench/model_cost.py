@@ -69,7 +69,7 @@ from harness.server import ServerError  # noqa: E402
 
 from fashion_classifier.artifacts import store  # noqa: E402
 from fashion_classifier.inference.loader import load_version  # noqa: E402
-from fashion_classifier.web import runtime  # noqa: E402
+from fashion_classifier.server import runtime  # noqa: E402
 
 LABELS = ("baseline", "candidate")
 BINARY = "batch256-v2binary"

@@ -63,7 +63,7 @@ import wrkrun  # noqa: E402
 from harness.server import ServerError, rss_bytes, start_serve  # noqa: E402
 from inference.store_copies import publish_copy  # noqa: E402
 
-from fashion_classifier.predlog.codec import day_of_id  # noqa: E402
+from fashion_classifier.predlog.days import day_of_id  # noqa: E402
 
 KEYSPACE = "bench_soak"
 PROBE_KEYSPACE = "bench_soak_probe"

@@ -4,7 +4,7 @@ and the dependencies whose internals the code uses are pinned to the release ser
 The shape of each internal is tested beside the code that uses it:
 - cassandra-driver ``BatchStatement._statements_and_parameters``: tests/predlog/test_cassandra_sink.py
 - prometheus-client ``Histogram`` buckets: tests/web/test_metrics_endpoint.py
-- gunicorn's worker and HTTP parser: tests/web/test_keepalive_worker.py
+- gunicorn's worker and HTTP parser: tests/server/test_keepalive_worker.py
 """
 
 from __future__ import annotations
@@ -65,11 +65,11 @@ def _inputs(name: str) -> list[Requirement]:
     deps = [Requirement(d) for d in PROJECT["project"]["dependencies"]]
     extras = PROJECT["project"]["optional-dependencies"]
     if name == "dev":
-        return deps + [Requirement(d) for d in extras["train"] + extras["test"]]
+        return deps + [Requirement(d) for d in extras["train"] + extras["test"] + extras["cluster"]]
     if name == "train":
-        return deps + [Requirement(d) for d in extras["train"]]
+        return deps + [Requirement(d) for d in extras["train"] + extras["cluster"]]
     if name == "serve":
-        return [r for r in deps if r.name != "kubernetes"]
+        return deps
     if name == "build":
         return [Requirement(d) for d in PROJECT["build-system"]["requires"] + ["pip"]]
     return [Requirement(line) for line in (ROOT / "requirements" / "platform.in").read_text().splitlines()
@@ -99,7 +99,7 @@ def test_the_lock_satisfies_what_it_is_made_from(name, python):
 
 
 # What the serving image may run at another version than the tests: TensorFlow holds ml-dtypes
-# below 0.6 in dev and train, and its 0.5 wheel is 25 MB unpacked (0.7: 2 MB). scripts/lock says why.
+# below 0.6 in dev and train, whose wheel is many times the size of the current one. scripts/lock says why.
 SERVE_OWN = {"ml-dtypes"}
 
 
@@ -116,6 +116,9 @@ def test_the_images_run_the_versions_the_tests_run(name, python):
 def test_the_serving_lock_leaves_kubernetes_out():
     assert "kubernetes" not in _pins_for("serve", "3.11")
     assert "tensorflow-cpu" not in _pins_for("serve", "3.11")
+    # ...because the serving dependencies leave it to an extra, which the train image installs.
+    assert not any(Requirement(d).name == "kubernetes" for d in PROJECT["project"]["dependencies"])
+    assert "kubernetes" in _pins_for("train", "3.11")
 
 
 def test_this_environment_was_installed_from_the_lock():

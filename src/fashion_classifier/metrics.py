@@ -2,7 +2,7 @@
 
 Under gunicorn, ``fashion-classifier serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` before any worker
 imports prometheus_client, so every worker writes its values to memory-mapped files there and
-the gunicorn master serves their sum on its own port (``web.metrics_server``, ``FC_METRICS_PORT``):
+the gunicorn master serves their sum on its own port (``server.metrics_server``, ``FC_METRICS_PORT``):
 counters and histograms add up, and each gauge says how workers combine (``multiprocess_mode``).
 Without that variable (tests, ``flask run``) the same metrics live in the process's default
 registry, and ``render()`` reads them.
@@ -32,7 +32,7 @@ from prometheus_client import (
 from fashion_classifier import __version__
 from fashion_classifier.config import MULTIPROC_ENV
 
-# Latency buckets around the service's range: ~0.5 ms for one image up to seconds for big batches.
+# Latency buckets around the service's range: from one image up to big batches (bench/results).
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 
@@ -151,7 +151,7 @@ def observe_predictions(
     """Count a batch of predictions (predicted classes, their probability rows) of one model version.
 
     A batch costs one increment per label present and one per histogram bucket, not two
-    metric updates per image (a 256-image batch would spend ~0.8 ms on them otherwise).
+    metric updates per image, which a large batch would otherwise pay hundreds of times.
     """
     confidence = _confidence(version)
     if len(classes) == 1:
@@ -165,8 +165,8 @@ def observe_predictions(
     observe_many(confidence, probs[np.arange(len(classes)), classes])
 
 
-# labels() costs ~1.5 µs a call; the children are few (labels × sources × versions served by one
-# process) and live as long as it does.
+# labels() looks a child up under a lock on every call; the children are few (labels × sources ×
+# versions served by one process) and live as long as it does.
 @functools.cache
 def _predictions(label: str, source: str, version: str, arm: str) -> Counter:
     return PREDICTIONS.labels(label, source, version, arm)

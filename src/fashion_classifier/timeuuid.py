@@ -21,7 +21,7 @@ _EPOCH = datetime(1582, 10, 15, tzinfo=UTC)
 class TimeIds:
     """Version-1 UUIDs, cheap and unique across workers.
 
-    ``uuid.uuid1()`` goes through libuuid's clock file (a file lock, ~8 µs); these are built
+    ``uuid.uuid1()`` goes through libuuid's clock file (a file lock per id); these are built
     from the clock directly: 60-bit timestamp in 100-ns steps, strictly increasing within the
     process (a batch takes consecutive steps), a random clock sequence and a random node with
     the multicast bit set, as RFC 4122 prescribes for random nodes. The random parts are drawn
@@ -54,8 +54,8 @@ class TimeIds:
 def _from_int(
     value: int, _new=object.__new__, _set=object.__setattr__, _cls=uuid.UUID, _safe=uuid.SafeUUID.unknown
 ) -> uuid.UUID:
-    """``uuid.UUID(int=value)`` without its argument checks (~1 µs instead of ~2 per id: a
-    256-image batch makes 256). ``value`` is a valid 128-bit version-1 UUID by construction."""
+    """``uuid.UUID(int=value)`` without its argument checks, which are the costly part (a batch
+    makes one id per image). ``value`` is a valid 128-bit version-1 UUID by construction."""
     made = _new(_cls)
     _set(made, "int", value)
     _set(made, "is_safe", _safe)

@@ -220,13 +220,14 @@ def test_cassandra_repair_without_exec_rights_is_forbidden_not_a_missing_cluster
 
 
 def test_without_the_kubernetes_package_the_error_is_one_line() -> None:
-    # The serving image is built without `kubernetes` (Dockerfile SERVE_WITHOUT): the CLI must still
+    # The serving image is built without `kubernetes` (the cluster extra): the CLI must still
     # load, and the cluster commands must say what is missing.
     code = "import sys; sys.modules['kubernetes'] = None\nfrom fashion_classifier.cli import main\n" \
            "sys.exit(main(['cluster', 'status']))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 3
-    assert "need the 'kubernetes' package" in _one_line_error(proc)
+    line = _one_line_error(proc)
+    assert "need the 'kubernetes' package" in line and "pip install 'fashion-classifier[cluster]'" in line, line
     proc = subprocess.run([sys.executable, "-c", code.replace("'cluster', 'status'", "'config'")],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-# Kinds answered by gunicorn's HTTP parser itself (with a JSON body, see web.protocol_errors), not by the app.
+# Kinds answered by gunicorn's HTTP parser itself (with a JSON body, see server.protocol_errors), not by the app.
 PROTOCOL_KINDS = frozenset({"huge-header", "many-headers", "long-url"})
 JSON = "application/json"
 

@@ -1,8 +1,8 @@
 """Fixtures shared across test folders (registered by tests/conftest.py as a pytest plugin).
 
-Test images and their encoder; a private copy of the default model store served by ``serve`` with
-two workers and the SQLite log, as the e2e and metrics suites use it. A folder that needs another
-server defines its own ``server`` fixture, which takes precedence.
+Test images, the first 16 of them and their PNG files; a private copy of the default model store
+served by ``serve`` with two workers and the SQLite log, as the e2e and metrics suites use it. A
+folder that needs another server defines its own ``server`` fixture, which takes precedence.
 """
 
 from __future__ import annotations
@@ -30,6 +30,19 @@ def test_split(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 def encode() -> Callable[..., bytes]:
     """encode(array or PIL image, fmt="PNG", **save_args) -> file bytes."""
     return encode_image
+
+
+@pytest.fixture(scope="session")
+def sample_images(test_split: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The first 16 test images (uint8) and labels."""
+    images, labels = test_split
+    return np.asarray(images[:16]), np.asarray(labels[:16])
+
+
+@pytest.fixture(scope="session")
+def png(sample_images: tuple[np.ndarray, np.ndarray], encode: Callable[..., bytes]) -> Callable[..., bytes]:
+    """png(i) -> the i-th test image as PNG bytes."""
+    return lambda i=0: encode(sample_images[0][i], "PNG")
 
 
 @pytest.fixture(scope="module")

@@ -212,3 +212,40 @@ assert p("unix:/run/x.sock") is None and p(None) is None and p("") is None
 """
     proc = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_each_named_error_is_answered_with_its_code():
+    """In a process of its own, as above. Each kind's code is the one its HTTP status had."""
+    import subprocess
+    import sys
+
+    check = """
+import grpc
+from fashion_classifier import errors
+from fashion_classifier.oip_grpc import service
+code = grpc.StatusCode
+expected = {
+    errors.InvalidInput: code.INVALID_ARGUMENT,
+    errors.EmptyImage: code.INVALID_ARGUMENT,
+    errors.TooLarge: code.INVALID_ARGUMENT,
+    errors.UnsupportedMediaType: code.INVALID_ARGUMENT,
+    errors.UnsupportedImageType: code.INVALID_ARGUMENT,
+    errors.UndecodableImage: code.INVALID_ARGUMENT,
+    errors.ModelNotFound: code.NOT_FOUND,
+    service.DeadlineExceeded: code.DEADLINE_EXCEEDED,
+    errors.ModelNotReady: code.UNAVAILABLE,
+}
+for kind, want in expected.items():
+    assert service.status_code(kind("message")) == want, kind
+todo = [errors.ServiceError]
+while todo:  # every named error of the domain and of this service has a code
+    for kind in todo.pop().__subclasses__():
+        todo.append(kind)
+        if kind is not errors.ImageError:  # a base, never raised itself
+            assert service.status_code(kind.__new__(kind)) != code.INTERNAL, kind  # no entry in CODES
+class Unlisted(errors.ServiceError):
+    pass
+assert service.status_code(Unlisted("x")) == code.INTERNAL
+"""
+    proc = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

@@ -1,12 +1,17 @@
-"""The Helm chart with default values and the kustomize base describe the same platform."""
+"""The kustomize base is the Helm chart with default values: k8s/base/rendered/ is generated from
+the chart (and the chart's monitoring files from monitoring/) by scripts/render-manifests, and the
+base's own objects stand in for what only Helm can do."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
-from k8s_support import CHART, K8S, ROOT
+from k8s_support import ROOT
 
 # Helm leaves the namespace to `helm install --create-namespace`; kustomize creates it. Random
 # Secrets: Helm renders them (randAlphaNum, kept by lookup); kustomize cannot, so a Job of the base
@@ -18,6 +23,14 @@ RANDOM_SECRETS = {"fashion-classifier-cassandra-admin", "fashion-classifier-cass
                   "fashion-classifier-api-token"}
 # Annotations that exist for Helm's sake alone.
 HELM_ONLY_ANNOTATIONS = ("checksum/config",)
+
+
+def test_generated_manifests_are_current(tools):
+    """The committed copies are what scripts/render-manifests makes of their sources (CI's drift check):
+    the chart's files/ from monitoring/, and k8s/base/rendered/ from the chart."""
+    proc = subprocess.run([ROOT / "scripts" / "render-manifests", "--check"], capture_output=True, text=True,
+                          env={**os.environ, "HELM": tools.path("helm"), "PYTHON": sys.executable}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
 
 
 def _objects(docs):
@@ -63,17 +76,6 @@ def test_same_selector_and_component_labels(render_chart, render_kustomize):
         for label in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
                       "release", "grafana_dashboard"):
             assert h.get(label) == k.get(label), f"{key}: label {label}"
-
-
-def test_monitoring_copies_are_current():
-    """scripts/monitoring-sync copies monitoring/ into the chart and the kustomize base."""
-    rules = (ROOT / "monitoring" / "alerts.rules.yaml").read_text()
-    dashboard = (ROOT / "monitoring" / "dashboard.json").read_text()
-    assert (CHART / "files" / "alerts.rules.yaml").read_text() == rules, "run scripts/monitoring-sync"
-    assert (CHART / "files" / "dashboard.json").read_text() == dashboard, "run scripts/monitoring-sync"
-    assert (K8S / "base" / "dashboard.json").read_text() == dashboard, "run scripts/monitoring-sync"
-    prometheus_rule = yaml.safe_load((K8S / "base" / "prometheusrule.yaml").read_text())
-    assert prometheus_rule["spec"] == yaml.safe_load(rules), "run scripts/monitoring-sync"
 
 
 def test_overlays_differ_from_base_only_as_documented(render_chart, render_kustomize):

@@ -110,7 +110,7 @@ def test_dashboard_queries_parse_and_follow_the_pod_variable(tools, tmp_path):
     resources = [e for e in exprs if not re.search(r"\bfc_", e)]
     cadvisor = {"container_cpu_usage_seconds_total", "container_memory_working_set_bytes"}
     assert cadvisor <= {m for e in resources for m in re.findall(r"\bcontainer_[a-z_]+", e)}
-    deployment = yaml.safe_load((ROOT / "k8s" / "base" / "deployment.yaml").read_text())
+    deployment = yaml.safe_load((ROOT / "k8s" / "base" / "rendered" / "deployment.yaml").read_text())
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert all(f'container="{container["name"]}"' in e for e in resources)
     filled = [e.replace("$__rate_interval", "1m").replace("$namespace", "ns").replace("$pod", ".*") for e in exprs]

@@ -22,7 +22,7 @@ import pytest
 
 from fashion_classifier.config import PROJECT_ROOT, Settings
 from fashion_classifier.predlog.base import PredictionBatch, PredictionRecord
-from fashion_classifier.predlog.codec import MAX_FILENAME_CHARS
+from fashion_classifier.predlog.limits import MAX_FILENAME_CHARS
 from fashion_classifier.timeuuid import TimeIds
 
 SCRIPT = PROJECT_ROOT / "scripts" / "cassandra-local"

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from fashion_classifier.config import Settings
 from fashion_classifier.predlog.arms_report import compare, wilson, window
 from fashion_classifier.predlog.sqlite_log import SqliteLog
 
@@ -24,8 +25,18 @@ def _rows(n, version, arm, right, latency=1.0, at=NOW, **changes):
     rows = []
     for i in range(n):
         label = 3 if i < right else 4
-        rows.append(make_record(3, model_version=version, arm=arm, latency_ms=latency + i, predicted_class=3,
-                                true_label=label, created_at=at, **changes))
+        rows.append(
+            make_record(
+                3,
+                model_version=version,
+                arm=arm,
+                latency_ms=latency + i,
+                predicted_class=3,
+                true_label=label,
+                created_at=at,
+                **changes,
+            )
+        )
     return rows
 
 
@@ -66,7 +77,7 @@ def test_rows_outside_the_window_do_not_count_and_max_rows_bounds_the_reading():
 
 
 def test_the_window_reads_the_log_newest_first_across_pages_and_days(tmp_path):
-    log = SqliteLog(tmp_path / "log.sqlite3", tmp_path / "spool")
+    log = SqliteLog(Settings(sqlite_path=tmp_path / "log.sqlite3", spool_dir=tmp_path / "spool"))
     try:
         moments = [NOW - timedelta(hours=h, minutes=m) for h in (0, 25, 50) for m in range(1, 6)]
         recs = [make_record(i, id=id_at(moment, 7), created_at=moment) for i, moment in enumerate(moments)]
@@ -84,7 +95,7 @@ def test_the_window_reads_the_log_newest_first_across_pages_and_days(tmp_path):
 
 
 def test_the_report_command_reads_the_configured_log(tmp_path):
-    log = SqliteLog(tmp_path / "log.sqlite3", tmp_path / "spool")
+    log = SqliteLog(Settings(sqlite_path=tmp_path / "log.sqlite3", spool_dir=tmp_path / "spool"))
     now = datetime.now(UTC)  # the command's window ends at its own now
     for rec in _rows(6, "v1", "current", right=3, at=now) + _rows(2, "v2", "candidate", right=2, at=now):
         log.record(rec)
@@ -96,7 +107,9 @@ def test_the_report_command_reads_the_configured_log(tmp_path):
     command = [sys.executable, "-m", "fashion_classifier.cli", "model", "report", "--since", "10m"]
     out = json.loads(subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, check=True).stdout)
     assert [(a["arm"], a["model_version"], a["predictions"], a["accuracy"]) for a in out["arms"]] == [
-        ("current", "v1", 6, 0.5), ("candidate", "v2", 2, 1.0)]
+        ("current", "v1", 6, 0.5),
+        ("candidate", "v2", 2, 1.0),
+    ]
     text = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     assert "8 predictions" in text and "candidate" in text and "100.0 %" in text
     bad = subprocess.run([*command[:-1], "soon"], env=env, capture_output=True, text=True)

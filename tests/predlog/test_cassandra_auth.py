@@ -257,14 +257,25 @@ def test_migrate_leaves_a_managed_clusters_auth_alone(auth_cluster, capsys, tmp_
     operator, ext_app, keyspace = ("ops_superuser", "ops-Pw-3"), ("ext_app", "ext-Pw-4"), "fashion_ext"
     cluster, session = _session(*ADMIN)
     try:
-        session.execute(f"CREATE ROLE IF NOT EXISTS {operator[0]} WITH SUPERUSER = true AND LOGIN = true "
-                        f"AND PASSWORD = '{operator[1]}'")
+        session.execute(
+            f"CREATE ROLE IF NOT EXISTS {operator[0]} WITH SUPERUSER = true AND LOGIN = true "
+            f"AND PASSWORD = '{operator[1]}'"
+        )
         session.execute("ALTER ROLE cassandra WITH LOGIN = true")
-        session.execute("ALTER KEYSPACE system_auth WITH replication = {'class': 'NetworkTopologyStrategy', "
-                        "'datacenter1': 1}")
-        code, out, err = _migrate({"FC_CASSANDRA_MANAGE_AUTH": "false", "FC_CASSANDRA_USERNAME": operator[0],
-                                   "FC_CASSANDRA_PASSWORD": operator[1], "FC_CASSANDRA_APP_USERNAME": ext_app[0],
-                                   "FC_CASSANDRA_APP_PASSWORD": ext_app[1], "FC_CASSANDRA_KEYSPACE": keyspace}, capsys)
+        session.execute(
+            "ALTER KEYSPACE system_auth WITH replication = {'class': 'NetworkTopologyStrategy', 'datacenter1': 1}"
+        )
+        code, out, err = _migrate(
+            {
+                "FC_CASSANDRA_MANAGE_AUTH": "false",
+                "FC_CASSANDRA_USERNAME": operator[0],
+                "FC_CASSANDRA_PASSWORD": operator[1],
+                "FC_CASSANDRA_APP_USERNAME": ext_app[0],
+                "FC_CASSANDRA_APP_PASSWORD": ext_app[1],
+                "FC_CASSANDRA_KEYSPACE": keyspace,
+            },
+            capsys,
+        )
         assert code == 0, err
         assert f"role {ext_app[0]} (created)" in out and "disabled" not in out
         session.cluster.refresh_schema_metadata()
@@ -272,8 +283,15 @@ def test_migrate_leaves_a_managed_clusters_auth_alone(auth_cluster, capsys, tmp_
         assert str(strategy.dc_replication_factors_info["datacenter1"]) == "1"
         cassandra = session.execute("SELECT can_login FROM system_auth.roles WHERE role = 'cassandra'").one()
         assert cassandra.can_login is True
-        lg = CassandraLog(cassandra_settings(keyspace, tmp_path / "spool", cassandra_hosts=AUTH_HOSTS,
-                                             cassandra_username=ext_app[0], cassandra_password=ext_app[1]))
+        lg = CassandraLog(
+            cassandra_settings(
+                keyspace,
+                tmp_path / "spool",
+                cassandra_hosts=AUTH_HOSTS,
+                cassandra_username=ext_app[0],
+                cassandra_password=ext_app[1],
+            )
+        )
         try:
             _connected(lg)
             rec = make_record(1, created_at=datetime.now(UTC))
@@ -284,15 +302,24 @@ def test_migrate_leaves_a_managed_clusters_auth_alone(auth_cluster, capsys, tmp_
             lg.close()
         # A refused login is retried until --wait (an operator may not have made its superuser yet),
         # then an error; it never falls back to cassandra/cassandra.
-        code, _, err = _migrate({"FC_CASSANDRA_MANAGE_AUTH": "false", "FC_CASSANDRA_USERNAME": operator[0],
-                                 "FC_CASSANDRA_PASSWORD": "wrong", "FC_CASSANDRA_KEYSPACE": keyspace}, capsys, wait=5)
+        code, _, err = _migrate(
+            {
+                "FC_CASSANDRA_MANAGE_AUTH": "false",
+                "FC_CASSANDRA_USERNAME": operator[0],
+                "FC_CASSANDRA_PASSWORD": "wrong",
+                "FC_CASSANDRA_KEYSPACE": keyspace,
+            },
+            capsys,
+            wait=5,
+        )
         assert code == 3 and "Cassandra refused the role 'ops_superuser'" in err.splitlines()[-1]
         assert "created superuser" not in err
     finally:
         # Back to what the tests below expect (their migrate would restore it too).
         session.execute("ALTER ROLE cassandra WITH LOGIN = false")
-        session.execute("ALTER KEYSPACE system_auth WITH replication = {'class': 'NetworkTopologyStrategy', "
-                        "'datacenter1': 2}")
+        session.execute(
+            "ALTER KEYSPACE system_auth WITH replication = {'class': 'NetworkTopologyStrategy', 'datacenter1': 2}"
+        )
         cluster.shutdown()
 
 
@@ -317,7 +344,6 @@ def test_new_app_connection_logs_in_and_writes_with_node_2_killed(auth_cluster, 
         lg.close()
 
 
-
 def test_migrate_again_with_node_2_killed(auth_cluster, capsys):
     # `helm upgrade` runs the migration Job while a node may be down: a re-run only reads (roles,
     # permissions, system_auth replication), since role changes need every replica.
@@ -326,15 +352,15 @@ def test_migrate_again_with_node_2_killed(auth_cluster, capsys):
     assert "role fc_app (unchanged)" in out and "schema up to date" in out
 
 
-
 def test_migrate_on_a_cluster_without_authentication_skips_the_roles(admin_session, capsys):
     # The pre-upgrade migration of the upgrade that switches authentication on runs while the
     # nodes still run AllowAllAuthenticator (the session's cluster on 127.0.0.1-2): it must not
     # fail (which would block the upgrade), and says that the roles wait.
     keyspace = "t_auth_skipped"
     try:
-        code, out, err = _migrate({"FC_CASSANDRA_HOSTS": "127.0.0.1,127.0.0.2", "FC_CASSANDRA_KEYSPACE": keyspace},
-                                  capsys)
+        code, out, err = _migrate(
+            {"FC_CASSANDRA_HOSTS": "127.0.0.1,127.0.0.2", "FC_CASSANDRA_KEYSPACE": keyspace}, capsys
+        )
         assert code == 0, err
         assert "runs without authentication (AllowAllAuthenticator): roles not set up" in err
         assert "applied migration(s) 1" in out and "role" not in out

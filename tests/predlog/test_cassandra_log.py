@@ -20,7 +20,7 @@ from fashion_classifier.predlog.base import PredictionBatch
 from fashion_classifier.predlog.cassandra_buckets import place
 from fashion_classifier.predlog.cassandra_log import CassandraLog
 from fashion_classifier.predlog.cassandra_sink import CassandraSink
-from fashion_classifier.predlog.codec import encode_token
+from fashion_classifier.predlog.page_tokens import encode_token
 
 from .conftest import cassandra_settings, eventually, make_batch, make_record, stored_ids
 
@@ -73,8 +73,12 @@ def test_migration_creates_the_designed_schema(admin_session, keyspace):
         options = ks.tables[name].options
         assert "TimeWindowCompactionStrategy" in options["compaction"]["class"]
         assert options["default_time_to_live"] == 90 * 86_400
-    for name, cql_type in (("arm", "text"), ("shadow_version", "text"), ("shadow_class", "int"),
-                           ("shadow_confidence", "double")):
+    for name, cql_type in (
+        ("arm", "text"),
+        ("shadow_version", "text"),
+        ("shadow_class", "int"),
+        ("shadow_confidence", "double"),
+    ):
         assert table.columns[name].cql_type == cql_type
     assert cassandra_schema.applied_versions(admin_session, keyspace) == [1, 2, 3]
     # idempotent: nothing to apply, nothing altered; a new TTL is applied in place
@@ -200,7 +204,7 @@ def test_history_and_migrate_commands_read_the_cluster(log, keyspace, tmp_path, 
 
 def test_batches_from_the_web_layer_read_back_like_records(log, admin_session, keyspace):
     """The pre-serialized batch path stores what the records of the batch would store."""
-    from fashion_classifier.predlog.codec import batch_records
+    from fashion_classifier.predlog.records import batch_records
 
     _connected(log)
     batches = [make_batch(n, infos=n % 2 == 0, seed=n, shadow=n == 7) for n in (1, 4, 7)]

@@ -104,7 +104,7 @@ class Load:
 
 
 def _days(ids):
-    from fashion_classifier.predlog.codec import day_of_id
+    from fashion_classifier.predlog.days import day_of_id
 
     return {day_of_id(i) for i in ids}
 
@@ -193,9 +193,7 @@ def test_both_nodes_down_for_30s_spools_and_replays(serve, cassandra_cluster, ad
     assert server.metric("fc_predlog_replayed_rows_total") > 0
 
 
-def test_service_started_before_cassandra_logs_once_it_is_up(
-    serve, cassandra_cluster, admin_session, keyspace
-):
+def test_service_started_before_cassandra_logs_once_it_is_up(serve, cassandra_cluster, admin_session, keyspace):
     cassandra_cluster.stop()
     server = serve()  # starts and becomes ready with no Cassandra at all
     load = Load(server.url)

@@ -70,12 +70,20 @@ def test_history_pages_merge_every_bucket_in_cassandras_order(log, admin_session
     assert len({b % SHARDS for _, b in buckets}) > 1  # several shards per minute
     assert eventually(lambda: indexed_buckets(admin_session, keyspace, [day]) == buckets)
     # Cassandra's order of timeuuids, from one partition holding them all (the legacy table)
-    admin_session.execute(f"CREATE TABLE {keyspace}.order_check (p int, id timeuuid, PRIMARY KEY (p, id)) "
-                          "WITH CLUSTERING ORDER BY (id DESC)")
+    admin_session.execute(
+        f"CREATE TABLE {keyspace}.order_check (p int, id timeuuid, PRIMARY KEY (p, id)) "
+        "WITH CLUSTERING ORDER BY (id DESC)"
+    )
     for rec in recs:
         admin_session.execute(f"INSERT INTO {keyspace}.order_check (p, id) VALUES (0, %s)", (rec.id,))
-    expected = [row.id for row in admin_session.execute(
-        SimpleStatement(f"SELECT id FROM {keyspace}.order_check WHERE p = 0", consistency_level=ConsistencyLevel.ALL))]
+    expected = [
+        row.id
+        for row in admin_session.execute(
+            SimpleStatement(
+                f"SELECT id FROM {keyspace}.order_check WHERE p = 0", consistency_level=ConsistencyLevel.ALL
+            )
+        )
+    ]
     assert expected == sorted((r.id for r in recs), key=newest_first, reverse=True)
 
     def pages(limit: int) -> list:
@@ -93,8 +101,9 @@ def test_history_pages_merge_every_bucket_in_cassandras_order(log, admin_session
     assert log.get(recs[17].id).id == recs[17].id
 
 
-def test_counts_come_from_rollups_and_equal_the_rows_after_replays_and_retries(log, admin_session, keyspace,
-                                                                              monkeypatch):
+def test_counts_come_from_rollups_and_equal_the_rows_after_replays_and_retries(
+    log, admin_session, keyspace, monkeypatch
+):
     # Rows of past minutes: their writes are late, so each bucket settles SETTLE after its mark.
     monkeypatch.setattr(cassandra_counts, "SETTLE", timedelta(0))
     recs = _past_records(minutes=[3, 4], per_minute=40, processes=3)
@@ -139,8 +148,9 @@ def test_counts_of_open_buckets_are_read_from_rows_and_not_stored(log, admin_ses
     day, bucket = place(batch.ids[0])
     eventually(lambda: len(stored_ids(admin_session, keyspace, [day])) == 12)
     assert sum(log.counts(day).values()) == 12
-    row = admin_session.execute(f"SELECT counted_at FROM {keyspace}.buckets_by_day WHERE day = %s AND bucket = %s",
-                                (day, bucket)).one()
+    row = admin_session.execute(
+        f"SELECT counted_at FROM {keyspace}.buckets_by_day WHERE day = %s AND bucket = %s", (day, bucket)
+    ).one()
     assert row is not None and row.counted_at is None
 
 
@@ -153,8 +163,7 @@ def test_a_label_lands_in_its_predictions_row_whichever_comes_first_and_never_al
     log.add_feedback(never.id, 6)  # a prediction that never reached the log
     assert log.flush()
     day = place(early.id)[0]
-    assert eventually(lambda: [(r.id, r.true_label) for r in log.list_day(day).rows]
-                      == [(late.id, 5), (early.id, 4)])
+    assert eventually(lambda: [(r.id, r.true_label) for r in log.list_day(day).rows] == [(late.id, 5), (early.id, 4)])
     assert log.get(early.id).true_label == 4 and log.get(never.id) is None
     assert sum(log.counts(day).values()) == 2
 
@@ -169,10 +178,24 @@ def test_a_keyspace_of_the_day_partition_schema_is_upgraded_in_place(admin_sessi
     old = _past_records(minutes=[0, 1], per_minute=6, processes=2)
     insert = admin_session.prepare(
         f"INSERT INTO {keyspace}.predictions_by_day (day, id, created_at, model_version, predicted_class, label, "
-        "confidence, top3, source, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        "confidence, top3, source, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
     for r in old:
-        admin_session.execute(insert, (place(r.id)[0], r.id, r.created_at, r.model_version, r.predicted_class,
-                                       r.label, r.confidence, list(r.top3), r.source, r.latency_ms))
+        admin_session.execute(
+            insert,
+            (
+                place(r.id)[0],
+                r.id,
+                r.created_at,
+                r.model_version,
+                r.predicted_class,
+                r.label,
+                r.confidence,
+                list(r.top3),
+                r.source,
+                r.latency_ms,
+            ),
+        )
     admin_session.execute(f"INSERT INTO {keyspace}.feedback_by_id (id, true_label) VALUES (%s, 7)", (old[3].id,))
     monkeypatch.undo()
     assert cassandra_schema.migrate(admin_session, keyspace, "datacenter1", 2, 90) == [2, 3]
@@ -198,8 +221,12 @@ def test_a_keyspace_of_the_day_partition_schema_is_upgraded_in_place(admin_sessi
         assert log.get(old[4].id).true_label == 8
         assert sum(log.counts(day).values()) == len(old) + len(new)
         legacy = admin_session.execute(
-            SimpleStatement(f"SELECT COUNT(*) AS n FROM {keyspace}.predictions_by_day WHERE day = %s",
-                            consistency_level=ConsistencyLevel.ALL), (day,)).one()
+            SimpleStatement(
+                f"SELECT COUNT(*) AS n FROM {keyspace}.predictions_by_day WHERE day = %s",
+                consistency_level=ConsistencyLevel.ALL,
+            ),
+            (day,),
+        ).one()
         assert legacy.n == len(old)  # nothing written twice
     finally:
         log.close()

@@ -24,23 +24,35 @@ from fashion_classifier.predlog.cassandra_buckets import (
 )
 from fashion_classifier.predlog.cassandra_encoder import COLUMNS, Encoder, record_values
 from fashion_classifier.predlog.cassandra_sink import _MAX_BATCH_BYTES, CassandraSink
-from fashion_classifier.predlog.codec import (
-    MAX_FILENAME_CHARS,
-    batch_records,
-    item_from_json,
-    item_rows,
-    item_to_json,
-)
+from fashion_classifier.predlog.items import item_rows
+from fashion_classifier.predlog.limits import MAX_FILENAME_CHARS
+from fashion_classifier.predlog.records import batch_records
+from fashion_classifier.predlog.spool_format import item_from_json, item_to_json
 from fashion_classifier.timeuuid import TimeIds
 
 from .conftest import Info, id_at, make_batch
 
 _M = "org.apache.cassandra.db.marshal."
 _TYPES = (
-    "SimpleDateType", "Int32Type", "TimeUUIDType", "TimestampType", "UTF8Type", "Int32Type", "UTF8Type",
-    "DoubleType", f"FrozenType({_M}ListType({_M}TupleType({_M}UTF8Type,{_M}DoubleType)))",
-    "UTF8Type", "UTF8Type", "Int32Type", "Int32Type", "DoubleType", "UTF8Type",
-    "UTF8Type", "UTF8Type", "Int32Type", "DoubleType",  # arm, shadow_version, shadow_class, shadow_confidence
+    "SimpleDateType",
+    "Int32Type",
+    "TimeUUIDType",
+    "TimestampType",
+    "UTF8Type",
+    "Int32Type",
+    "UTF8Type",
+    "DoubleType",
+    f"FrozenType({_M}ListType({_M}TupleType({_M}UTF8Type,{_M}DoubleType)))",
+    "UTF8Type",
+    "UTF8Type",
+    "Int32Type",
+    "Int32Type",
+    "DoubleType",
+    "UTF8Type",
+    "UTF8Type",
+    "UTF8Type",
+    "Int32Type",
+    "DoubleType",  # arm, shadow_version, shadow_class, shadow_confidence
 )
 
 
@@ -86,8 +98,11 @@ def test_a_spooled_batch_encodes_to_the_same_values(infos, shadow):
 def test_rows_go_to_the_day_and_minute_of_their_id():
     low = TimeIds().take(1)[0].int & ((1 << 64) - 1)
     midnight = datetime(2026, 3, 5, tzinfo=UTC)
-    ids = [id_at(midnight - timedelta(microseconds=1), low), id_at(midnight, low),
-           id_at(midnight + timedelta(seconds=SLOT_SECONDS), low)]
+    ids = [
+        id_at(midnight - timedelta(microseconds=1), low),
+        id_at(midnight, low),
+        id_at(midnight + timedelta(seconds=SLOT_SECONDS), low),
+    ]
     placed = [(day, bucket) for day, bucket, _ in Encoder().rows(make_batch(3, ids=ids))]
     assert placed == [place(i) for i in ids]
     assert [day for day, _ in placed] == [date(2026, 3, 4), date(2026, 3, 5), date(2026, 3, 5)]

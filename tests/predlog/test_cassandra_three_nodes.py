@@ -66,13 +66,13 @@ def keyspace3(admin3, request) -> str:
 
 
 def _rows(session, keyspace: str, day) -> list[uuid.UUID]:
-    stmt = SimpleStatement(f"SELECT day, id FROM {keyspace}.predictions_by_bucket", fetch_size=5000,
-                           consistency_level=ConsistencyLevel.ALL)
+    stmt = SimpleStatement(
+        f"SELECT day, id FROM {keyspace}.predictions_by_bucket", fetch_size=5000, consistency_level=ConsistencyLevel.ALL
+    )
     return [row.id for row in session.execute(stmt, timeout=60) if row.day.date() == day]
 
 
-def test_a_days_partitions_spread_over_every_node_and_count_to_their_rows(admin3, keyspace3, tmp_path,
-                                                                           monkeypatch):
+def test_a_days_partitions_spread_over_every_node_and_count_to_their_rows(admin3, keyspace3, tmp_path, monkeypatch):
     monkeypatch.setattr(cassandra_counts, "SETTLE", timedelta(0))  # yesterday's buckets: settled once marked
     day = datetime.now(UTC).date() - timedelta(days=1)
     midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
@@ -96,9 +96,16 @@ def test_a_days_partitions_spread_over_every_node_and_count_to_their_rows(admin3
         assert not list((tmp_path / "spool").glob("*.ndjson"))
         rows = _rows(admin3, keyspace3, day)  # read at ALL
         assert len(rows) == SLOTS_PER_DAY * WRITERS * 3
-        buckets = [r.bucket for r in admin3.execute(
-            SimpleStatement(f"SELECT bucket FROM {keyspace3}.buckets_by_day WHERE day = %s AND bucket >= 0",
-                            consistency_level=ConsistencyLevel.ALL), (day,))]
+        buckets = [
+            r.bucket
+            for r in admin3.execute(
+                SimpleStatement(
+                    f"SELECT bucket FROM {keyspace3}.buckets_by_day WHERE day = %s AND bucket >= 0",
+                    consistency_level=ConsistencyLevel.ALL,
+                ),
+                (day,),
+            )
+        ]
         assert len(buckets) == SLOTS_PER_DAY * WRITERS
 
         metadata = admin3.cluster.metadata
@@ -119,8 +126,9 @@ def test_a_days_partitions_spread_over_every_node_and_count_to_their_rows(admin3
         log.close()
 
 
-def test_a_node_killed_under_load_loses_nothing_and_counts_equal_rows(cluster3, admin3, keyspace3,
-                                                                       model_store, tmp_path):
+def test_a_node_killed_under_load_loses_nothing_and_counts_equal_rows(
+    cluster3, admin3, keyspace3, model_store, tmp_path
+):
     server = Server(keyspace3, model_store, tmp_path, hosts=HOSTS3)
     try:
         load = Load(server.url)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from fashion_classifier.cli import main
+from fashion_classifier.config import Settings
 from fashion_classifier.predlog.sqlite_log import SqliteLog
 
 from .conftest import make_record
@@ -24,7 +25,7 @@ def test_migrate_sqlite_twice(sqlite_env, capsys):
 
 
 def test_history_prints_a_table_with_escaped_names(sqlite_env, capsys):
-    log = SqliteLog(sqlite_env / "p.sqlite3", sqlite_env / "spool")
+    log = SqliteLog(Settings(sqlite_path=sqlite_env / "p.sqlite3", spool_dir=sqlite_env / "spool"))
     recs = [make_record(i, filename=name) for i, name in enumerate(["a.png", "evil\x1b[31m\nname.png"])]
     for rec in recs:
         log.record(rec)

@@ -4,11 +4,11 @@ import multiprocessing
 import os
 
 from fashion_classifier.predlog.base import PredictionBatch
-from fashion_classifier.predlog.codec import item_rows, item_to_json
+from fashion_classifier.predlog.items import item_rows
 from fashion_classifier.predlog.spool import Spool
+from fashion_classifier.predlog.spool_format import item_to_json
 
-from .conftest import make_record
-from .test_batches import make_batch
+from .conftest import make_batch, make_record
 
 
 def _write_and_die(directory, count):

@@ -11,14 +11,16 @@ import pytest
 from fashion_classifier.config import Settings
 from fashion_classifier.predlog import InvalidPageState, metrics, open_log
 from fashion_classifier.predlog.null_log import NullLog
-from fashion_classifier.predlog.sqlite_log import SqliteLog, SqliteSink, connect
+from fashion_classifier.predlog.records import batch_records
+from fashion_classifier.predlog.sqlite_log import SqliteLog
+from fashion_classifier.predlog.sqlite_session import connect
 
 from .conftest import make_batch, make_record
 
 
 @pytest.fixture
 def log(tmp_path):
-    lg = SqliteLog(tmp_path / "log.sqlite3", tmp_path / "spool")
+    lg = SqliteLog(Settings(sqlite_path=tmp_path / "log.sqlite3", spool_dir=tmp_path / "spool"))
     yield lg
     lg.close()
 
@@ -37,7 +39,7 @@ def test_open_log_picks_the_backend(tmp_path):
 def test_start_opens_the_file_before_the_first_prediction(tmp_path):
     # An idle worker must not look disconnected: the alert on fc_predlog_connected would fire.
     metrics.CONNECTED.set(0)
-    lg = SqliteLog(tmp_path / "log.sqlite3", tmp_path / "spool")
+    lg = SqliteLog(Settings(sqlite_path=tmp_path / "log.sqlite3", spool_dir=tmp_path / "spool"))
     try:
         lg.start()
         lg.start()  # idempotent
@@ -45,17 +47,6 @@ def test_start_opens_the_file_before_the_first_prediction(tmp_path):
         assert metrics.CONNECTED._value.get() == 1
     finally:
         lg.close()
-
-
-def test_a_failed_write_reports_disconnected_and_returns_the_items(tmp_path):
-    sink = SqliteSink(tmp_path / "log.sqlite3")
-    assert metrics.CONNECTED._value.get() == 1
-    sink.close()  # every statement now fails with sqlite3.ProgrammingError
-    items = [make_record(0)]
-    failed: list = []
-    sink.write(items, failed.extend)
-    assert failed == items
-    assert metrics.CONNECTED._value.get() == 0
 
 
 def test_round_trip_with_feedback(log):
@@ -125,7 +116,7 @@ def test_odd_filenames_are_data(log, tmp_path):
 
 
 def _write_many(path, spool, start, count):
-    lg = SqliteLog(path, spool)
+    lg = SqliteLog(Settings(sqlite_path=path, spool_dir=spool))
     for i in range(start, start + count):
         lg.record(make_record(i))
     assert lg.flush(30)
@@ -141,57 +132,27 @@ def test_several_processes_share_one_file(tmp_path):
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    lg = SqliteLog(tmp_path / "db", tmp_path / "sp")
+    lg = SqliteLog(Settings(sqlite_path=tmp_path / "db", spool_dir=tmp_path / "sp"))
     assert sum(lg.counts(_today()).values()) == 1200
     lg.close()
 
 
-def _open_at(path, start_at):
-    while time.time() < start_at:
-        pass
-    connect(path).close()
-
-
-def test_processes_opening_a_new_file_at_once_all_get_wal(tmp_path):
-    # SQLite does not wait on the busy timeout to switch to WAL: two gunicorn workers opening a
-    # new log at the same moment failed 4 times in 30 before connect() retried.
-    ctx = multiprocessing.get_context("fork")
-    for trial in range(12):
-        path = tmp_path / f"new-{trial}.sqlite3"
-        start_at = time.time() + 0.2
-        procs = [ctx.Process(target=_open_at, args=(path, start_at)) for _ in range(3)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(30)
-        assert [p.exitcode for p in procs] == [0, 0, 0], f"trial {trial}"
-        conn = sqlite3.connect(path)
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        conn.close()
-
-
-def test_migrate_is_versioned_and_idempotent(tmp_path):
-    lg = SqliteLog(tmp_path / "m.sqlite3", tmp_path / "spool")
-    assert lg.migrate() == [1, 2]
-    assert lg.migrate() == []
-
-
 def test_a_file_from_before_rollouts_is_upgraded_and_keeps_its_rows(tmp_path, monkeypatch):
-    from fashion_classifier.predlog import sqlite_log
+    from fashion_classifier.predlog import sqlite_schema
 
     path = tmp_path / "old.sqlite3"
     conn = connect(path)
-    monkeypatch.setattr(sqlite_log, "MIGRATIONS", sqlite_log.MIGRATIONS[:1])
-    assert sqlite_log.migrate(conn) == [1]
+    monkeypatch.setattr(sqlite_schema, "MIGRATIONS", sqlite_schema.MIGRATIONS[:1])
+    assert sqlite_schema.migrate(conn) == [1]
     conn.execute(
         "INSERT INTO predictions VALUES ('00000000-0000-1000-8000-000000000000', '1582-10-15', 0, "
         "'1582-10-15T00:00:00+00:00', 'old', 1, 'Trouser', 0.9, '[]', 'api', NULL, NULL, NULL, 1.0, NULL)"
     )
     conn.close()
     monkeypatch.undo()
-    lg = SqliteLog(path, tmp_path / "spool")
+    lg = SqliteLog(Settings(sqlite_path=path, spool_dir=tmp_path / "spool"))
     try:
-        assert lg.migrate() == [2]
+        assert sqlite_schema.migrate_file(path) == [2]
         old = lg.get(uuid.UUID("00000000-0000-1000-8000-000000000000"))
         assert old.model_version == "old" and (old.arm, old.shadow_version, old.shadow_class) == (None, None, None)
         batch = make_batch(2, shadow=True)
@@ -200,3 +161,39 @@ def test_a_file_from_before_rollouts_is_upgraded_and_keeps_its_rows(tmp_path, mo
         assert lg.get(batch.ids[1]).shadow_version == batch.shadow_version
     finally:
         lg.close()
+
+
+@pytest.mark.parametrize("shadow", [False, True])
+def test_sqlite_log_stores_batches_like_records(tmp_path, shadow):
+    log = SqliteLog(Settings(sqlite_path=tmp_path / "log.sqlite3", spool_dir=tmp_path / "spool"))
+    try:
+        batch = make_batch(5, shadow=shadow)
+        log.record_batch(batch)
+        log.record_batch(batch)  # idempotent: the same ids again are no new rows
+        assert log.flush(10)
+        for rec in batch_records(batch):
+            assert log.get(rec.id) == rec
+        assert sum(log.counts(datetime.now(UTC).date()).values()) == 5
+    finally:
+        log.close()
+
+
+def test_an_overflowing_queue_loses_nothing_in_sqlite(tmp_path):
+    """Batches spooled by the request thread (queue full) are replayed into the database."""
+    log = SqliteLog(Settings(sqlite_path=tmp_path / "log.sqlite3", spool_dir=tmp_path / "spool", queue_size=8))
+    batches = [make_batch(5, seed=i) for i in range(12)]
+    spooled = metrics.SPOOLED._value.get()
+    try:
+        for batch in batches:
+            log.record_batch(batch)  # 60 rows for room of 8: most go to the spool at once
+        assert metrics.SPOOLED._value.get() - spooled >= 20
+        log._writer.replay_now()
+        deadline = time.monotonic() + 20
+        while sum(log.counts(datetime.now(UTC).date()).values()) < 60:
+            assert time.monotonic() < deadline, "spooled batches were not replayed"
+            time.sleep(0.05)
+        for rec in (rec for batch in batches for rec in batch_records(batch)):
+            assert log.get(rec.id) == rec
+    finally:
+        log.close()
+    assert list((tmp_path / "spool").glob("*.ndjson")) == []

@@ -3,14 +3,14 @@ have their own tests)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 from fashion_classifier.predlog import metrics
 from fashion_classifier.predlog.writer import AsyncWriter
 
-from .conftest import make_record
-from .test_batches import make_batch
+from .conftest import make_batch, make_record
 
 
 class ScriptedSink:
@@ -137,3 +137,45 @@ def test_close_spools_what_could_not_be_written(tmp_path):
     writer.close(timeout=0.5)
     lines = sum(1 for p in (tmp_path / "spool").glob("*.ndjson") for _ in p.open())
     assert lines == 20  # queued and unanswered items alike
+
+
+class _DownSink:
+    def writable(self) -> bool:
+        return False
+
+    def write(self, items, done) -> None:
+        done(items)
+
+    def close(self) -> None:
+        pass
+
+
+def test_batches_count_as_rows_in_the_bounded_queue_and_spool_as_one_line_each(tmp_path):
+    writer = AsyncWriter(_DownSink, tmp_path / "spool", queue_size=10, replay_interval=60)
+    try:
+        writer.submit(make_batch(8), 8)
+        writer.submit(make_batch(8, seed=1), 8)  # would exceed 10 rows: spooled at once
+        assert writer.queued_rows == 8
+        assert writer.flush(10)
+        assert metrics.SPOOL_ROWS._value.get() == 16
+    finally:
+        writer.close()
+    lines = [json.loads(line) for p in (tmp_path / "spool").glob("*.ndjson") for line in p.open()]
+    assert [(line["kind"], line["rows"]) for line in lines] == [("batch", 8), ("batch", 8)]
+
+
+def test_a_failed_write_is_spooled_even_when_the_backend_returns_an_item_twice(tmp_path):
+    class TwiceSink(_DownSink):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, items, done) -> None:
+            done([*items, *items])
+
+    writer = AsyncWriter(TwiceSink, tmp_path / "spool", queue_size=100, replay_interval=60)
+    try:
+        writer.submit(make_batch(5), 5)
+        assert writer.flush(10)
+    finally:
+        writer.close()
+    assert sum(1 for p in (tmp_path / "spool").glob("*.ndjson") for _ in p.open()) == 2

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 
 from fashion_classifier.config import Settings
@@ -56,15 +55,3 @@ def client(app):
 def state(app):
     return app.extensions[EXTENSION]
 
-
-@pytest.fixture(scope="session")
-def sample_images(test_split):
-    """The first 16 test images (uint8) and labels."""
-    images, labels = test_split
-    return np.asarray(images[:16]), np.asarray(labels[:16])
-
-
-@pytest.fixture(scope="session")
-def png(sample_images, encode):
-    """png(i) -> the i-th test image as PNG bytes."""
-    return lambda i=0: encode(sample_images[0][i], "PNG")

@@ -198,13 +198,12 @@ def test_without_a_token_everything_is_open(open_server, png):
     assert response.status_code == 200, response.text
 
 
-def test_the_fast_path_leaves_every_protected_route_to_flask():
+def test_the_fast_path_leaves_every_protected_route_to_flask(app, state):
     """The prediction routes are answered below Flask (``fast_path``), without its views'
     decorators: none of the protected routes may be among them."""
     from fashion_classifier.web.fast_path import FastPath
 
-    fast = FastPath.__new__(FastPath)
-    fast._max_body = 10**6
+    fast = FastPath(app, state, 10**6)
     for method, url, _ in protected(""):
         for verb in {method, "POST"}:
             environ = {"REQUEST_METHOD": verb, "CONTENT_LENGTH": "10", "PATH_INFO": url.partition("?")[0]}

@@ -14,7 +14,7 @@ import json
 import pytest
 from werkzeug.test import EnvironBuilder
 
-from fashion_classifier.web.fast_path import ROUTES
+from fashion_classifier.web.fast_path import pattern, routes
 from web.test_metrics_endpoint import scrape, value
 
 VIEWS = ("api.predict", "tfserving.predict", "oip.infer")
@@ -88,9 +88,31 @@ def view_calls(app):
     return calls
 
 
-def test_each_route_of_the_table_is_a_post_rule_of_the_app(app):
-    post_rules = {rule.rule for rule in app.url_map.iter_rules() if "POST" in rule.methods}
-    assert {route.rule for route in ROUTES} <= post_rules
+def test_the_table_is_the_post_rules_of_the_prediction_views(app):
+    rules = {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint in VIEWS and "POST" in rule.methods}
+    assert (
+        {route.rule for route in routes(app)}
+        == rules
+        == {
+            "/api/v1/predict",
+            "/v1/models/<model_name>:predict",
+            "/v2/models/<model_name>/infer",
+            "/v2/models/<model_name>/versions/<model_version>/infer",
+        }
+    )
+
+
+def test_a_rule_becomes_the_regex_werkzeug_matches():
+    infer = pattern("/v2/models/<model_name>/versions/<model_version>/infer")
+    assert infer.fullmatch("/v2/models/fashion/versions/7/infer").groupdict() == {
+        "model_name": "fashion",
+        "model_version": "7",
+    }
+    assert infer.fullmatch("/v2/models/a/b/versions/7/infer") is None  # a variable is one path segment
+    assert pattern("/v1/models/<model_name>:predict").fullmatch("/v1/models/a.b:predict")["model_name"] == "a.b"
+    assert pattern("/api/v1/predict").fullmatch("/api/v1Xpredict") is None  # static text is literal
+    with pytest.raises(ValueError, match="converter"):
+        pattern("/v2/models/<int:model_name>/infer")
 
 
 def test_with_a_content_length_flask_is_skipped_and_the_answer_is_the_views(client, view_calls, requests_ok):
@@ -192,13 +214,13 @@ def test_a_failure_to_log_is_a_500_and_counted(app, client, state, png, monkeypa
     assert value(after, "fc_http_requests_total", **key) - value(before, "fc_http_requests_total", **key) == 1
 
 
-def test_metrics_label_each_route_by_its_rule(client, requests_ok):
+def test_metrics_label_each_route_by_its_rule(app, client, requests_ok):
     before = scrape(client)
     for path, body, content_type in requests_ok:
         post(client, path, body, content_type)
     post(client, "/v2/models/fashion/infer", b"{", "application/json")
     after = scrape(client)
-    for route in ROUTES:
+    for route in routes(app):
         key = {"endpoint": route.rule, "method": "POST", "status": "200"}
         assert value(after, "fc_http_requests_total", **key) - value(before, "fc_http_requests_total", **key) == 1
     key = {"endpoint": "/v2/models/<model_name>/infer", "method": "POST", "status": "400"}

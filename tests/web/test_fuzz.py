@@ -80,7 +80,7 @@ def problem(req: BadRequest, resp: RawResponse | Exception) -> str | None:
     if not 400 <= resp.status < 500:
         return None  # a "bad" request that happens to be valid (e.g. a harmless odd filename)
     if req.kind in PROTOCOL_KINDS and resp.status not in (400, 413, 414, 431):
-        # gunicorn's HTTP parser answers these before the app runs, in JSON too (web.protocol_errors).
+        # gunicorn's HTTP parser answers these before the app runs, in JSON too (server.protocol_errors).
         return f"unexpected protocol status {resp.status}"
     if not resp.headers.get("content-type", "").startswith("application/json"):
         return f"{resp.status} with Content-Type {resp.headers.get('content-type')!r}: {resp.body[:200]!r}"

@@ -27,18 +27,15 @@ class CliError(Exception):
         self.code = code
 
 
-# Modules that contribute subcommands; each has register(subparsers).
-_GROUPS = (
-    "fashion_classifier.cli.model_commands",
-    "fashion_classifier.cli.rollout_commands",
-    "fashion_classifier.cli.serve_commands",
-    "fashion_classifier.cli.predlog_commands",
-    "fashion_classifier.cli.cluster_commands",
-)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    import importlib
+    # Imported here: each group imports CliError and the exit codes from this module.
+    from fashion_classifier.cli import (
+        cluster_commands,
+        model_commands,
+        predlog_commands,
+        rollout_commands,
+        serve_commands,
+    )
 
     parser = argparse.ArgumentParser(
         prog="fashion-classifier",
@@ -47,14 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in _GROUPS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(sub)
+    for group in (model_commands, rollout_commands, serve_commands, predlog_commands, cluster_commands):
+        group.register(sub)
     return parser
 
 

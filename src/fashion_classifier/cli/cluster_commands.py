@@ -1,10 +1,12 @@
 """``fashion-classifier cluster ...``: operate a deployed release through the Kubernetes API.
 
+(Over 300 lines: every action's arguments sit beside its handler.)
+
 train, status, scale, rollout; ensure-secrets and cassandra-repair, which need no release. Each
 takes --namespace/--release (the Helm release, default fashion-classifier in namespace
-fashion-classifier) and --kubeconfig/--context (default: the
-user's kubeconfig, else the pod's service account). Nothing here imports ``kubernetes`` at module
-level: the serving image is built without it and must still run every other command.
+fashion-classifier) and --kubeconfig/--context (default: the user's kubeconfig, else the pod's
+service account). Nothing here imports ``kubernetes`` (the ``cluster`` extra) at module level: the
+serving image is built without it and must still run every other command.
 
 Exit codes: 3 when there is no cluster, the credentials or RBAC refuse, or the release is missing;
 1 when the operation ran and failed (a training Job failed, a rollout timed out).
@@ -54,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "cluster",
         help="operate a deployed release (train, status, scale, rollout, model, cassandra-repair)",
         description="Operate a fashion-classifier Helm release through the Kubernetes API "
-        "(needs the 'kubernetes' package).",
+        "(needs the 'cluster' extra: pip install 'fashion-classifier[cluster]').",
     )
     commands = cluster.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
 

@@ -3,6 +3,8 @@
 canary VERSION --weight W, shadow VERSION, promote, rollback, status. Each move is one atomic
 file replacement in the store (``artifacts.rollout``); serving processes pick it up within
 their reload interval, without a restart. ``report`` compares the arms from the prediction log.
+
+(Over 300 lines: every action's arguments sit beside its handler.)
 """
 
 from __future__ import annotations

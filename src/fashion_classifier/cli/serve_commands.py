@@ -1,4 +1,4 @@
-"""``fashion-classifier serve``: run the serving app under gunicorn (see ``web.gunicorn_conf``)."""
+"""``fashion-classifier serve``: run the serving app under gunicorn (see ``server.gunicorn_conf``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fashion_classifier.cli.argtypes import whole_number
 from fashion_classifier.config import Settings
 
 APP = "fashion_classifier.web:create_app()"
-CONFIG = "python:fashion_classifier.web.gunicorn_conf"
+CONFIG = "python:fashion_classifier.server.gunicorn_conf"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from fashion_classifier.artifacts import store
-    from fashion_classifier.web import runtime
+    from fashion_classifier.server import runtime
 
     # Flags become the environment that gunicorn's config module and every worker read (this
     # process is replaced by gunicorn below, so changing its environment is the hand-over).
@@ -74,7 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _say(settings: Settings, text: str, warning: bool = False) -> None:
     """One line on stderr before gunicorn starts: a JSON log line with FC_LOG_FORMAT=json."""
     if settings.log_format == "json":
-        from fashion_classifier.web.json_logging import json_line
+        from fashion_classifier.server.json_logging import json_line
 
         line = json_line(logging.WARNING if warning else logging.INFO, text, "fashion_classifier.cli.serve")
     else:

@@ -4,6 +4,6 @@ One module per job: ``connect`` (client, credentials, error translation), ``rele
 release record), ``training`` (a training Job from the release's own template), ``follow``
 (following a Job and its logs), ``status``, ``scaling`` and ``rollout``; ``waiting`` polls.
 
-The official ``kubernetes`` client is imported lazily, only by ``connect``: the serving image is
-built without it (Dockerfile ``SERVE_WITHOUT=kubernetes``) and must still import this package.
+The official ``kubernetes`` client (the ``cluster`` extra) is imported lazily, only by ``connect``:
+the serving image is built without it and must still import this package.
 """

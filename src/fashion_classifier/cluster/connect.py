@@ -28,7 +28,7 @@ def import_client() -> Any:
     except ImportError:
         raise ClientMissing(
             "the cluster commands need the 'kubernetes' package, which this installation leaves out "
-            "(the serving image does): pip install 'kubernetes>=31,<38'"
+            "(the serving image does): install the cluster extra, pip install 'fashion-classifier[cluster]'"
         ) from None
     return kubernetes
 

@@ -8,15 +8,20 @@ A canary's share is assigned by a key: the same key always gets the same arm, so
 request (same request id) or a client's session (same session id) stays with one version. The
 key is hashed with the candidate's version, so each rollout tries its candidate on other
 clients. A request without a key gets a random draw.
+
+A request may name the model and a version (V2 over REST and gRPC, V1 by name): the checks of
+those names are here, once; ``shown`` is how a protocol quotes a client's string in its message.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fashion_classifier.artifacts.rollout import CANARY, SHADOW
+from fashion_classifier.errors import ModelNotFound
 from fashion_classifier.inference.loader import LoadedModel
 
 CURRENT_ARM = "current"
@@ -34,8 +39,7 @@ class Choice:
 class Serving:
     """Immutable by convention: the reloader builds a new one for every change."""
 
-    __slots__ = ("current", "candidate", "mode", "weight", "_current", "_candidate", "_shadowed", "_threshold",
-                 "_salt")
+    __slots__ = ("current", "candidate", "mode", "weight", "_current", "_candidate", "_shadowed", "_threshold", "_salt")
 
     def __init__(
         self, current: LoadedModel, candidate: LoadedModel | None = None, mode: str | None = None, weight: float = 0.0
@@ -84,3 +88,25 @@ class Serving:
             return random.randrange(_SCALE) < threshold  # noqa: S311 - a traffic split, not a secret
         digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8, key=self._salt).digest()
         return int.from_bytes(digest, "big") % _SCALE < threshold
+
+
+def check_model_name(model_name: str, served: str, shown: Callable[[str], str] = repr) -> None:
+    """Refuse a request that names a model other than the one this server serves."""
+    if model_name != served:
+        raise ModelNotFound(f"model {shown(model_name)} not found; this server serves {served!r}")
+
+
+def not_loaded(model_name: str, version: str, shown: Callable[[str], str] = repr) -> ModelNotFound:
+    return ModelNotFound(f"version {shown(version)} of model {shown(model_name)} is not loaded")
+
+
+def choose_version(
+    serving: Serving, model_name: str, version: str | None, key: str | None, shown: Callable[[str], str] = repr
+) -> Choice:
+    """The arm serving exactly ``version`` when the request names one, else the arm for ``key``."""
+    if not version:
+        return serving.choose(key)
+    choice = serving.version(version)
+    if choice is None:
+        raise not_loaded(model_name, version, shown)
+    return choice

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from fashion_classifier.artifacts import store
+from fashion_classifier.errors import ImageError
 from fashion_classifier.inference.loader import load_version
 from fashion_classifier.inference.predictor import ModelLoadError
-from fashion_classifier.inference.preprocess import ImageError, prepare_image
+from fashion_classifier.inference.preprocess import prepare_image
 
 
 def predict_files(model_dir: Path, files: list[Path], as_json: bool = False) -> int:

@@ -5,14 +5,14 @@ garment, centred, on a black background (Fashion-MNIST was made by inverting pro
 shot on white backgrounds). An upload goes through these steps:
 
 1. **Format.** PNG, JPEG, GIF and BMP only, recognised by their magic bytes (never by the file
-   name). Anything else is :class:`ImageError` 415; a recognised file that Pillow cannot decode
-   (corrupt, truncated) is 422; an empty file is 400.
+   name). Anything else is ``UnsupportedImageType``; a recognised file that Pillow cannot decode
+   (corrupt, truncated) is ``UndecodableImage``; an empty file is ``EmptyImage``.
 2. **Decompression bombs and the decode budget.** Images with more pixels than Pillow's
-   ``Image.MAX_IMAGE_PIXELS`` (89.5 M) are refused with 422 before any pixel is decoded, and
+   ``Image.MAX_IMAGE_PIXELS`` (89.5 M) are refused (``UndecodableImage``) before any pixel is decoded, and
    so is any image over the decode budget (:mod:`.decode_budget`: decoded bytes, frames, and
    the chunks, blocks and markers Pillow parses in Python), with a message naming the limit.
 3. **Decode cheaply.** JPEGs are decoded with Pillow's ``draft`` mode straight to grayscale at
-   1/2–1/8 scale (a 600×800 photo costs ~0.8 ms instead of ~2 ms); the EXIF orientation of
+   1/2–1/8 scale (a fraction of a full decode's cost); the EXIF orientation of
    JPEGs is applied (to the reduced image). Animated GIFs (and APNGs) use their first frame;
    no other frame is read. The decoded image is the only full-size buffer: conversion and
    reduction work on tiles of about 1 MB.
@@ -30,7 +30,7 @@ shot on white backgrounds). An upload goes through these steps:
    into 28×28 keeping its aspect ratio (longest side 28, bilinear with antialiasing), centred
    on black, like the dataset's own preparation.
 
-JSON pixel arrays (:func:`pixels_from_values`) skip all of that: they are tensors already.
+Pixel arrays (``arrays``) skip all of that: they are tensors already.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ from math import ceil
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from fashion_classifier.errors import EmptyImage, UndecodableImage, UnsupportedImageType
+from fashion_classifier.inference.arrays import SIZE
 from fashion_classifier.inference.decode_budget import (
     OverBudget,
     RequestBudget,
@@ -51,7 +53,6 @@ from fashion_classifier.inference.decode_budget import (
     pillow_limit,
 )
 
-SIZE = 28
 # Formats accepted, by magic bytes; the page and the API docs list the same extensions.
 SUPPORTED_FORMATS = ("PNG", "JPEG", "GIF", "BMP")
 EXTENSIONS = ("png", "jpg", "jpeg", "gif", "bmp")
@@ -79,14 +80,6 @@ _TRANSPOSE = {
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 
 
-class ImageError(ValueError):
-    """The bytes are not a usable image; ``status`` is the HTTP status the web layer answers."""
-
-    def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 @dataclass(frozen=True, slots=True)
 class Prepared:
     pixels: np.ndarray  # float32 [28, 28] in [0, 1], dataset convention
@@ -104,22 +97,22 @@ def sniff_format(data: bytes) -> str | None:
 
 
 def prepare_image(data: bytes, budget: RequestBudget | None = None) -> Prepared:
-    """Decode one image file into the model's input; raises :class:`ImageError` on bad input.
+    """Decode one image file into the model's input; raises an ``errors.ImageError`` on bad input.
 
     ``budget`` is shared by the images of one request (a batch), which decode
     :data:`~.decode_budget.MAX_REQUEST_PIXELS` in all.
     """
     if not data:
-        raise ImageError("empty file", 400)
+        raise EmptyImage("empty file")
     fmt = sniff_format(data)
     if fmt is None:
-        raise ImageError("unsupported image type: send png, jpg, jpeg, gif or bmp", 415)
+        raise UnsupportedImageType("unsupported image type: send png, jpg, jpeg, gif or bmp")
     try:
         multi_scan = check_structure(data, fmt)
         im = Image.open(io.BytesIO(data), formats=(fmt,))
         width, height = im.size
         if width * height > Image.MAX_IMAGE_PIXELS:
-            raise ImageError(
+            raise UndecodableImage(
                 f"image of {width}×{height} pixels exceeds the limit of {Image.MAX_IMAGE_PIXELS:,} "
                 "(decompression bomb protection)"
             )
@@ -130,16 +123,17 @@ def prepare_image(data: bytes, budget: RequestBudget | None = None) -> Prepared:
             im.draft("L", (2 * SIZE, 2 * SIZE))
         check_decode(im, fmt, (width, height), multi_scan, len(data), budget)
         gray, alpha = _to_gray(im, _conversion(im), orientation)
-    except ImageError:
+    except UndecodableImage:
         raise
     except OverBudget as exc:
-        raise ImageError(str(exc)) from None
+        raise UndecodableImage(str(exc)) from None
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"image exceeds Pillow's pixel limit (decompression bomb protection): {exc}") from None
+        raise UndecodableImage(f"image exceeds Pillow's pixel limit (decompression bomb protection): {exc}") from None
     except UnidentifiedImageError:
-        raise ImageError(f"cannot decode the {fmt} image: corrupt or not an image") from None
+        raise UndecodableImage(f"cannot decode the {fmt} image: corrupt or not an image") from None
     except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise many types on malformed input
-        raise ImageError(pillow_limit(exc) or f"cannot decode the {fmt} image: {exc or type(exc).__name__}") from None
+        message = pillow_limit(exc) or f"cannot decode the {fmt} image: {exc or type(exc).__name__}"
+        raise UndecodableImage(message) from None
     pixels, inverted = _normalise(gray, alpha)
     return Prepared(pixels, width, height, fmt, inverted)
 
@@ -215,7 +209,7 @@ def _high_depth_converter(im: Image.Image) -> Callable[[Image.Image], Image.Imag
     """A converter of ``im``'s tiles to 8-bit L, scaled like the whole image (16-bit: / 257;
     32-bit: F images up to 1.0 × 255, I and F images above 255 × 255/65535)."""
     if im.mode == "I;16":
-        # Pillow's own transform (x / 257 + 0.5, truncated: x / 257 rounded), ~1 ns per pixel.
+        # Pillow's own transform (x / 257 + 0.5, truncated: x / 257 rounded), in C.
         return lambda tile: tile.point(lambda v: v / 257 + 0.5).convert("L")
     scale = 1 / 257
     if not im.mode.startswith("I;16"):  # I or F: the scale depends on the image's maximum
@@ -288,64 +282,6 @@ def _fit(gray: np.ndarray) -> np.ndarray:
     top, left = (SIZE - new_h) // 2, (SIZE - new_w) // 2
     canvas[top : top + new_h, left : left + new_w] = np.asarray(small, dtype=np.float32)
     return np.clip(canvas, 0.0, 255.0)
-
-
-def to_float32(values: object) -> np.ndarray:
-    """Numbers as float32; magnitudes beyond float32's range become inf (refused as not finite)."""
-    with np.errstate(over="ignore"):
-        return np.asarray(values, dtype=np.float32)
-
-
-def pixels_from_values(values: object) -> np.ndarray:
-    """A JSON array (28×28 nested or 784 flat) as float32 [28, 28] in [0, 1] (see :func:`scale_pixels`).
-
-    Raises ``ValueError`` with a message for the client.
-    """
-    try:
-        arr = to_float32(values)
-    except (ValueError, TypeError, OverflowError):
-        raise ValueError("pixel arrays must be 28×28 (or 784) numbers") from None
-    if arr.shape == (SIZE * SIZE,):
-        arr = arr.reshape(SIZE, SIZE)
-    if arr.shape != (SIZE, SIZE):
-        raise ValueError(f"pixel arrays must be 28×28 (or 784) numbers, got shape {list(arr.shape)}")
-    return scale_pixels(arr[None])[0]
-
-
-def scale_pixels(batch: np.ndarray, allow_0_255: bool = True) -> np.ndarray:
-    """Validate a float batch [N, 28, 28] and bring each image to [0, 1].
-
-    Images are tensors in the dataset's convention with values in [0, 1]. With ``allow_0_255``
-    an image whose largest value exceeds 1 is read as 0–255 gray levels and divided by 255
-    (decided per image). Raises ``ValueError`` for values that are not finite or out of range.
-    """
-    values = np.asarray(batch)
-    # The common case, checked first in the input's own dtype: every value already in [0, 1]
-    # (NaN fails both comparisons). The dozen small NumPy calls below cost ~25 µs, a tenth of
-    # a V2 request's time in the app; these cost ~5.
-    if values.dtype.kind in "fiu" and values.size and values.min() >= 0.0 and values.max() <= 1.0:
-        return values.astype(np.float32)  # a copy, like every other path here
-    batch = to_float32(values)
-    if batch.size == 0:
-        return batch
-    if not np.isfinite(batch).all():
-        raise ValueError("pixel values must be finite numbers")
-    flat = batch.reshape(len(batch), -1)
-    low, high = flat.min(axis=1), flat.max(axis=1)
-    wide = high > 1.0 if allow_0_255 else np.zeros(len(batch), dtype=bool)
-    limit = np.where(wide, 255.0, 1.0) * (1 + 1e-6)
-    bad = np.flatnonzero((low < 0.0) | (high > limit))
-    if len(bad):
-        i = int(bad[0])
-        allowed = "[0, 1] or [0, 255]" if allow_0_255 else "[0, 1]"
-        raise ValueError(
-            f"pixel values must be in {allowed}, got [{low[i]:g}, {high[i]:g}]"
-            + (f" in image {i}" if len(batch) > 1 else "")
-        )
-    if wide.any():
-        # Divide (not multiply by 1/255) to match training's scaling bit for bit.
-        batch = np.where(wide[:, None, None], batch / np.float32(255), batch)
-    return np.clip(batch, 0.0, 1.0, dtype=np.float32)
 
 
 def to_png(pixels: np.ndarray, scale: int = 1) -> bytes:

@@ -1,6 +1,6 @@
 """ModelInfer requests and responses: the protocol's tensors to a batch of pixels and back.
 
-The input rules are the REST ``/v2`` ones (``web.oip_codec``): one input, under any name, FP32 or
+The input rules are the REST ``/v2`` ones (``inference.oip_tensors``): one input, under any name, FP32 or
 UINT8 ``[N, 28, 28]`` / ``[N, 784]``, or BYTES ``[N]`` / ``[N, 1]`` of encoded image files. Its data
 is either in ``raw_input_contents`` (little-endian values; BYTES elements each prefixed by a
 4-byte little-endian length) or in the tensor's typed ``contents`` (``fp32_contents``,
@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fashion_classifier.errors import InvalidInput
+from fashion_classifier.inference.batch import NO_INFO, ImageInfo
+from fashion_classifier.inference.classifier import Outcome
 from fashion_classifier.inference.decode_budget import FILE_COPIES
-from fashion_classifier.oip_grpc.stubs import grpc_predict_v2_pb2 as pb
-from fashion_classifier.web.classify import NO_INFO, ImageInfo, Outcome
-from fashion_classifier.web.oip_codec import (
+from fashion_classifier.inference.oip_tensors import (
     OUTPUTS,
     bytes_count,
     bytes_from_binary,
@@ -31,8 +32,8 @@ from fashion_classifier.web.oip_codec import (
     to_binary,
     unsupported_datatype,
 )
-from fashion_classifier.web.oip_codec import model_metadata as rest_metadata
-from fashion_classifier.web.responses import ApiError
+from fashion_classifier.inference.oip_tensors import model_metadata as rest_metadata
+from fashion_classifier.oip_grpc.stubs import grpc_predict_v2_pb2 as pb
 
 _TYPED = {"FP32": "fp32_contents", "UINT8": "uint_contents", "BYTES": "bytes_contents"}
 NAME_CHARS = 100  # of a client's string repeated in an error message (its trailer must stay small)
@@ -54,18 +55,18 @@ class InferRequest:
 
 def parse(request: pb.ModelInferRequest, max_batch: int) -> InferRequest:
     if len(request.inputs) != 1:
-        raise ApiError(400, f"'inputs' must hold exactly one input tensor, got {len(request.inputs)}")
+        raise InvalidInput(f"'inputs' must hold exactly one input tensor, got {len(request.inputs)}")
     tensor = request.inputs[0]
     what = f"input {shown(tensor.name)}"
     raw_count = len(request.raw_input_contents)
     if raw_count > 1:
-        raise ApiError(400, f"raw_input_contents must hold one entry per input: 1, not {raw_count}")
+        raise InvalidInput(f"raw_input_contents must hold one entry per input: 1, not {raw_count}")
     raw = request.raw_input_contents[0] if raw_count else None
     if raw is not None and tensor.HasField("contents"):
-        raise ApiError(400, f"{what}: its data goes in raw_input_contents or in its contents, not both")
+        raise InvalidInput(f"{what}: its data goes in raw_input_contents or in its contents, not both")
     shape = list(tensor.shape)
     if any(d < 0 for d in shape):
-        raise ApiError(400, f"{what}: 'shape' must hold non-negative integers")
+        raise InvalidInput(f"{what}: 'shape' must hold non-negative integers")
     datatype = tensor.datatype
     if datatype not in _TYPED:
         raise unsupported_datatype(what, datatype[:NAME_CHARS])
@@ -97,8 +98,10 @@ def _check_typed_field(contents: pb.InferTensorContents, datatype: str, what: st
     """Typed data must be in the field of its datatype: anything in another one is a client's mistake."""
     used = [field.name for field, _ in contents.ListFields()]
     if any(name != _TYPED[datatype] for name in used):
-        raise ApiError(400, f"{what}: {datatype} data goes in contents.{_TYPED[datatype]} (or raw_input_contents), "
-                       f"not in {', '.join(used)}")
+        raise InvalidInput(
+            f"{what}: {datatype} data goes in contents.{_TYPED[datatype]} (or raw_input_contents), "
+            f"not in {', '.join(used)}"
+        )
 
 
 def _requested_outputs(request: pb.ModelInferRequest) -> list[str]:
@@ -107,7 +110,7 @@ def _requested_outputs(request: pb.ModelInferRequest) -> list[str]:
     names = [out.name for out in request.outputs]
     for name in names:
         if name not in OUTPUTS:
-            raise ApiError(400, f"unknown output {shown(name)}; outputs are {', '.join(OUTPUTS)}")
+            raise InvalidInput(f"unknown output {shown(name)}; outputs are {', '.join(OUTPUTS)}")
     return names
 
 
@@ -129,7 +132,7 @@ def encode(outcome: Outcome, req: InferRequest, model_name: str) -> pb.ModelInfe
 
 
 def model_metadata(model_name: str, versions: list[str]) -> pb.ModelMetadataResponse:
-    """The REST metadata (``web.oip_codec.model_metadata``) as its gRPC message."""
+    """The REST metadata (``inference.oip_tensors.model_metadata``) as its gRPC message."""
     meta = rest_metadata(model_name, versions)
     tensors = {key: [pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta[key]] for key in ("inputs", "outputs")}
     return pb.ModelMetadataResponse(name=model_name, versions=versions, platform=meta["platform"], **tensors)

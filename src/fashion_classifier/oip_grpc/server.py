@@ -31,10 +31,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from fashion_classifier.config import Settings
+from fashion_classifier.inference.serving_state import ServingState, open_state
 from fashion_classifier.oip_grpc.service import SERVICE_NAME, InferenceService, add_to_server
 from fashion_classifier.oip_grpc.supervisor import READY_FD_ENV, STOP_SIGNALS
-from fashion_classifier.web import runtime
-from fashion_classifier.web.state import ServingState, open_state
+from fashion_classifier.server import runtime
 
 log = logging.getLogger("fashion_classifier.oip_grpc")
 
@@ -115,7 +115,7 @@ def _signal_ready() -> None:
 def _setup_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
-        from fashion_classifier.web.json_logging import JsonFormatter, install_root_handler
+        from fashion_classifier.server.json_logging import JsonFormatter, install_root_handler
 
         formatter: logging.Formatter = JsonFormatter()
         install_root_handler(formatter)

@@ -1,7 +1,7 @@
 """``inference.GRPCInferenceService``: the REST ``/v2`` endpoints (``web.oip``) as gRPC methods.
 
-Errors are the REST ones with a gRPC status code instead of an HTTP status (:func:`status_code`),
-mapped here once; an unexpected exception is logged and answered ``INTERNAL``. Each call is
+Errors are the REST ones with a gRPC status code instead of an HTTP status: each named error's
+code is in :data:`CODES`, written once; an unexpected exception is logged and answered ``INTERNAL``. Each call is
 counted in ``fc_grpc_requests_total`` (method, code) and timed in
 ``fc_grpc_request_duration_seconds``; predictions are counted and logged like REST ones, with
 source ``grpc``. Methods run on the server's event loop: a call's CPU work never waits on I/O
@@ -23,14 +23,14 @@ from urllib.parse import unquote
 import grpc
 from google.protobuf.message import DecodeError
 
-from fashion_classifier import __version__, metrics
+from fashion_classifier import __version__, errors, metrics
+from fashion_classifier.inference.arms import check_model_name, choose_version, not_loaded
+from fashion_classifier.inference.oip_tensors import SERVER_NAME
+from fashion_classifier.inference.serving_state import ServingState
 from fashion_classifier.oip_grpc import codec
 from fashion_classifier.oip_grpc.codec import shown
 from fashion_classifier.oip_grpc.stubs import grpc_predict_v2_pb2 as pb
 from fashion_classifier.oip_grpc.stubs import grpc_predict_v2_pb2_grpc as pb_grpc
-from fashion_classifier.web.oip import SERVER_NAME
-from fashion_classifier.web.responses import ApiError
-from fashion_classifier.web.state import ServingState
 
 log = logging.getLogger(__name__)
 
@@ -41,27 +41,37 @@ _TYPES = {m.name: (getattr(pb, m.input_type.name), getattr(pb, m.output_type.nam
 SOURCE = "grpc"  # the predictions' source in the log and the metrics
 # The metadata that assigns a call to a rollout's arm, in order (the REST headers' names).
 ROLLOUT_KEY_METADATA = ("x-session-id", "x-request-id")
-_CODES = {
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED,
-    404: grpc.StatusCode.NOT_FOUND,
-    408: grpc.StatusCode.DEADLINE_EXCEEDED,
-    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    503: grpc.StatusCode.UNAVAILABLE,
+
+
+class DeadlineExceeded(errors.ServiceError):
+    """A call that waited past its deadline before it was run: nobody reads its answer."""
+
+
+# Each named error's gRPC code: the one place they are written. A request that would fail again
+# as it is (malformed, too large, of an unsupported type, undecodable) is INVALID_ARGUMENT.
+CODES: dict[type[errors.ServiceError], grpc.StatusCode] = {
+    errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.TooLarge: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.UnsupportedMediaType: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.UndecodableImage: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.ModelNotFound: grpc.StatusCode.NOT_FOUND,
+    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errors.ModelNotReady: grpc.StatusCode.UNAVAILABLE,
 }
 
 
-def status_code(http_status: int) -> grpc.StatusCode:
-    """The gRPC code of a refusal the REST API answers with ``http_status``: any other 4xx (400,
-    413, 415, 422: a request that would fail again as it is) is ``INVALID_ARGUMENT``."""
-    if http_status in _CODES:
-        return _CODES[http_status]
-    return grpc.StatusCode.INVALID_ARGUMENT if 400 <= http_status < 500 else grpc.StatusCode.INTERNAL
+def status_code(exc: errors.ServiceError) -> grpc.StatusCode:
+    """The code of a named error: its own class's, or its nearest base's (INTERNAL if none: a bug)."""
+    for kind in type(exc).__mro__:
+        found = CODES.get(kind)
+        if found is not None:
+            return found
+    log.error("%s has no gRPC code; answered INTERNAL", type(exc).__name__)
+    return grpc.StatusCode.INTERNAL
 
 
 def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Parse the request, run the method, answer its ApiError with the matching code, count and
-    time the call."""
+    """Parse the request, run the method, answer a named error with its code, count and time the call."""
     name = method.__name__
     request_type = _TYPES[name][0]
     duration = metrics.GRPC_DURATION.labels(name)
@@ -75,10 +85,10 @@ def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 request = request_type.FromString(raw)
             except DecodeError:
-                raise ApiError(400, f"the message is not a valid {request_type.DESCRIPTOR.full_name}") from None
+                raise errors.InvalidInput(f"the message is not a valid {request_type.DESCRIPTOR.full_name}") from None
             return method(self, request, context, started)
-        except ApiError as exc:
-            code, message = status_code(exc.status), exc.message
+        except errors.ServiceError as exc:
+            code, message = status_code(exc), str(exc)
         except Exception:
             log.exception("unhandled error in %s", name)
             code, message = grpc.StatusCode.INTERNAL, "internal error; the call was logged"
@@ -117,7 +127,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     @_rpc
     def ModelReady(self, request: pb.ModelReadyRequest, context: Any, started: float) -> pb.ModelReadyResponse:  # noqa: N802
-        self._check(request.name)
+        check_model_name(request.name, self.state.settings.model_name, shown)
         versions = self.state.versions
         return pb.ModelReadyResponse(ready=bool(versions) and (not request.version or request.version in versions))
 
@@ -132,10 +142,10 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     def ModelMetadata(  # noqa: N802
         self, request: pb.ModelMetadataRequest, context: Any, started: float
     ) -> pb.ModelMetadataResponse:
-        self._check(request.name)
+        check_model_name(request.name, self.state.settings.model_name, shown)
         versions = self.state.versions
         if request.version and request.version not in versions:
-            raise _not_loaded(request.name, request.version)
+            raise not_loaded(request.name, request.version, shown)
         return codec.model_metadata(request.name, versions)
 
     @_rpc
@@ -143,29 +153,16 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         state = self.state
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:  # waited past its deadline: nobody reads the answer
-            raise ApiError(408, "the call's deadline passed before it was run")
-        self._check(request.model_name)
+            raise DeadlineExceeded("the call's deadline passed before it was run")
+        check_model_name(request.model_name, state.settings.model_name, shown)
         serving = state.classifier.serving()  # read once: this call uses this rollout throughout
-        if request.model_version:  # that exact version, whichever arm serves it
-            choice = serving.version(request.model_version)
-            if choice is None:
-                raise _not_loaded(request.model_name, request.model_version)
-        else:
-            choice = serving.choose(_rollout_key(context))
+        # A named version is answered by that exact version, whichever arm serves it.
+        choice = choose_version(serving, request.model_name, request.model_version, _rollout_key(context), shown)
         req = codec.parse(request, state.settings.max_batch)
         outcome = state.classifier.classify(req.pixels, SOURCE, req.infos, started, choice=choice)
         response = codec.encode(outcome, req, request.model_name)
-        outcome.log(peer_address(context.peer()))
+        state.classifier.log(outcome, peer_address(context.peer()))  # once the response is built
         return response
-
-    def _check(self, model_name: str) -> None:
-        served = self.state.settings.model_name
-        if model_name != served:
-            raise ApiError(404, f"model {shown(model_name)} not found; this server serves {served!r}")
-
-
-def _not_loaded(model_name: str, version: str) -> ApiError:
-    return ApiError(404, f"version {shown(version)} of model {shown(model_name)} is not loaded")
 
 
 def _rollout_key(context: Any) -> str | None:

@@ -41,7 +41,7 @@ class PredictionRecord:
 class PredictionBatch(NamedTuple):
     """All predictions of one request, as the request thread has them.
 
-    The request thread only builds this tuple (about 1 µs, whatever the batch size); turning it
+    The request thread only builds this tuple (a constant cost, whatever the batch size); turning it
     into rows (labels, probabilities as Python floats, encoded columns) happens in the log's
     writer thread, once per batch where possible. Row ``i`` is image ``i`` of the request.
     """
@@ -82,6 +82,18 @@ class PredictionLogUnavailable(RuntimeError):
 
 class InvalidPageState(ValueError):
     """A ``page_state`` token that this log did not issue (the web layer answers 400)."""
+
+
+class MigrationFailed(RuntimeError):
+    """The schema could not be migrated, said in one line.
+
+    ``unavailable``: the backend could not be reached, or refused the login (the CLI exits 3);
+    otherwise the settings or the schema change were refused (exit 2).
+    """
+
+    def __init__(self, message: str, unavailable: bool = False) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
 
 
 class PredictionLog(Protocol):

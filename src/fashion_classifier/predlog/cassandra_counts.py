@@ -175,8 +175,9 @@ class Rollups:
         return True
 
     def _read(self, statement, deadline: float) -> dict[str, int]:
-        return count_labels(self._session, statement, deadline, "the buckets counted meanwhile are kept, "
-                            "so a retry goes further")
+        return count_labels(
+            self._session, statement, deadline, "the buckets counted meanwhile are kept, so a retry goes further"
+        )
 
 
 def count_labels(session, statement, deadline: float, stopped: str) -> dict[str, int]:

@@ -16,7 +16,8 @@ from cassandra.query import UNSET_VALUE
 
 from fashion_classifier.predlog.base import PredictionBatch, PredictionRecord
 from fashion_classifier.predlog.cassandra_buckets import Placer, bucket_bytes, place
-from fashion_classifier.predlog.codec import batch_columns, limit_filename, shadow_columns
+from fashion_classifier.predlog.limits import limit_filename
+from fashion_classifier.predlog.records import batch_columns, shadow_columns
 
 # Columns of a prediction after the partition key, in insert order: those of migration 1's
 # predictions_by_day, then those a rollout adds (predictions_by_bucket has them all).
@@ -118,11 +119,31 @@ class Encoder:
                 shadow_class = shadow_confidence = UNSET_VALUE
             else:
                 shadow_class, shadow_confidence = integer(shadow_classes[i]), _double(shadow_confidences[i])
-            yield placer.day, bucket, [
-                placer.day_value, self._bucket(bucket), pid.bytes, created, version, integer(cls), labels[cls],
-                _double(row[cls]), self._top3(top3[i], row), source, filename, width, height, latency, client,
-                arm, shadow_version, shadow_class, shadow_confidence,
-            ]
+            yield (
+                placer.day,
+                bucket,
+                [
+                    placer.day_value,
+                    self._bucket(bucket),
+                    pid.bytes,
+                    created,
+                    version,
+                    integer(cls),
+                    labels[cls],
+                    _double(row[cls]),
+                    self._top3(top3[i], row),
+                    source,
+                    filename,
+                    width,
+                    height,
+                    latency,
+                    client,
+                    arm,
+                    shadow_version,
+                    shadow_class,
+                    shadow_confidence,
+                ],
+            )
 
 
 def _optional(value):

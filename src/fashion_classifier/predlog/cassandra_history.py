@@ -79,9 +79,7 @@ class History:
             self._labels_by_id = session.prepare(
                 f"SELECT id, true_label FROM {table} WHERE day = ? AND bucket IN ? AND id IN ?"
             )
-            self._old_feedback = session.prepare(
-                f"SELECT id, true_label FROM {keyspace}.feedback_by_id WHERE id IN ?"
-            )
+            self._old_feedback = session.prepare(f"SELECT id, true_label FROM {keyspace}.feedback_by_id WHERE id IN ?")
 
     def get(self, prediction_id: uuid.UUID) -> tuple[object, int | None] | None:
         """The row of an id and its true label (None when no feedback), or None."""

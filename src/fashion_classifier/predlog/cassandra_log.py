@@ -21,27 +21,14 @@ from cassandra.cluster import NoHostAvailable
 
 from fashion_classifier.config import Settings
 from fashion_classifier.predlog import metrics
-from fashion_classifier.predlog.base import (
-    InvalidPageState,
-    Page,
-    PredictionBatch,
-    PredictionLogUnavailable,
-    PredictionRecord,
-)
+from fashion_classifier.predlog.backend import Backend
+from fashion_classifier.predlog.base import InvalidPageState, Page, PredictionLogUnavailable, PredictionRecord
 from fashion_classifier.predlog.cassandra_counts import CountBudgetExceeded, Rollups, count_labels
 from fashion_classifier.predlog.cassandra_history import History
 from fashion_classifier.predlog.cassandra_schema import check_keyspace_name, legacy_read_until
 from fashion_classifier.predlog.cassandra_sink import CassandraSink
-from fashion_classifier.predlog.codec import (
-    Feedback,
-    batch_records,
-    decode_signed_token,
-    encode_signed_token,
-    limit_record,
-    token_key,
-    utc,
-)
-from fashion_classifier.predlog.writer import AsyncWriter
+from fashion_classifier.predlog.page_tokens import decode_signed_token, encode_signed_token, token_key
+from fashion_classifier.predlog.records import record_from_row
 
 log = logging.getLogger(__name__)
 
@@ -54,28 +41,9 @@ _READ_ERRORS = (DriverException, RequestExecutionException, NoHostAvailable, OSE
 _READ_FAILED = "reading from Cassandra failed; retry shortly"
 
 
-def _record(row, true_label: int | None = None) -> PredictionRecord:
-    return PredictionRecord(
-        id=row.id,
-        created_at=utc(row.created_at),
-        model_version=row.model_version,
-        predicted_class=row.predicted_class,
-        label=row.label,
-        confidence=row.confidence,
-        top3=tuple((name, prob) for name, prob in (row.top3 or ())),
-        source=row.source,
-        filename=row.filename,
-        image_width=row.image_width,
-        image_height=row.image_height,
-        latency_ms=row.latency_ms or 0.0,
-        client_hash=row.client_hash,
-        true_label=true_label,
-        # Rows of migration 1's table have no rollout columns.
-        arm=getattr(row, "arm", None),
-        shadow_version=getattr(row, "shadow_version", None),
-        shadow_class=getattr(row, "shadow_class", None),
-        shadow_confidence=getattr(row, "shadow_confidence", None),
-    )
+def _record(row, true_label: int | None) -> PredictionRecord:
+    """The record of a driver row (a named tuple) with the true label found for it."""
+    return record_from_row({**row._asdict(), "true_label": true_label})
 
 
 class _Reads:
@@ -102,9 +70,14 @@ class _Reads:
         self.history.legacy = until is not None and datetime.now(UTC) < until
 
 
-class CassandraLog:
+class CassandraLog(Backend):
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+        # Larger, rarer batches than the writer's defaults: the cluster's cost per mutation (commit
+        # log entry, the message to the other replica, the acknowledgement) is shared by more rows,
+        # and the JVMs take their CPU from the same two cores as the service. At most 2 batches in
+        # flight (one turn's rows fit one batch at the measured peak): with the queue, that bounds
+        # what a SIGKILLed worker loses to FC_QUEUE_SIZE + 2,000 rows.
+        super().__init__(settings, lambda: CassandraSink(settings), batch_size=1000, linger=0.5, max_in_flight=2)
         self._keyspace = check_keyspace_name(settings.cassandra_keyspace)
         # A count that has to read rows (buckets not rolled up yet) stops here and answers 503
         # rather than hold the worker until gunicorn kills it at FC_TIMEOUT.
@@ -120,19 +93,10 @@ class CassandraLog:
         self._rolled: dict[tuple[date, int], datetime] = {}
         self._stop = threading.Event()
         self._roller = threading.Thread(target=self._roll_loop, name="predlog-rollup", daemon=True)
-        # Larger, rarer batches than the writer's defaults: the cluster's cost per mutation (commit
-        # log entry, the message to the other replica, the acknowledgement) is shared by more rows,
-        # and the JVMs take their CPU from the same two cores as the service. At most 2 batches in
-        # flight (one turn's rows fit one batch at the measured peak): with the queue, that bounds
-        # what a SIGKILLed worker loses to FC_QUEUE_SIZE + 2,000 rows.
-        self._writer = AsyncWriter(
-            lambda: CassandraSink(settings), settings.spool_dir, settings.queue_size, batch_size=1000, linger=0.5,
-            max_in_flight=2,
-        )
 
     # --- writing ----------------------------------------------------------------------------
     def start(self) -> None:
-        self._writer.start()  # the sink connects in its own thread
+        super().start()  # the sink connects in its own thread
         self._roller.start()
 
     def record(self, rec: PredictionRecord) -> None:
@@ -141,26 +105,15 @@ class CassandraLog:
             log.error("prediction log: id %s is not a time-based uuid; not recorded", rec.id)
             metrics.WRITE_ERRORS.inc()
             return
-        self._writer.submit(limit_record(rec))
-
-    def record_batch(self, batch: PredictionBatch) -> None:
-        if batch.ids and (batch.ids[0].int >> 76) & 0xF != 1:  # .version costs ~1.5 µs
-            for rec in batch_records(batch):  # logged and counted as errors, one by one
-                self.record(rec)
-            return
-        self._writer.submit(batch, len(batch.ids))
+        super().record(rec)
 
     def add_feedback(self, prediction_id: uuid.UUID, true_label: int) -> None:
-        if prediction_id.version != 1:
-            return  # no prediction can have this id
-        self._writer.submit(Feedback(prediction_id, int(true_label), datetime.now(UTC)))
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        return self._writer.flush(timeout)
+        if prediction_id.version == 1:  # no prediction can have another id
+            super().add_feedback(prediction_id, true_label)
 
     def close(self) -> None:
         self._stop.set()
-        self._writer.close()
+        super().close()
 
     @property
     def connected(self) -> bool:
@@ -250,8 +203,12 @@ class CassandraLog:
     def _legacy_counts(reads: _Reads, day: date, deadline: float) -> dict[str, int]:
         """The old table's rows of the day, counted by reading them (days before migration 2)."""
         statement = reads.history.old_labels.bind((day,))
-        return count_labels(reads.session, statement, deadline,
-                            "the day's partition in the table written before migration 2 is too large")
+        return count_labels(
+            reads.session,
+            statement,
+            deadline,
+            "the day's partition in the table written before migration 2 is too large",
+        )
 
     def _roll_loop(self) -> None:
         """Roll up the count of each bucket this process wrote, once it has settled."""
@@ -284,5 +241,3 @@ class CassandraLog:
         for key in [key for key in self._rolled if key not in marked]:
             del self._rolled[key]
         return done
-
-

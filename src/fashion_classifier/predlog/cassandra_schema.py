@@ -31,9 +31,7 @@ from cassandra.cluster import Session
 
 log = logging.getLogger(__name__)
 
-_TWCS = (
-    "{'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'DAYS', 'compaction_window_size': 1}"
-)
+_TWCS = "{'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'DAYS', 'compaction_window_size': 1}"
 
 # (version, description, CQL statements); {ks} is the keyspace. Append only.
 MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
@@ -146,9 +144,7 @@ def migrate(session: Session, keyspace: str, local_dc: str, replication: int, tt
     )
     done = {row.version for row in session.execute(f"SELECT version FROM {ks}.schema_migrations")}
     applied = []
-    record = session.prepare(
-        f"INSERT INTO {ks}.schema_migrations (version, description, applied_at) VALUES (?, ?, ?)"
-    )
+    record = session.prepare(f"INSERT INTO {ks}.schema_migrations (version, description, applied_at) VALUES (?, ?, ?)")
     for version, description, statements in MIGRATIONS:
         if version in done:
             continue

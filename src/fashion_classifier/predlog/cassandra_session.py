@@ -39,9 +39,7 @@ class IdempotentWriteRetryPolicy(RetryPolicy):
     write once is always safe; the driver's default retries only batch-log writes. Beyond one
     retry the writer spools the rows instead of holding them in memory."""
 
-    def on_write_timeout(
-        self, query, consistency, write_type, required_responses, received_responses, retry_num
-    ):
+    def on_write_timeout(self, query, consistency, write_type, required_responses, received_responses, retry_num):
         if retry_num == 0 and write_type in (WriteType.SIMPLE, WriteType.UNLOGGED_BATCH, WriteType.BATCH):
             return self.RETRY, consistency
         return self.RETHROW, None
@@ -54,9 +52,7 @@ class IdempotentWriteRetryPolicy(RetryPolicy):
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     if not settings.cassandra_tls:
         return None
-    context = ssl.create_default_context(
-        cafile=str(settings.cassandra_ca_file) if settings.cassandra_ca_file else None
-    )
+    context = ssl.create_default_context(cafile=str(settings.cassandra_ca_file) if settings.cassandra_ca_file else None)
     # Contact points are often IPs or service names that are not in the certificate; the CA
     # still authenticates the server.
     context.check_hostname = False
@@ -72,9 +68,7 @@ def build_cluster(settings: Settings) -> Cluster:
     )
     auth = None
     if settings.cassandra_username:
-        auth = PlainTextAuthProvider(
-            username=settings.cassandra_username, password=settings.cassandra_password
-        )
+        auth = PlainTextAuthProvider(username=settings.cassandra_username, password=settings.cassandra_password)
     return Cluster(
         contact_points=list(settings.cassandra_hosts),
         port=settings.cassandra_port,

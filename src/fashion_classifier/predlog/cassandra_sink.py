@@ -2,12 +2,11 @@
 
 :class:`CassandraSink` turns each batch from the writer into unlogged batches of prepared
 inserts, one per (day, bucket) partition (a single-partition batch is one mutation: cheap for the
-cluster and atomic), sent with ``execute_async``; the writer bounds how many are in flight and
-spools what fails. Each partition's first write from this process, and every write after its
-minute has ended (spool replays, retries), also marks the bucket and its hour in
+cluster and atomic), sent together (``cassandra_fan_in``); the writer bounds how many are in
+flight and spools what fails. Each partition's first write from this process, and every write
+after its minute has ended (spool replays, retries), also marks the bucket and its hour in
 ``buckets_by_day``: that is how history finds the partition and how a count rollup learns it is
-stale. A mark that fails
-spools its rows, so their replay marks the bucket again.
+stale. A mark that fails spools its rows, so their replay marks the bucket again.
 
 The sink connects in a background thread and retries with backoff, so the service starts and
 serves before Cassandra is reachable.
@@ -18,20 +17,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, date, datetime
 
-from cassandra import InvalidRequest
-from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, Statement
+from cassandra.query import UNSET_VALUE, BatchStatement, BatchType
 
 from fashion_classifier.config import Settings
 from fashion_classifier.predlog import metrics
 from fashion_classifier.predlog.base import PredictionBatch
 from fashion_classifier.predlog.cassandra_buckets import hour_of, hour_row, place, routing_key, slot_end
 from fashion_classifier.predlog.cassandra_encoder import COLUMN_NAMES, COLUMNS, FILENAME, Encoder, record_values
+from fashion_classifier.predlog.cassandra_fan_in import FanIn, Send
 from fashion_classifier.predlog.cassandra_schema import REQUIRED_TABLES, check_keyspace_name
 from fashion_classifier.predlog.cassandra_session import build_cluster, quiet_connect_errors
-from fashion_classifier.predlog.codec import Feedback, Item, item_rows
+from fashion_classifier.predlog.items import Feedback, Item
 from fashion_classifier.predlog.writer import Done
 
 log = logging.getLogger(__name__)
@@ -142,8 +140,11 @@ class CassandraSink:
             return
         if now - self._down_since < REDISCOVER_AFTER or self._thread.is_alive() or self._stop.is_set():
             return
-        log.warning("prediction log: no Cassandra node reachable for %.0f s; resolving %s again",
-                    now - self._down_since, ",".join(self._settings.cassandra_hosts))
+        log.warning(
+            "prediction log: no Cassandra node reachable for %.0f s; resolving %s again",
+            now - self._down_since,
+            ",".join(self._settings.cassandra_hosts),
+        )
         self._down_since = None
         self._thread = threading.Thread(target=self._connect_loop, name="predlog-connect", daemon=True)
         self._thread.start()
@@ -153,7 +154,7 @@ class CassandraSink:
         if self.session is None:
             done(items)
             return
-        groups: list[_Send] = []
+        groups: list[Send] = []
         buckets = _BucketGroups()
         for item in items:
             kind = type(item)
@@ -169,7 +170,7 @@ class CassandraSink:
                 statement = self.insert_feedback.bind(
                     (item.true_label, item.created_at, *place(item.prediction_id), item.prediction_id)
                 )
-                groups.append(_Send(statement, [item]))
+                groups.append(Send(statement, [item]))
             else:
                 day, bucket = place(item.id)
                 group = buckets.take(day, bucket, _ROW_BYTES + 4 * len(item.filename or ""))
@@ -184,13 +185,13 @@ class CassandraSink:
                 batch.add(self.insert_prediction, record_values(rec))
             if group.encoded:
                 # Rows already serialized by the Encoder: what batch.add(prepared, values) would
-                # append after binding, without the driver's per-value Python (~10x the cost).
+                # append after binding, without the driver's per-value Python.
                 first = group.encoded[0]
                 batch.routing_key = routing_key(first[0], first[1])
                 batch.keyspace = self._keyspace
                 batch._statements_and_parameters.extend((True, query_id, values) for values in group.encoded)
             batch.is_idempotent = True
-            groups.append(_Send(batch, group.items))
+            groups.append(Send(batch, group.items))
             key = (group.day, group.bucket)
             if key not in self._marked or now >= slot_end(*key):
                 marks.setdefault(key, []).extend(group.items)
@@ -202,8 +203,8 @@ class CassandraSink:
             mark.add(self.insert_mark, (day, bucket, written, stamp))
             mark.add(self.insert_mark, (day, hour_row(hour_of(bucket)), written, stamp))
             mark.is_idempotent = True
-            groups.append(_Send(mark, marked_items, lambda key=(day, bucket), at=now: self._remember(key, at)))
-        _FanIn(self.session, groups, done).start()
+            groups.append(Send(mark, marked_items, lambda key=(day, bucket), at=now: self._remember(key, at)))
+        FanIn(self.session, groups, done).start()
 
     def _remember(self, key: tuple[date, int], at: datetime) -> None:
         """A bucket whose mark reached the cluster: its next on-time writes need none."""
@@ -271,88 +272,3 @@ class _BucketGroups:
 
     def all(self) -> list[_Group]:
         return [*self._full, *self._open.values()]
-
-
-class _Send:
-    """A statement, the queued items it carries (spooled if it fails), and what to do once it
-    succeeded."""
-
-    __slots__ = ("items", "on_ok", "statement")
-
-    def __init__(self, statement: Statement, items: list[Item], on_ok: Callable[[], None] | None = None) -> None:
-        self.statement = statement
-        self.items = items
-        self.on_ok = on_ok
-
-
-class _FanIn:
-    """Runs several batches concurrently and reports the items of those that failed, once.
-
-    The driver keeps each finished ``ResponseFuture`` (with its message and callbacks) in a
-    reference cycle with its timer, which only Python's cyclic GC frees. Rows those futures reached
-    were promoted to the oldest generation and made full collections frequent and long (at 2,700
-    logged predictions/s, a 20-130 ms pause of each worker every ~2.5 s: the p99 of a logging
-    server). So each batch's rows are released when its future settles, and the rest once the
-    last one has.
-    """
-
-    def __init__(self, session, groups: list[_Send], done: Done) -> None:
-        self._session = session
-        self._groups = groups
-        self._done: Done | None = done
-        self._pending = len(groups)
-        self._failed: list[Item] = []
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        if not self._groups:
-            self._report()
-            return
-        for index, send in enumerate(self._groups):
-            try:
-                future = self._session.execute_async(send.statement)
-            except Exception as exc:  # e.g. NoHostAvailable raised synchronously
-                self._finish(index, exc)
-                continue
-            future.add_callbacks(self._ok, self._error, callback_args=(index,), errback_args=(index,))
-
-    def _ok(self, _rows, index: int) -> None:
-        self._finish(index, None)
-
-    def _error(self, exc: Exception, index: int) -> None:
-        self._finish(index, exc)
-
-    def _finish(self, index: int, exc: Exception | None) -> None:
-        send = self._groups[index]
-        statement, items = send.statement, send.items
-        if exc is None and send.on_ok is not None:
-            send.on_ok()
-        if isinstance(statement, BatchStatement):
-            statement.clear()  # the future's message shares this list of bound rows
-        if exc is not None:
-            if isinstance(exc, InvalidRequest):
-                # The cluster will never accept these rows (e.g. a malformed value): spooling
-                # them would block the replay forever, so they are logged and dropped.
-                rows = sum(item_rows(item) for item in items)
-                log.error("prediction log: Cassandra rejected %d row(s): %s", rows, exc)
-                metrics.WRITE_ERRORS.inc(rows)
-            else:
-                log.debug("prediction log: write failed (%s), %d item(s) to the spool", exc, len(items))
-        with self._lock:
-            if exc is not None and not isinstance(exc, InvalidRequest):
-                self._failed.extend(items)
-            self._pending -= 1
-            last = self._pending == 0
-        if last:
-            self._report()
-
-    def _report(self) -> None:
-        # A batch split over several statements is in the items of each: report it once, or
-        # it would be spooled (and counted) once per failed statement.
-        failed = list({id(item): item for item in self._failed}.values())
-        done, self._done = self._done, None
-        self._groups, self._failed = [], []
-        if done is not None:  # None only if called twice, which _pending rules out
-            done(failed)
-
-

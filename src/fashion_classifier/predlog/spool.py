@@ -20,7 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fashion_classifier.predlog import metrics
-from fashion_classifier.predlog.codec import Item, item_from_json, item_rows, item_to_json, line_rows
+from fashion_classifier.predlog.items import Item, item_rows
+from fashion_classifier.predlog.spool_format import item_from_json, item_to_json, line_rows
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +150,7 @@ class Spool:
     def claim(self) -> Iterator[ClaimedFile]:
         """Spool files no live writer holds, locked for this process, oldest first."""
         try:
-            paths = sorted(
-                [*self.directory.glob("*" + SUFFIX), *self.directory.glob("*" + LEGACY_SUFFIX)], key=_mtime
-            )
+            paths = sorted([*self.directory.glob("*" + SUFFIX), *self.directory.glob("*" + LEGACY_SUFFIX)], key=_mtime)
         except OSError:
             return
         for path in paths:

@@ -9,10 +9,12 @@ thread replays spool files (this process's and those left by dead workers) once 
 writable again. The thread starts on ``start()`` or the first use, so it is created in each gunicorn
 worker after the fork, never in the master.
 
-Why not ``queue.Queue``: at ~1,500 predictions/s per worker on two cores every microsecond on the
+Why not ``queue.Queue``: at the serving rates of a worker on two cores every microsecond on the
 request thread counts. ``Queue.put`` costs a Python-level condition notify and ``qsize()`` two
 more lock round trips per item; here ``submit`` is one uncontended lock and a deque append, and
 the writer is never woken per item (the request thread never hands it the GIL by notifying it).
+
+(Over 300 lines: the queue, the batching and the spool replay share one thread's state.)
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Protocol
 
 from fashion_classifier.predlog import metrics
-from fashion_classifier.predlog.codec import Item, item_rows
+from fashion_classifier.predlog.items import Item, item_rows
 from fashion_classifier.predlog.spool import Spool
 
 log = logging.getLogger(__name__)

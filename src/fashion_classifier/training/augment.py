@@ -18,12 +18,11 @@ MAX_ROTATION_DEGREES = 10
 MIN_SCALE = 0.75
 MAX_SHIFT_PIXELS = 3
 # Nearest, not bilinear: bilinear resampling softens every training image a little, and the net
-# then reads the sharp originals worse (5 epochs: clean 0.887 vs 0.862; model-candidates-*).
+# then reads the sharp originals worse (bench/results/model-candidates-*).
 INTERPOLATION = "nearest"
 # Only this share of the images is moved at all; the rest pass as the dataset frames them (then
 # blurred and noised). The net reads clean images better for it, and noisy and photo images too
-# (5 epochs, all moved vs half: clean 0.892 vs 0.909, noise 0.834 vs 0.882, photo 0.844 vs 0.876;
-# bench/results/model-candidates-*).
+# (bench/results/model-candidates-*).
 MOVED_SHARE = 0.5
 # A photo's softness and a sensor's noise: each image blended towards its 3x3 Gaussian blur by a
 # weight in [0, MAX_BLUR], plus Gaussian noise of a σ in [0, MAX_NOISE_SIGMA], clipped to [0, 1].

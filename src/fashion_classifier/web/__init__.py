@@ -4,7 +4,7 @@ Routes: ``/`` upload page, ``/predictions`` and ``/model`` pages, ``/api/v1/*`` 
 feedback, prediction history, model), ``/v1/models/<name>:predict`` (TF-Serving style),
 ``/v2/*`` (Open Inference Protocol and health), ``/openapi.json`` and ``/docs`` (Swagger UI on
 it). Prometheus metrics are not here: the gunicorn master serves them on their own port
-(``web.metrics_server``).
+(``server.metrics_server``).
 
 Under gunicorn the app is created in each worker after the fork (no preload), so the model,
 the prediction log's connections and the reload thread all belong to that worker.
@@ -32,9 +32,10 @@ def create_app(settings: Settings | None = None, predlog: PredictionLog | None =
     from flask import Flask, Response
 
     from fashion_classifier.config import Settings
+    from fashion_classifier.inference.serving_state import open_state
     from fashion_classifier.web import api, api_docs, errors, observability, oip, pages, security_headers, tfserving
     from fashion_classifier.web.fast_path import FastPath
-    from fashion_classifier.web.state import EXTENSION, open_state
+    from fashion_classifier.web.state import EXTENSION
 
     settings = settings or Settings.from_env()
     # No implicit /static route: the only static files are the docs page's, served by name (api_docs).
@@ -58,11 +59,12 @@ def create_app(settings: Settings | None = None, predlog: PredictionLog | None =
     def openapi_document() -> Response:
         return Response(openapi, mimetype="application/json")
 
-    # Inside the metrics middleware, so its answers are counted like Flask's.
+    for blueprint in (pages.bp, api_docs.bp, api.bp, tfserving.bp, oip.bp):
+        app.register_blueprint(blueprint)
+    # Once the routes are registered (its table is read from them), and inside the metrics
+    # middleware, so its answers are counted like Flask's.
     app.wsgi_app = FastPath(app, state, settings.max_upload_bytes)
     observability.install(app)
     errors.install(app)
     security_headers.install(app)
-    for blueprint in (pages.bp, api_docs.bp, api.bp, tfserving.bp, oip.bp):
-        app.register_blueprint(blueprint)
     return app

@@ -13,26 +13,21 @@ from flask import Blueprint, Response, request
 from werkzeug.wrappers import Request
 
 from fashion_classifier.config import CLASS_NAMES
+from fashion_classifier.errors import InvalidInput, ModelNotReady, UnsupportedMediaType
+from fashion_classifier.inference.serving_state import ServingState
 from fashion_classifier.predlog.base import InvalidPageState
-from fashion_classifier.web import auth, feedback, inputs
-from fashion_classifier.web.answers import Answer, respond
+from fashion_classifier.web import answers, auth, feedback, inputs
+from fashion_classifier.web.answers import Answer, rollout_key
 from fashion_classifier.web.auth import require_token
-from fashion_classifier.web.classify import rollout_key
-from fashion_classifier.web.observability import request_started
-from fashion_classifier.web.responses import ApiError, json_response
+from fashion_classifier.web.responses import json_response
 from fashion_classifier.web.results import prediction_results, record_json
-from fashion_classifier.web.state import ServingState, serving_state
+from fashion_classifier.web.state import serving_state
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 bp.record_once(auth.install)
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MAX_LIST = 1000
-
-
-@bp.post("/predict")
-def predict() -> Response:
-    return respond(run_predict(serving_state(), request, request_started()))
 
 
 def run_predict(state: ServingState, request: Request, started: float) -> Answer:
@@ -44,17 +39,19 @@ def run_predict(state: ServingState, request: Request, started: float) -> Answer
     elif request.is_json:
         body = inputs.parse_json(request)
         if not isinstance(body, dict) or "instances" not in body:
-            raise ApiError(400, 'JSON body must be an object {"instances": [...]}')
+            raise InvalidInput('JSON body must be an object {"instances": [...]}')
         batch = inputs.decode_instances(body["instances"], max_batch)
     elif mimetype.startswith("image/") or mimetype == "application/octet-stream":
         batch = inputs.decode_uploads([inputs.Upload(request.get_data(cache=False), None)], max_batch)
     else:
-        raise ApiError(
-            415,
+        raise UnsupportedMediaType(
             "send multipart/form-data files (field 'file'), an image/* body, or JSON {\"instances\": [...]}",
         )
     outcome = state.classifier.classify(batch.pixels, "api", batch.infos, started, rollout_key(request.environ))
     return Answer.json({"model_version": outcome.model.version, "predictions": prediction_results(outcome)}, outcome)
+
+
+bp.add_url_rule("/predict", "predict", answers.view(run_predict), methods=["POST"])
 
 
 @bp.post("/feedback")
@@ -62,11 +59,11 @@ def run_predict(state: ServingState, request: Request, started: float) -> Answer
 def post_feedback() -> Response:
     body = inputs.parse_json(request)
     if not isinstance(body, dict):
-        raise ApiError(400, 'JSON body must be an object {"prediction_id": ..., "true_label": ...}')
+        raise InvalidInput('JSON body must be an object {"prediction_id": ..., "true_label": ...}')
     pid = body.get("prediction_id", body.get("id"))
     label = body.get("true_label", body.get("label"))
     if pid is None or label is None:
-        raise ApiError(400, "both prediction_id and true_label are required")
+        raise InvalidInput("both prediction_id and true_label are required")
     result = feedback.submit(serving_state(), feedback.parse_prediction_id(pid), feedback.parse_label(label))
     return json_response(result)
 
@@ -76,11 +73,11 @@ def _day_arg() -> date:
     if raw is None or raw == "":
         return datetime.now(UTC).date()
     if not _DAY.match(raw):
-        raise ApiError(400, "day must be a date YYYY-MM-DD")
+        raise InvalidInput("day must be a date YYYY-MM-DD")
     try:
         return date.fromisoformat(raw)
     except ValueError:
-        raise ApiError(400, f"day {raw!r} is not a valid date") from None
+        raise InvalidInput(f"day {raw!r} is not a valid date") from None
 
 
 def _limit_arg(default: int = 50) -> int:
@@ -88,7 +85,7 @@ def _limit_arg(default: int = 50) -> int:
     if raw is None or raw == "":
         return default
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIST:
-        raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIST}")
+        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIST}")
     return int(raw)
 
 
@@ -101,7 +98,7 @@ def list_predictions() -> Response:
     try:
         page = serving_state().predlog.list_day(day, limit=limit, page_state=page_state)
     except InvalidPageState as exc:
-        raise ApiError(400, str(exc)) from None
+        raise InvalidInput(str(exc)) from None
     return json_response(
         {
             "day": day.isoformat(),
@@ -126,7 +123,7 @@ def get_prediction(prediction_id: str) -> Response:
     pid = feedback.parse_prediction_id(prediction_id)
     rec = serving_state().predlog.get(pid)
     if rec is None:
-        raise ApiError(404, f"no prediction with id {pid}")
+        raise feedback.PredictionNotFound(f"no prediction with id {pid}")
     return json_response(record_json(rec))
 
 
@@ -134,7 +131,7 @@ def get_prediction(prediction_id: str) -> Response:
 def model_info() -> Response:
     model = serving_state().model
     if model is None:
-        raise ApiError(503, "no model loaded yet")
+        raise ModelNotReady("no model loaded yet")
     meta = model.metadata
     keys = (
         "version",

@@ -33,7 +33,7 @@ from flask.sansio.blueprints import BlueprintSetupState
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from fashion_classifier.config import ConfigError, Settings
-from fashion_classifier.web.responses import ApiError
+from fashion_classifier.errors import ServiceError
 
 REALM = 'Bearer realm="fashion-classifier"'
 FEEDBACK_TOKEN_TTL = 3600  # s a result page's feedback form stays valid
@@ -46,11 +46,12 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Unauthorized(ApiError):
-    """401 with the ``WWW-Authenticate`` challenge (``errors`` adds ``headers`` to the answer)."""
+class Unauthorized(ServiceError):
+    """No API token, or not the configured one (``errors`` answers with the REALM challenge)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(401, message, {"WWW-Authenticate": REALM})
+
+class InvalidFeedbackToken(ServiceError):
+    """A feedback token that is malformed, expired, or signed for another prediction."""
 
 
 class ApiToken:
@@ -137,18 +138,20 @@ class ApiToken:
         return signer.dumps([str(prediction_id), version, predicted])
 
     def verify_feedback(self, token: str, prediction_id: uuid.UUID) -> tuple[str, int]:
-        """(model version, predicted class) a feedback token vouches for; 403 if it does not."""
+        """(model version, predicted class) a feedback token vouches for; InvalidFeedbackToken if not."""
         if len(token) > MAX_FEEDBACK_TOKEN:
-            raise ApiError(403, "the feedback token is malformed; classify the image again")
+            raise InvalidFeedbackToken("the feedback token is malformed; classify the image again")
         _, signer = self._current()
         try:
             signed_id, version, predicted = signer.loads(token, max_age=FEEDBACK_TOKEN_TTL)
         except SignatureExpired:
-            raise ApiError(403, "the feedback token has expired (after 1 hour); classify the image again") from None
+            raise InvalidFeedbackToken(
+                "the feedback token has expired (after 1 hour); classify the image again"
+            ) from None
         except BadSignature:
-            raise ApiError(403, "the feedback token is not valid; classify the image again") from None
+            raise InvalidFeedbackToken("the feedback token is not valid; classify the image again") from None
         if signed_id != str(prediction_id):
-            raise ApiError(403, "the feedback token is not valid for this prediction; classify the image again")
+            raise InvalidFeedbackToken("the feedback token is not valid for this prediction; classify the image again")
         return version, predicted
 
 

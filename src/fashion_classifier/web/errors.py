@@ -1,6 +1,7 @@
 """Every error is an answer: JSON ``{"error": ...}`` with a 4xx, or an HTML page for browsers.
 
-Handlers cover the service's own :class:`ApiError`, every Werkzeug ``HTTPException`` (404,
+Handlers cover the service's named errors (``fashion_classifier.errors`` and the web layer's own),
+each mapped to its HTTP status once in :data:`STATUSES`, every Werkzeug ``HTTPException`` (404,
 405, 413 from ``MAX_CONTENT_LENGTH``, malformed multipart, ...) and, as a last resort, any
 other exception: that one is logged with its traceback and answered with a JSON 500, so a bug
 never kills the worker or leaves a client without a body.
@@ -13,10 +14,36 @@ import logging
 from flask import Flask, Response, render_template, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
+from fashion_classifier import errors
 from fashion_classifier.predlog.base import PredictionLogUnavailable
-from fashion_classifier.web.responses import ApiError, json_response
+from fashion_classifier.web import auth, feedback
+from fashion_classifier.web.responses import json_response
 
 log = logging.getLogger(__name__)
+
+# Each named error's HTTP status and the headers that go with it: the one place they are written.
+STATUSES: dict[type[errors.ServiceError], tuple[int, dict[str, str] | None]] = {
+    errors.InvalidInput: (400, None),
+    auth.Unauthorized: (401, {"WWW-Authenticate": auth.REALM}),
+    auth.InvalidFeedbackToken: (403, None),
+    errors.ModelNotFound: (404, None),
+    feedback.PredictionNotFound: (404, None),
+    feedback.NotWrittenYet: (409, {"Retry-After": "1"}),
+    errors.TooLarge: (413, None),
+    errors.UnsupportedMediaType: (415, None),
+    errors.UndecodableImage: (422, None),
+    errors.ModelNotReady: (503, None),
+}
+
+
+def http_status(exc: errors.ServiceError) -> tuple[int, dict[str, str] | None]:
+    """The status (and headers) of a named error: its own class's, or its nearest base's (500 if none: a bug)."""
+    for kind in type(exc).__mro__:
+        found = STATUSES.get(kind)
+        if found is not None:
+            return found
+    log.error("%s has no HTTP status; answered 500", type(exc).__name__)
+    return 500, None
 
 
 def wants_html() -> bool:
@@ -34,10 +61,10 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 def install(app: Flask) -> None:
     limit = app.config.get("MAX_CONTENT_LENGTH")
 
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError) -> Response:
-        # Some carry headers: a 401's WWW-Authenticate challenge (auth), a 409's Retry-After.
-        return error_response(exc.status, exc.message, exc.headers)
+    @app.errorhandler(errors.ServiceError)
+    def _refused(exc: errors.ServiceError) -> Response:
+        status, headers = http_status(exc)
+        return error_response(status, str(exc), headers)
 
     @app.errorhandler(PredictionLogUnavailable)
     def _predlog_down(exc: PredictionLogUnavailable) -> Response:

@@ -1,11 +1,12 @@
 """The prediction routes, answered below Flask.
 
-A one-image V2 request spent ~270 µs in the app, more than half of it in Flask and Werkzeug
-around the view: request and app contexts, URL matching, the response object. This WSGI layer
-sits between the metrics middleware and Flask. It answers a prediction request itself when it
-is a POST to one of the routes below with a Content-Length within the upload limit, by calling
-the function the route's Flask view calls (``api.run_predict``, ``tfserving.run_predict``,
-``oip.run_inference``) with a plain Werkzeug request. Everything else goes on to Flask.
+Most of a one-image prediction's time in the app went to Flask and Werkzeug around the view:
+request and app contexts, URL matching, the response object. This WSGI layer sits between the
+metrics middleware and Flask. It answers a prediction request itself when it is a POST to a route
+whose view ``answers.view`` made, with a Content-Length within the upload limit, by calling the
+function that view calls (``api.run_predict``, ``tfserving.run_predict``, ``oip.run_inference``)
+with a plain Werkzeug request. Everything else goes on to Flask. Its table is read from the rules
+the blueprints registered (:func:`routes`), so each rule is written once.
 
 Errors are still answered in one place: an exception raised here is handed to Flask's own error
 handling (``errors``) inside a request context, made only then. Requests answered here skip
@@ -25,40 +26,47 @@ from flask import Flask
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wrappers import Request
 
-from fashion_classifier.web import api, oip, tfserving
-from fashion_classifier.web.answers import Answer
+from fashion_classifier.inference.serving_state import ServingState
+from fashion_classifier.web.answers import Run, answered
 from fashion_classifier.web.observability import ENDPOINT, T0
-from fashion_classifier.web.state import ServingState
+
+# A rule's variable with Werkzeug's default converter, which matches one path segment.
+_VARIABLE = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)>")
 
 
 class Route(NamedTuple):
-    pattern: re.Pattern[str]  # the Flask rule as a regex; [^/]+ is Werkzeug's default converter
+    pattern: re.Pattern[str]  # the Flask rule as a regex
     rule: str  # the Flask rule, the metrics label
-    run: Callable[..., Answer]  # (state, request, started, **path parameters)
+    run: Run  # (state, request, started, **path parameters)
 
 
-ROUTES = (
-    Route(re.compile(r"/api/v1/predict"), "/api/v1/predict", api.run_predict),
-    Route(re.compile(r"/v2/models/(?P<model_name>[^/]+)/infer"), "/v2/models/<model_name>/infer", oip.run_inference),
-    Route(
-        re.compile(r"/v2/models/(?P<model_name>[^/]+)/versions/(?P<model_version>[^/]+)/infer"),
-        "/v2/models/<model_name>/versions/<model_version>/infer",
-        oip.run_inference,
-    ),
-    Route(
-        re.compile(r"/v1/models/(?P<model_name>[^/]+):predict"),
-        "/v1/models/<model_name>:predict",
-        tfserving.run_predict,
-    ),
-)
+def routes(app: Flask) -> tuple[Route, ...]:
+    """The POST rules whose view ``answers.view`` made, each with the function it runs."""
+    table = []
+    for rule in app.url_map.iter_rules():
+        run = getattr(app.view_functions[rule.endpoint], "run", None)
+        if run is not None and "POST" in (rule.methods or ()):
+            table.append(Route(pattern(rule.rule), rule.rule, run))
+    return tuple(table)
+
+
+def pattern(rule: str) -> re.Pattern[str]:
+    """A Flask rule as a regex; only the default converter is known here ([^/]+, as Werkzeug's)."""
+    parts = _VARIABLE.split(rule)  # static text at even indices, variable names at odd ones
+    if any("<" in part or ">" in part for part in parts[::2]):
+        raise ValueError(f"{rule}: the fast path knows only variables without a converter")
+    return re.compile("".join(f"(?P<{part}>[^/]+)" if i % 2 else re.escape(part) for i, part in enumerate(parts)))
 
 
 class FastPath:
+    """Built once the blueprints are registered: its table is read from the app's rules."""
+
     def __init__(self, app: Flask, state: ServingState, max_body: int) -> None:
         self._flask = app
         self._next = app.wsgi_app
         self._state = state
         self._max_body = max_body
+        self.routes = routes(app)
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         found = self._route(environ)
@@ -77,8 +85,7 @@ class FastPath:
             # populate_request=False: no environ -> request -> environ cycle, which would leave
             # every request's objects to the cyclic GC (and its full collections' pauses).
             request = Request(environ, populate_request=False)
-            answer = route.run(self._state, request, environ.get(T0) or perf_counter(), **params)
-            answer.outcome.log(environ.get("REMOTE_ADDR"))
+            answer = answered(route.run, self._state, request, environ.get(T0) or perf_counter(), **params)
         except Exception as exc:
             return self._flask_error(exc, environ, start_response)
         start_response("200 OK", answer.headers)
@@ -95,7 +102,7 @@ class FastPath:
         path = environ.get("PATH_INFO", "")
         if not path.isascii():  # Werkzeug decodes it as UTF-8 before matching: leave it to Flask
             return None
-        for route in ROUTES:
+        for route in self.routes:
             match = route.pattern.fullmatch(path)
             if match is not None:
                 return route, match.groupdict(), int(length)

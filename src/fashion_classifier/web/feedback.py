@@ -11,24 +11,38 @@ from typing import Any
 
 from fashion_classifier import metrics
 from fashion_classifier.config import CLASS_NAMES
-from fashion_classifier.web.classify import UNWRITTEN_SECONDS
-from fashion_classifier.web.responses import ApiError
-from fashion_classifier.web.state import ServingState
+from fashion_classifier.errors import InvalidInput, ServiceError
+from fashion_classifier.inference.classifier import UNWRITTEN_SECONDS
+from fashion_classifier.inference.serving_state import ServingState
+
+
+class PredictionNotFound(ServiceError):
+    """No prediction with the id, in this process or in the log."""
+
+
+class NotWrittenYet(ServiceError):
+    """The id is recent: its row may still be on its way to the log (answered with Retry-After)."""
+
+    def __init__(self, prediction_id: uuid.UUID) -> None:
+        super().__init__(
+            f"no prediction with id {prediction_id} in the log yet: one made in the last "
+            f"{UNWRITTEN_SECONDS:.0f} s by another worker may still be queued for writing; retry in a second"
+        )
 
 
 def parse_prediction_id(value: object) -> uuid.UUID:
     if not isinstance(value, str):
-        raise ApiError(400, "prediction_id must be a string (the id returned by a prediction)")
+        raise InvalidInput("prediction_id must be a string (the id returned by a prediction)")
     try:
         return uuid.UUID(value.strip())
     except ValueError:
-        raise ApiError(400, f"prediction_id {value[:64]!r} is not a UUID") from None
+        raise InvalidInput(f"prediction_id {value[:64]!r} is not a UUID") from None
 
 
 def parse_label(value: object) -> int:
     """A class index 0–9 or a class name (case-insensitive)."""
     if isinstance(value, bool):
-        raise ApiError(400, "true_label must be a class index 0–9 or a class name")
+        raise InvalidInput("true_label must be a class index 0–9 or a class name")
     if isinstance(value, int) and 0 <= value < len(CLASS_NAMES):
         return value
     if isinstance(value, str):
@@ -38,30 +52,18 @@ def parse_label(value: object) -> int:
         lowered = [name.lower() for name in CLASS_NAMES]
         if text.lower() in lowered:
             return lowered.index(text.lower())
-    raise ApiError(400, f"true_label must be a class index 0–9 or one of {', '.join(CLASS_NAMES)}")
-
-
-class NotWrittenYet(ApiError):
-    """409 with Retry-After: the id is recent, its row may still be on its way to the log."""
-
-    def __init__(self, prediction_id: uuid.UUID) -> None:
-        super().__init__(
-            409,
-            f"no prediction with id {prediction_id} in the log yet: one made in the last "
-            f"{UNWRITTEN_SECONDS:.0f} s by another worker may still be queued for writing; retry in a second",
-            {"Retry-After": "1"},
-        )
+    raise InvalidInput(f"true_label must be a class index 0–9 or one of {', '.join(CLASS_NAMES)}")
 
 
 def lookup(state: ServingState, pid: uuid.UUID) -> tuple[str, int]:
-    """(model version, predicted class) of a prediction, answered at once: 404 for an unknown
-    id, 409 for a recent one that may not be written yet (nothing waits for the log)."""
+    """(model version, predicted class) of a prediction, answered at once: PredictionNotFound for
+    an unknown id, NotWrittenYet for a recent one (nothing waits for the log)."""
     found = state.classifier.find(pid)
     if found is not None:
         return found
     if state.classifier.may_be_unwritten(pid):
         raise NotWrittenYet(pid)
-    raise ApiError(404, f"no prediction with id {pid}")
+    raise PredictionNotFound(f"no prediction with id {pid}")
 
 
 def submit(state: ServingState, pid: uuid.UUID, label: int) -> dict[str, Any]:

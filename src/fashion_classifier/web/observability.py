@@ -1,6 +1,6 @@
 """Request metrics (count, latency, in-flight) for every route.
 
-They are served by the gunicorn master on their own port (``web.metrics_server``), never by
+They are served by the gunicorn master on their own port (``server.metrics_server``), never by
 the app: its port has no ``/metrics`` (an unknown path, 404).
 """
 

@@ -15,16 +15,18 @@ from __future__ import annotations
 import base64
 
 from flask import Blueprint, Response, abort, render_template, request, send_file
+from werkzeug.wrappers import Request
 
 from fashion_classifier.config import CLASS_NAMES
+from fashion_classifier.errors import InvalidInput, ServiceError
 from fashion_classifier.inference.preprocess import EXTENSIONS, to_png
+from fashion_classifier.inference.serving_state import ServingState
 from fashion_classifier.predlog.base import PredictionLogUnavailable
 from fashion_classifier.web import auth, feedback, inputs
+from fashion_classifier.web.answers import Answer, answered, rollout_key
 from fashion_classifier.web.auth import require_token
-from fashion_classifier.web.classify import rollout_key
-from fashion_classifier.web.errors import wants_html
+from fashion_classifier.web.errors import http_status, wants_html
 from fashion_classifier.web.observability import request_started
-from fashion_classifier.web.responses import ApiError
 from fashion_classifier.web.state import serving_state
 
 bp = Blueprint("pages", __name__)
@@ -48,9 +50,12 @@ ROBUSTNESS_VARIANTS = {
 _ACCEPT = ",".join(f".{ext}" for ext in EXTENSIONS) + ",image/png,image/jpeg,image/gif,image/bmp"
 
 
+def _render(template: str, **context: object) -> str:
+    return render_template(template, extensions=EXTENSIONS, accept=_ACCEPT, class_names=CLASS_NAMES, **context)
+
+
 def _page(template: str, status: int = 200, headers: dict[str, str] | None = None, **context: object) -> Response:
-    html = render_template(template, extensions=EXTENSIONS, accept=_ACCEPT, class_names=CLASS_NAMES, **context)
-    return Response(html, status=status, headers=headers, mimetype="text/html")
+    return Response(_render(template, **context), status=status, headers=headers, mimetype="text/html")
 
 
 @bp.app_context_processor
@@ -66,18 +71,22 @@ def index() -> Response:
 
 @bp.post("/")
 def upload() -> Response:
-    state = serving_state()
-    started = request_started()
     try:
-        uploads = inputs.uploaded_files(request, state.settings.max_batch)
-        if len(uploads) != 1:
-            raise ApiError(400, "choose one image")
-        batch = inputs.decode_uploads(uploads, state.settings.max_batch)
-        outcome = state.classifier.classify(batch.pixels, "upload", batch.infos, started, rollout_key(request.environ))
-    except ApiError as exc:
+        answer = answered(run_upload, serving_state(), request, request_started())
+    except ServiceError as exc:
         if not wants_html():
             raise
-        return _page("index.html", status=exc.status, error=exc.message)
+        return _page("index.html", status=http_status(exc)[0], error=str(exc))
+    return Response(answer.payload, headers=answer.headers)
+
+
+def run_upload(state: ServingState, request: Request, started: float) -> Answer:
+    """The result page of one uploaded image."""
+    uploads = inputs.uploaded_files(request, state.settings.max_batch)
+    if len(uploads) != 1:
+        raise InvalidInput("choose one image")
+    batch = inputs.decode_uploads(uploads, state.settings.max_batch)
+    outcome = state.classifier.classify(batch.pixels, "upload", batch.infos, started, rollout_key(request.environ))
     image = batch.prepared[0]
     upload_data = uploads[0].data
     original = None
@@ -92,7 +101,7 @@ def upload() -> Response:
     feedback_token = None
     if token is not None:
         feedback_token = token.sign_feedback(prediction_id, outcome.model.version, int(outcome.classes[0]))
-    html = _page(
+    html = _render(
         "result.html",
         model=outcome.model,
         filename=uploads[0].filename,
@@ -106,8 +115,7 @@ def upload() -> Response:
         prediction_id=str(prediction_id),
         feedback_token=feedback_token,
     )
-    outcome.log(request.remote_addr)
-    return html
+    return Answer.of(html.encode(), "text/html; charset=utf-8", outcome)
 
 
 @bp.post("/feedback")
@@ -125,10 +133,11 @@ def feedback_form() -> Response:
         else:  # a client with the API token may use the form as it uses the API
             token.check(request.headers.get("Authorization"))
             result = feedback.submit(state, pid, label)
-    except ApiError as exc:
+    except ServiceError as exc:
         if not wants_html():
             raise
-        return _page("feedback.html", status=exc.status, headers=exc.headers, error=exc.message)
+        status, headers = http_status(exc)
+        return _page("feedback.html", status=status, headers=headers, error=str(exc))
     return _page("feedback.html", result=result)
 
 
@@ -174,8 +183,10 @@ def _arms(state) -> dict[str, object]:
     try:
         auth.check_request()
     except auth.Unauthorized:
-        return {"arms_error": "the live comparison reads the prediction log: send the API token, or run "
-                "fashion-classifier model report"}
+        return {
+            "arms_error": "the live comparison reads the prediction log: send the API token, or run "
+            "fashion-classifier model report"
+        }
     try:
         return {"arms": state.arms_report.get()}
     except PredictionLogUnavailable as exc:

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from fashion_classifier.config import CLASS_NAMES
+from fashion_classifier.inference.classifier import Outcome
 from fashion_classifier.predlog.base import PredictionRecord
-from fashion_classifier.web.classify import Outcome
 
 # Probabilities are rounded to 6 decimals for the JSON API: |error| <= 5e-7, well inside the
 # 1e-5 agreement with Keras, and the response is shorter and cheaper to encode.
