@@ -27,11 +27,14 @@ def script(*args: str, timeout: float = 400, nice: int = 0) -> str:
 
     ``nice``: CPU priority of the nodes it starts (``FC_CASSANDRA_NICE``)."""
     environ = {**os.environ, "FC_CASSANDRA_NICE": str(nice)}
-    proc = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False,
-                          env=environ)
+    proc = subprocess.run(
+        [str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False, env=environ
+    )
     if proc.returncode != 0:
-        raise ClusterError(f"cassandra-local {' '.join(args)} failed ({proc.returncode}):\n"
-                           f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+        raise ClusterError(
+            f"cassandra-local {' '.join(args)} failed ({proc.returncode}):\n"
+            f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc.stdout
 
 
@@ -70,8 +73,13 @@ def env(keyspace: str) -> dict[str, str]:
 def migrate(keyspace: str) -> None:
     """Create ``keyspace`` with ``fashion-classifier migrate`` (idempotent)."""
     environ = {**os.environ, **env(keyspace), "FC_PREDLOG": "cassandra"}
-    proc = subprocess.run([sys.executable, "-m", "fashion_classifier.cli", "migrate"], env=environ,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fashion_classifier.cli", "migrate"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if proc.returncode != 0:
         raise ClusterError(f"migrate {keyspace} failed: {proc.stderr.strip()[-2000:]}")
 
@@ -84,8 +92,12 @@ class Admin:
         from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy
 
         profile = ExecutionProfile(load_balancing_policy=DCAwareRoundRobinPolicy("datacenter1"), request_timeout=60)
-        self._cluster = Cluster(list(HOSTS), protocol_version=5, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-                                reconnection_policy=ExponentialReconnectionPolicy(0.5, 2.0))
+        self._cluster = Cluster(
+            list(HOSTS),
+            protocol_version=5,
+            execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+            reconnection_policy=ExponentialReconnectionPolicy(0.5, 2.0),
+        )
         self.session = self._cluster.connect()
 
     def drop(self, keyspace: str) -> None:
@@ -103,8 +115,11 @@ class Admin:
         from cassandra.query import SimpleStatement
 
         wanted = set(days)
-        stmt = SimpleStatement(f"SELECT day, id FROM {keyspace}.predictions_by_bucket",
-                               fetch_size=5000, consistency_level=ConsistencyLevel.ALL)
+        stmt = SimpleStatement(
+            f"SELECT day, id FROM {keyspace}.predictions_by_bucket",
+            fetch_size=5000,
+            consistency_level=ConsistencyLevel.ALL,
+        )
         return [row.id for row in self.session.execute(stmt, timeout=120) if row.day.date() in wanted]
 
     def count_day(self, keyspace: str, day: date) -> int:

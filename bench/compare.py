@@ -51,13 +51,17 @@ def markdown(result: dict, server: str, note: str) -> str:
     lines = [f"# {server}: {', '.join(result['medians'])} (median of each label's rounds)", ""]
     if note:
         lines += [note, ""]
-    lines += ["| label | workload | req/s | p50 ms | p99 ms | CPU µs/req | errors | req/s ratio |",
-              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "| label | workload | req/s | p50 ms | p99 ms | CPU µs/req | errors | req/s ratio |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for label, workloads in result["medians"].items():
         for w, f in workloads.items():
-            lines.append(f"| {label} | {w} | {f['requests_per_s']:,.0f} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} | "
-                         f"{f['server_cpu_us_per_request']:,.0f} | {f['errors_total']:.0f} | "
-                         f"{result['ratios'][label][w]:.3f}× |")
+            lines.append(
+                f"| {label} | {w} | {f['requests_per_s']:,.0f} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} | "
+                f"{f['server_cpu_us_per_request']:,.0f} | {f['errors_total']:.0f} | "
+                f"{result['ratios'][label][w]:.3f}× |"
+            )
     lines += ["", "Rounds (req/s per workload):", ""]
     for label, rounds in result["rounds"].items():
         for r in rounds:

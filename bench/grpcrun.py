@@ -49,8 +49,13 @@ def _go() -> str:
 
 def go_version() -> str | None:
     try:
-        out = subprocess.run([_go(), "env", "GOVERSION"], capture_output=True, text=True, timeout=30,
-                             env={**os.environ, "GOTOOLCHAIN": "local"})
+        out = subprocess.run(
+            [_go(), "env", "GOVERSION"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "GOTOOLCHAIN": "local"},
+        )
     except (GrpcLoadError, OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None
@@ -80,22 +85,53 @@ def binary() -> tuple[Path, float | None]:
     BINARY.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"}
     started = time.monotonic()
-    proc = subprocess.run([_go(), "build", "-trimpath", "-o", str(BINARY), "."], cwd=SOURCE, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [_go(), "build", "-trimpath", "-o", str(BINARY), "."],
+        cwd=SOURCE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if proc.returncode != 0:
         raise GrpcLoadError(f"building bench/grpcload failed: {proc.stderr.strip()[-3000:]}")
     STAMP.write_text(digest + "\n")
     return BINARY, time.monotonic() - started
 
 
-def run(address: str, load: Load, concurrency: int, seconds: float, *, connections: int = 0,
-        warmup: float = 0.0, expect: bytes = b"", timeout_s: float = 10.0) -> dict:
+def run(
+    address: str,
+    load: Load,
+    concurrency: int,
+    seconds: float,
+    *,
+    connections: int = 0,
+    warmup: float = 0.0,
+    expect: bytes = b"",
+    timeout_s: float = 10.0,
+) -> dict:
     """Load ``address`` (host:port) with ``load``; the dict has wrkrun.run's keys (req/s, p50_ms, ...,
     errors_total, and ``wrk_cpu_share``: the generator's cores) plus grpcload's own JSON."""
     exe, _ = binary()
-    command = [str(exe), "-addr", address, "-method", load.method, "-data", str(load.request_file),
-               "-c", str(concurrency), "-connections", str(connections), "-warmup", str(warmup),
-               "-duration", str(seconds), "-timeout", str(timeout_s)]
+    command = [
+        str(exe),
+        "-addr",
+        address,
+        "-method",
+        load.method,
+        "-data",
+        str(load.request_file),
+        "-c",
+        str(concurrency),
+        "-connections",
+        str(connections),
+        "-warmup",
+        str(warmup),
+        "-duration",
+        str(seconds),
+        "-timeout",
+        str(timeout_s),
+    ]
     if expect:
         command += ["-expect-hex", expect.hex()]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -113,7 +149,8 @@ def run(address: str, load: Load, concurrency: int, seconds: float, *, connectio
     # The generator shares the two cores with the server: report how much of them it took (the
     # warm-up included, as wrk's share is over its own whole run).
     result["wrk_cpu_share"] = ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / (
-        warmup + seconds)
+        warmup + seconds
+    )
     result["load_generator"] = "bench/grpcload"
     return result
 

@@ -31,10 +31,18 @@ BOUNDARY = "fcsoak5f1c9e2a"
 
 
 def multipart_request(host: str, port: int, png: bytes) -> bytes:
-    body = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"soak.png\"\r\n"
-            "Content-Type: image/png\r\n\r\n").encode() + png + f"\r\n--{BOUNDARY}--\r\n".encode()
-    head = (f"POST /api/v1/predict HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n"
-            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {len(body)}\r\n\r\n")
+    body = (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="soak.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + png
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+    head = (
+        f"POST /api/v1/predict HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -180,12 +188,15 @@ class Generator:
             "failed": self.failure_count,
             "failure_kinds": self.failure_kinds,
             "failures": self.failures,  # the first 50
-            "latency_ms": {p: round(float(np.percentile(lat, q)), 2)
-                           for p, q in (("p50", 50), ("p90", 90), ("p99", 99), ("p999", 99.9), ("max", 100))},
+            "latency_ms": {
+                p: round(float(np.percentile(lat, q)), 2)
+                for p, q in (("p50", 50), ("p90", 90), ("p99", 99), ("p999", 99.9), ("max", 100))
+            },
             "versions": self.versions,
             # Per second of due time: when the server fell behind, and for how long.
-            "timeline": [{"s": s, "ok": v[0], "failed": v[1], **self._second_latency(s)}
-                         for s, v in sorted(self.seconds.items())],
+            "timeline": [
+                {"s": s, "ok": v[0], "failed": v[1], **self._second_latency(s)} for s, v in sorted(self.seconds.items())
+            ],
             "generator_cpu_share": round(cpu_seconds / self.send_seconds, 3),
         }
 

@@ -52,9 +52,7 @@ def _command_version(*command: str) -> str | None:
 
 
 def _git_commit(root: Path) -> str | None:
-    out = subprocess.run(
-        ["git", "-C", str(root), "describe", "--always", "--dirty"], capture_output=True, text=True
-    )
+    out = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"], capture_output=True, text=True)
     return out.stdout.strip() or None
 
 

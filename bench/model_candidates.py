@@ -37,26 +37,63 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cbr(filters: int, strides: int = 1) -> list:
-    return [layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False),
-            layers.BatchNormalization(), layers.ReLU()]
+    return [
+        layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False),
+        layers.BatchNormalization(),
+        layers.ReLU(),
+    ]
 
 
 def _dsc(filters: int) -> list:
-    return [layers.DepthwiseConv2D(3, padding="same", use_bias=False), layers.BatchNormalization(), layers.ReLU(),
-            layers.Conv2D(filters, 1, use_bias=False), layers.BatchNormalization(), layers.ReLU()]
+    return [
+        layers.DepthwiseConv2D(3, padding="same", use_bias=False),
+        layers.BatchNormalization(),
+        layers.ReLU(),
+        layers.Conv2D(filters, 1, use_bias=False),
+        layers.BatchNormalization(),
+        layers.ReLU(),
+    ]
 
 
 CANDIDATES = {
     # plain 3x3 convs at half and three quarters of the cnn's width, global average pooling
-    "c16": lambda: [*_cbr(16), layers.MaxPooling2D(), *_cbr(32), layers.MaxPooling2D(), *_cbr(64),
-                    layers.GlobalAveragePooling2D()],
-    "c24": lambda: [*_cbr(24), layers.MaxPooling2D(), *_cbr(40), layers.MaxPooling2D(), *_cbr(80),
-                    layers.GlobalAveragePooling2D()],
+    "c16": lambda: [
+        *_cbr(16),
+        layers.MaxPooling2D(),
+        *_cbr(32),
+        layers.MaxPooling2D(),
+        *_cbr(64),
+        layers.GlobalAveragePooling2D(),
+    ],
+    "c24": lambda: [
+        *_cbr(24),
+        layers.MaxPooling2D(),
+        *_cbr(40),
+        layers.MaxPooling2D(),
+        *_cbr(80),
+        layers.GlobalAveragePooling2D(),
+    ],
     # one full conv at 28x28, depthwise-separable blocks after it
-    "ds": lambda: [*_cbr(32), layers.MaxPooling2D(), *_dsc(64), layers.MaxPooling2D(), *_dsc(128), *_dsc(128),
-                   layers.GlobalAveragePooling2D(), layers.Dropout(0.2)],
-    "ds2": lambda: [*_cbr(24, strides=2), *_dsc(48), *_dsc(64), layers.MaxPooling2D(), *_dsc(128), *_dsc(128),
-                    layers.GlobalAveragePooling2D(), layers.Dropout(0.2)],
+    "ds": lambda: [
+        *_cbr(32),
+        layers.MaxPooling2D(),
+        *_dsc(64),
+        layers.MaxPooling2D(),
+        *_dsc(128),
+        *_dsc(128),
+        layers.GlobalAveragePooling2D(),
+        layers.Dropout(0.2),
+    ],
+    "ds2": lambda: [
+        *_cbr(24, strides=2),
+        *_dsc(48),
+        *_dsc(64),
+        layers.MaxPooling2D(),
+        *_dsc(128),
+        *_dsc(128),
+        layers.GlobalAveragePooling2D(),
+        layers.Dropout(0.2),
+    ],
 }
 # The default as training builds it (earlier results name its earlier shapes in their notes).
 NETS = {"compact": architectures.compact}
@@ -79,8 +116,12 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--learning-rate", type=float, default=2e-3)
     p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--interpolation", choices=("bilinear", "nearest"), default=augment.INTERPOLATION,
-                   help="of the rotation, zoom and shift augmentation")
+    p.add_argument(
+        "--interpolation",
+        choices=("bilinear", "nearest"),
+        default=augment.INTERPOLATION,
+        help="of the rotation, zoom and shift augmentation",
+    )
     p.add_argument("--moved-share", type=float, default=augment.MOVED_SHARE, help="share of images moved")
     p.add_argument("--max-blur", type=float, default=augment.MAX_BLUR, help="blur weight drawn in [0, this]")
     p.add_argument("--max-noise", type=float, default=augment.MAX_NOISE_SIGMA, help="noise σ drawn in [0, this]")
@@ -93,13 +134,18 @@ def main() -> None:
     if args.arch in NETS:
         net = NETS[args.arch]()
     else:
-        net = keras.Sequential([keras.Input(shape=(28, 28)), layers.Reshape((28, 28, 1)), *CANDIDATES[args.arch](),
-                                layers.Dense(10)], name=args.arch)
+        net = keras.Sequential(
+            [keras.Input(shape=(28, 28)), layers.Reshape((28, 28, 1)), *CANDIDATES[args.arch](), layers.Dense(10)],
+            name=args.arch,
+        )
     stage = augment.stage(42, args.interpolation, args.moved_share, args.max_blur, args.max_noise)
     trainer = net if args.no_augment else keras.Sequential([keras.Input(shape=(28, 28)), stage, net])
     steps = -(-len(x) // args.batch_size) * args.epochs
-    trainer.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(args.learning_rate, steps)),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    trainer.compile(
+        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(args.learning_rate, steps)),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     started = time.perf_counter()
     trainer.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, verbose=2)
     seconds = time.perf_counter() - started
@@ -111,12 +157,22 @@ def main() -> None:
             probs = export.tflite_probabilities(path, robustness.make_variant(name, data.x_test))
             accuracy[name] = round(float((probs.argmax(1) == data.y_test).mean()), 4)
         us = litert_us(path, scale(data.x_test[:1]))
-    row = {"date": f"{datetime.now(UTC):%Y-%m-%d}", "arch": args.arch, "epochs": args.epochs,
-           "batch_size": args.batch_size, "learning_rate": args.learning_rate, "augmented": not args.no_augment,
-           "interpolation": args.interpolation, "moved_share": args.moved_share, "max_blur": args.max_blur,
-           "max_noise": args.max_noise,
-           "parameters": net.count_params(), "train_seconds": round(seconds), "litert_us_per_image": round(us, 1),
-           **accuracy}
+    row = {
+        "date": f"{datetime.now(UTC):%Y-%m-%d}",
+        "arch": args.arch,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "augmented": not args.no_augment,
+        "interpolation": args.interpolation,
+        "moved_share": args.moved_share,
+        "max_blur": args.max_blur,
+        "max_noise": args.max_noise,
+        "parameters": net.count_params(),
+        "train_seconds": round(seconds),
+        "litert_us_per_image": round(us, 1),
+        **accuracy,
+    }
     print(json.dumps(row))
     out = ROOT / "bench" / "results" / f"model-candidates-{row['date']}.jsonl"
     with open(out, "a") as fh:

@@ -90,9 +90,14 @@ class Version:
 
     def describe(self) -> dict:
         m = self.metadata
-        return {"version": self.id, "path": str(self.path), "architecture": m.get("architecture"),
-                "parameters": m.get("parameters"), "test_accuracy": m.get("test_accuracy"),
-                "tflite_kb": round((self.path / store.TFLITE).stat().st_size / 1024, 1)}
+        return {
+            "version": self.id,
+            "path": str(self.path),
+            "architecture": m.get("architecture"),
+            "parameters": m.get("parameters"),
+            "test_accuracy": m.get("test_accuracy"),
+            "tflite_kb": round((self.path / store.TFLITE).stat().st_size / 1024, 1),
+        }
 
 
 def resolve_versions(args: argparse.Namespace) -> tuple[Version, Version]:
@@ -104,8 +109,10 @@ def resolve_versions(args: argparse.Namespace) -> tuple[Version, Version]:
             raise store.ArtifactError(f"no *-mlp-* version in {args.model_dir}: name one with --baseline")
         baseline = store.version_path(args.model_dir, mlps[-1])
     candidate = args.candidate or store.current_path(args.model_dir)
-    return tuple(Version(label, Path(p).resolve(), store.verify(Path(p), (store.TFLITE,)))
-                 for label, p in zip(LABELS, (baseline, candidate), strict=True))
+    return tuple(
+        Version(label, Path(p).resolve(), store.verify(Path(p), (store.TFLITE,)))
+        for label, p in zip(LABELS, (baseline, candidate), strict=True)
+    )
 
 
 def single_store(version: Version, workdir: Path) -> Path:
@@ -135,8 +142,12 @@ def in_process(version: Version, images: np.ndarray, calls: int) -> dict:
         blocks.append((time.perf_counter() - started) / calls * 1e6)
     # What the served answers must be: this version's own class for the checked test image.
     predicted = int(np.argmax(predict(images[peers.IMAGE_INDEX : peers.IMAGE_INDEX + 1])[0]))
-    return {"load_s": round(loaded.load_seconds, 4), "us_per_image": round(statistics.median(blocks), 2),
-            "us_per_image_blocks": [round(b, 2) for b in blocks], "predicted_class": predicted}
+    return {
+        "load_s": round(loaded.load_seconds, 4),
+        "us_per_image": round(statistics.median(blocks), 2),
+        "us_per_image_blocks": [round(b, 2) for b in blocks],
+        "predicted_class": predicted,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,8 +200,14 @@ def prepare_loads(workdir: Path, data_dir: Path) -> tuple[dict[str, wrkrun.Load]
     return {"png": loads["png"], "v2": loads["v2"], BINARY: binary}, bodies
 
 
-def served(version: Version, model_dir: Path, loads: dict[str, wrkrun.Load], bodies: dict[str, bytes],
-           workdir: Path, args: argparse.Namespace) -> dict:
+def served(
+    version: Version,
+    model_dir: Path,
+    loads: dict[str, wrkrun.Load],
+    bodies: dict[str, bytes],
+    workdir: Path,
+    args: argparse.Namespace,
+) -> dict:
     """peers.bench_server on ``model_dir`` with the default worker count, the log off."""
     server = peers.ours("off", model_dir, workdir, f"{version.label}")
     server.env.pop("FC_WORKERS")  # the project's default: one worker per CPU
@@ -227,9 +244,16 @@ def worker_start(model_dir: Path, workdir: Path) -> dict:
 # Rounds, figures, report
 
 
-def run_round(n: int, versions: tuple[Version, Version], stores: dict[str, Path], images: np.ndarray,
-              loads: dict[str, wrkrun.Load], bodies: dict[str, bytes], work: Path,
-              args: argparse.Namespace) -> dict:
+def run_round(
+    n: int,
+    versions: tuple[Version, Version],
+    stores: dict[str, Path],
+    images: np.ndarray,
+    loads: dict[str, wrkrun.Load],
+    bodies: dict[str, bytes],
+    work: Path,
+    args: argparse.Namespace,
+) -> dict:
     out = {}
     for version in versions:
         print(f"round {n + 1}/{args.rounds}, {version.label} ({version.id}):", flush=True)
@@ -239,9 +263,12 @@ def run_round(n: int, versions: tuple[Version, Version], stores: dict[str, Path]
         expected = argparse.Namespace(**{**vars(args), "expected_class": entry["in_process"]["predicted_class"]})
         entry["served"] = served(version, stores[version.label], loads, bodies, workdir, expected)
         entry["worker_start"] = worker_start(stores[version.label], workdir / "start")
-        print(f"  worker RSS {entry['served']['worker_rss_mb_single']:.0f} MB after single images, "
-              f"{entry['served']['worker_rss_mb']:.0f} MB after batches, respawn to ready "
-              f"{entry['worker_start']['respawn_ready_s_median']:.3f} s", flush=True)
+        print(
+            f"  worker RSS {entry['served']['worker_rss_mb_single']:.0f} MB after single images, "
+            f"{entry['served']['worker_rss_mb']:.0f} MB after batches, respawn to ready "
+            f"{entry['worker_start']['respawn_ready_s_median']:.3f} s",
+            flush=True,
+        )
         out[version.label] = entry
     return out
 
@@ -266,12 +293,18 @@ def figures(entry: dict) -> dict[str, float]:
 
 def summarize(rounds: list[dict]) -> dict:
     per_round = {label: [figures(r[label]) for r in rounds] for label in LABELS}
-    medians = {label: {k: round(statistics.median(f[k] for f in rows), 4) for k in rows[0]}
-               for label, rows in per_round.items()}
-    ratio = {k: round(medians["candidate"][k] / medians["baseline"][k], 3)
-             for k in ("us_per_image", "png_req_s", "v2_req_s", "batch_images_s", "worker_start_s")}
-    paired = {k: [round(c[k] / b[k], 3) for b, c in zip(per_round["baseline"], per_round["candidate"], strict=True)]
-              for k in ("png_req_s", "v2_req_s", "batch_images_s")}
+    medians = {
+        label: {k: round(statistics.median(f[k] for f in rows), 4) for k in rows[0]}
+        for label, rows in per_round.items()
+    }
+    ratio = {
+        k: round(medians["candidate"][k] / medians["baseline"][k], 3)
+        for k in ("us_per_image", "png_req_s", "v2_req_s", "batch_images_s", "worker_start_s")
+    }
+    paired = {
+        k: [round(c[k] / b[k], 3) for b, c in zip(per_round["baseline"], per_round["candidate"], strict=True)]
+        for k in ("png_req_s", "v2_req_s", "batch_images_s")
+    }
     return {"per_round": per_round, "medians": medians, "ratios": ratio, "ratios_per_round": paired}
 
 
@@ -284,9 +317,15 @@ def targets(summary: dict) -> list[dict]:
         ("candidate worker RSS after 256-image batches ≤ 100 MB", c["worker_rss_mb"], TARGETS["rss_mb"], False),
         ("candidate worker start (respawn to ready) ≤ 0.5 s", c["worker_start_s"], TARGETS["worker_start_s"], False),
     ]
-    return [{"target": name, "value": value, "goal": goal,
-             "result": "PASS" if (value >= goal if higher else value <= goal) else "FAIL"}
-            for name, value, goal, higher in rows]
+    return [
+        {
+            "target": name,
+            "value": value,
+            "goal": goal,
+            "result": "PASS" if (value >= goal if higher else value <= goal) else "FAIL",
+        }
+        for name, value, goal, higher in rows
+    ]
 
 
 def markdown(results: dict) -> str:
@@ -294,7 +333,8 @@ def markdown(results: dict) -> str:
     v = results["versions"]
     lines = [
         f"# Model cost, {results['date']} ({results['mode']}): {v['candidate']['version']} against "
-        f"{v['baseline']['version']}", "",
+        f"{v['baseline']['version']}",
+        "",
         f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['os']}, kernel {m['kernel']}, "
         f"Python {m['python']}; {m['wrk']}; commit {m['commit']}.",
         f"Load average at start: {', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}; at end: "
@@ -303,7 +343,8 @@ def markdown(results: dict) -> str:
         f"{results['workers']} workers (the default, one per CPU), prediction log off, 127.0.0.1, wrk -t1 "
         f"-c{peers.CONNECTIONS} on the same cores, {results['warmup_s']:.0f} s warm-up then "
         f"{results['duration_s']:.0f} s measured per workload. In process: LiteRT, one thread, one image per "
-        f"`Predictor.predict`, {BLOCKS} blocks of {results['calls']} calls. Command: `{results['command']}`.", "",
+        f"`Predictor.predict`, {BLOCKS} blocks of {results['calls']} calls. Command: `{results['command']}`.",
+        "",
         f"| version | label | architecture | parameters | test accuracy | model.tflite KB | class of test image "
         f"{results['test_image']['index']} (label {results['test_image']['label']}) |",
         "|---|---|---|---:|---:|---:|---:|",
@@ -311,36 +352,55 @@ def markdown(results: dict) -> str:
     for label in LABELS:
         d = v[label]
         predicted = results["per_round"][0][label]["in_process"]["predicted_class"]
-        lines.append(f"| {d['version']} | {label} | {d['architecture']} | {d['parameters'] or '—'} | "
-                     f"{d['test_accuracy'] or '—'} | {d['tflite_kb']:,.0f} | {predicted} |")
-    names = [("us_per_image", "LiteRT µs/image (1 thread, in process)", ".1f"),
-             ("png_req_s", "png upload req/s", ",.0f"), ("v2_req_s", "V2 single tensor req/s", ",.0f"),
-             ("batch_images_s", "V2 binary batch256 images/s", ",.0f"),
-             ("worker_rss_mb_single", "worker RSS after the single-image loads, MB", ".1f"),
-             ("worker_rss_mb", "worker RSS after the 256-image batches, MB", ".1f"),
-             ("worker_peak_rss_mb", "worker peak RSS, MB", ".1f"),
-             ("worker_start_s", "worker start s (respawn to ready, median of 3)", ".3f"),
-             ("server_ready_s", "server start to ready s (all workers)", ".2f"),
-             ("model_load_s", "model load s in process (verify, interpreter, test inferences)", ".4f"),
-             ("model_load_s_worker", "model load s in a worker (/api/v1/model load_seconds)", ".4f")]
-    lines += ["", "Medians over the rounds; ratio = candidate / baseline:", "",
-              "| figure | baseline | candidate | ratio |", "|---|---:|---:|---:|"]
+        lines.append(
+            f"| {d['version']} | {label} | {d['architecture']} | {d['parameters'] or '—'} | "
+            f"{d['test_accuracy'] or '—'} | {d['tflite_kb']:,.0f} | {predicted} |"
+        )
+    names = [
+        ("us_per_image", "LiteRT µs/image (1 thread, in process)", ".1f"),
+        ("png_req_s", "png upload req/s", ",.0f"),
+        ("v2_req_s", "V2 single tensor req/s", ",.0f"),
+        ("batch_images_s", "V2 binary batch256 images/s", ",.0f"),
+        ("worker_rss_mb_single", "worker RSS after the single-image loads, MB", ".1f"),
+        ("worker_rss_mb", "worker RSS after the 256-image batches, MB", ".1f"),
+        ("worker_peak_rss_mb", "worker peak RSS, MB", ".1f"),
+        ("worker_start_s", "worker start s (respawn to ready, median of 3)", ".3f"),
+        ("server_ready_s", "server start to ready s (all workers)", ".2f"),
+        ("model_load_s", "model load s in process (verify, interpreter, test inferences)", ".4f"),
+        ("model_load_s_worker", "model load s in a worker (/api/v1/model load_seconds)", ".4f"),
+    ]
+    lines += [
+        "",
+        "Medians over the rounds; ratio = candidate / baseline:",
+        "",
+        "| figure | baseline | candidate | ratio |",
+        "|---|---:|---:|---:|",
+    ]
     for key, name, spec in names:
         ratio = s["ratios"].get(key)
-        lines.append(f"| {name} | {format(s['medians']['baseline'][key], spec)} | "
-                     f"{format(s['medians']['candidate'][key], spec)} | {'—' if ratio is None else f'{ratio:.3f}×'} |")
+        lines.append(
+            f"| {name} | {format(s['medians']['baseline'][key], spec)} | "
+            f"{format(s['medians']['candidate'][key], spec)} | {'—' if ratio is None else f'{ratio:.3f}×'} |"
+        )
     lines += ["", "| target | value | result |", "|---|---:|---|"]
     lines += [f"| {t['target']} | {t['value']:.3g} | {t['result']} |" for t in results["targets"]]
-    lines += ["", "Per round, with the ratios of each round's pair:", "",
-              "| round | label | µs/image | png req/s | V2 req/s | batch images/s | RSS MB single / batch | "
-              "start s | load avg before |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "Per round, with the ratios of each round's pair:",
+        "",
+        "| round | label | µs/image | png req/s | V2 req/s | batch images/s | RSS MB single / batch | "
+        "start s | load avg before |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for n, entry in enumerate(results["per_round"]):
         for label in LABELS:
             f = s["per_round"][label][n]
-            lines.append(f"| {n + 1} | {label} | {f['us_per_image']:.1f} | {f['png_req_s']:,.0f} | "
-                         f"{f['v2_req_s']:,.0f} | {f['batch_images_s']:,.0f} | {f['worker_rss_mb_single']:.1f} / "
-                         f"{f['worker_rss_mb']:.1f} | "
-                         f"{f['worker_start_s']:.3f} | {entry[label]['loadavg_before'][0]:.2f} |")
+            lines.append(
+                f"| {n + 1} | {label} | {f['us_per_image']:.1f} | {f['png_req_s']:,.0f} | "
+                f"{f['v2_req_s']:,.0f} | {f['batch_images_s']:,.0f} | {f['worker_rss_mb_single']:.1f} / "
+                f"{f['worker_rss_mb']:.1f} | "
+                f"{f['worker_start_s']:.3f} | {entry[label]['loadavg_before'][0]:.2f} |"
+            )
         pair = " | ".join(f"{s['ratios_per_round'][k][n]:.3f}×" for k in ("png_req_s", "v2_req_s", "batch_images_s"))
         lines.append(f"| {n + 1} | candidate / baseline | | {pair} | | | |")
     if results["notes"]:
@@ -378,15 +438,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"model_cost.py: {exc}", file=sys.stderr)
         return 2
     results: dict = {
-        "date": now.strftime("%Y-%m-%d %H:%M UTC"), "mode": "quick" if args.quick else "full",
+        "date": now.strftime("%Y-%m-%d %H:%M UTC"),
+        "mode": "quick" if args.quick else "full",
         "command": " ".join(["bench/model_cost.py", *(argv if argv is not None else sys.argv[1:])]),
-        "rounds": args.rounds, "duration_s": args.duration, "warmup_s": args.warmup, "calls": args.calls,
-        "workers": runtime.cpu_count(), "connections": peers.CONNECTIONS,
-        "versions": {v.label: v.describe() for v in versions}, "machine": machine.describe(ROOT), "notes": [],
+        "rounds": args.rounds,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "calls": args.calls,
+        "workers": runtime.cpu_count(),
+        "connections": peers.CONNECTIONS,
+        "versions": {v.label: v.describe() for v in versions},
+        "machine": machine.describe(ROOT),
+        "notes": [],
     }
     if results["machine"]["loadavg_at_start"][0] > 0.5:
-        results["notes"].append(f"load average {results['machine']['loadavg_at_start'][0]:.2f} at start: "
-                                "the machine may not have been quiet")
+        results["notes"].append(
+            f"load average {results['machine']['loadavg_at_start'][0]:.2f} at start: "
+            "the machine may not have been quiet"
+        )
     if versions[0].id == versions[1].id:
         results["notes"].append("baseline and candidate are the same version: the ratios show the run's noise")
     images, labels = load_test_split(args.data_dir)
@@ -397,8 +466,9 @@ def main(argv: list[str] | None = None) -> int:
             work = Path(tmp)
             loads, bodies = prepare_loads(work, args.data_dir)
             stores = {v.label: single_store(v, work / v.label) for v in versions}
-            results["per_round"] = [run_round(n, versions, stores, pixels, loads, bodies, work, args)
-                                    for n in range(args.rounds)]
+            results["per_round"] = [
+                run_round(n, versions, stores, pixels, loads, bodies, work, args) for n in range(args.rounds)
+            ]
     except (ServerError, wrkrun.WrkError) as exc:
         print(f"model_cost.py: {exc}", file=sys.stderr)
         return 1

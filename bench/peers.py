@@ -125,8 +125,15 @@ OURS = (*WITH_CLUSTER, "ours-alone")
 PEERS = ("mlserver", "kserve")
 SERVERS = (*WITH_CLUSTER, "ours-alone", "baseline", "mlserver", "mlserver-inline", "kserve")
 WORKLOADS = ("png", "v2", "batch256", "batch256-upload", "grpc")
-TARGETS = {"baseline": 80.0, "mlserver": 1.5, "kserve": 1.5, "grpc_kserve": 1.5, "logging": 0.9, "p99_ms": 10.0,
-           "ready_s": 3.0}
+TARGETS = {
+    "baseline": 80.0,
+    "mlserver": 1.5,
+    "kserve": 1.5,
+    "grpc_kserve": 1.5,
+    "logging": 0.9,
+    "p99_ms": 10.0,
+    "ready_s": 3.0,
+}
 GRPC_READY_S = 60.0  # how long the first gRPC call may wait for a server's gRPC port after HTTP is ready
 
 
@@ -176,10 +183,19 @@ def prepare_inputs(workdir: Path, data_dir: Path) -> tuple[dict[str, Load], dict
     batch = np.asarray(images[:BATCH], dtype=np.uint8)
     png = workdir / "fashion-28x28.png"
     png.write_bytes(encode(pixels, "PNG"))
-    single = {"inputs": [{"name": "pixels", "shape": [1, 28, 28], "datatype": "FP32",
-                          "data": [round(float(v), 7) for v in (pixels.ravel() / np.float32(255))]}]}
-    many = {"inputs": [{"name": "pixels", "shape": [BATCH, 28, 28], "datatype": "UINT8",
-                        "data": batch.ravel().tolist()}]}
+    single = {
+        "inputs": [
+            {
+                "name": "pixels",
+                "shape": [1, 28, 28],
+                "datatype": "FP32",
+                "data": [round(float(v), 7) for v in (pixels.ravel() / np.float32(255))],
+            }
+        ]
+    }
+    many = {
+        "inputs": [{"name": "pixels", "shape": [BATCH, 28, 28], "datatype": "UINT8", "data": batch.ravel().tolist()}]
+    }
     bodies = {"v2": json.dumps(single).encode(), "batch256": json.dumps(many).encode()}
     for name, body in bodies.items():
         (workdir / f"{name}.json").write_bytes(body)
@@ -190,8 +206,9 @@ def prepare_inputs(workdir: Path, data_dir: Path) -> tuple[dict[str, Load], dict
         "png": wrkrun.Load("png", PREDICT, "multipart.lua", file_env),
         "v2": wrkrun.Load("v2", INFER, "body.lua", {"WRK_BODY": str(workdir / "v2.json")}),
         "batch256": wrkrun.Load("batch256", INFER, "body.lua", {"WRK_BODY": str(workdir / "batch256.json")}, BATCH),
-        "batch256-upload": wrkrun.Load("batch256-upload", PREDICT, "multipart.lua",
-                                       {**file_env, "WRK_COUNT": str(BATCH)}, BATCH),
+        "batch256-upload": wrkrun.Load(
+            "batch256-upload", PREDICT, "multipart.lua", {**file_env, "WRK_COUNT": str(BATCH)}, BATCH
+        ),
         "grpc": grpcrun.Load("grpc", grpcrun.METHOD_MODEL_INFER, workdir / "grpc-request.bin"),
     }
     bodies["png"] = png.read_bytes()
@@ -202,10 +219,17 @@ def check_answer(base_url: str, workload: str, bodies: dict[str, bytes], expecte
     """Send one request of ``workload`` and check the predicted class of the first image."""
     if workload.endswith("upload") or workload == "png":
         boundary = "fcpeerscheck"
-        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\"\r\n"
-                f"Content-Type: image/png\r\n\r\n").encode() + bodies["png"] + f"\r\n--{boundary}--\r\n".encode()
-        req = urllib.request.Request(base_url + PREDICT, body,
-                                     {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n'
+                f"Content-Type: image/png\r\n\r\n"
+            ).encode()
+            + bodies["png"]
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        req = urllib.request.Request(
+            base_url + PREDICT, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        )
     else:
         req = urllib.request.Request(base_url + INFER, bodies[workload], {"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=60) as resp:
@@ -234,8 +258,10 @@ def check_grpc(address: str, body: bytes, expected: int, wait_s: float = GRPC_RE
                 raw = call(body, timeout=30, wait_for_ready=True)
                 break
             except grpc.RpcError as exc:
-                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) \
-                        or time.monotonic() > deadline:
+                if (
+                    exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+                    or time.monotonic() > deadline
+                ):
                     raise ServerError(f"grpc: {exc.code().name}: {exc.details()}") from None
                 time.sleep(0.5)
     answer = service_pb2.ModelInferResponse.FromString(raw)
@@ -264,9 +290,11 @@ def check_grpc(address: str, body: bytes, expected: int, wait_s: float = GRPC_RE
 
 
 def _venv_versions(venv: Path, packages: tuple[str, ...]) -> dict[str, str | None]:
-    code = ("import importlib.metadata as m, json, sys\n"
-            "def v(p):\n    try: return m.version(p)\n    except m.PackageNotFoundError: return None\n"
-            "print(json.dumps({p: v(p) for p in sys.argv[1:]}))")
+    code = (
+        "import importlib.metadata as m, json, sys\n"
+        "def v(p):\n    try: return m.version(p)\n    except m.PackageNotFoundError: return None\n"
+        "print(json.dumps({p: v(p) for p in sys.argv[1:]}))"
+    )
     out = subprocess.run([str(venv / "bin" / "python"), "-c", code, *packages], capture_output=True, text=True)
     return json.loads(out.stdout) if out.returncode == 0 else {}
 
@@ -283,33 +311,74 @@ def _peer_missing(peer: str) -> str | None:
 
 def ours(predlog: str, model_dir: Path, workdir: Path, name: str | None = None) -> Server:
     port, grpc_port, metrics_port = free_ports(3)
-    extra = {"FC_LOG_LEVEL": "warning", "FC_GRPC_PORT": str(grpc_port), "FC_GRPC_WORKERS": str(WORKERS),
-             **(cassandra_cluster.env(KEYSPACE) if predlog == "cassandra" else {})}
-    env = serve_env(workdir, model_dir, port=port, workers=WORKERS, predlog=predlog, extra=extra,
-                    metrics_port=metrics_port)
-    what = ("Cassandra prediction log on the local 2-node cluster (RF 2)" if predlog == "cassandra"
-            else "prediction log off")
+    extra = {
+        "FC_LOG_LEVEL": "warning",
+        "FC_GRPC_PORT": str(grpc_port),
+        "FC_GRPC_WORKERS": str(WORKERS),
+        **(cassandra_cluster.env(KEYSPACE) if predlog == "cassandra" else {}),
+    }
+    env = serve_env(
+        workdir, model_dir, port=port, workers=WORKERS, predlog=predlog, extra=extra, metrics_port=metrics_port
+    )
+    what = (
+        "Cassandra prediction log on the local 2-node cluster (RF 2)"
+        if predlog == "cassandra"
+        else "prediction log off"
+    )
     if name == "ours-alone":
         what += ", no Cassandra JVMs running (the peers' conditions)"
-    return Server(name or f"ours-{predlog}", f"fashion-classifier serve, gunicorn 2 keep-alive workers, LiteRT, "
-                  f"{WORKERS} gRPC processes (FC_GRPC_WORKERS); {what}",
-                  serve_command(), env, port, "/v2/health/ready", ("png", "v2", "batch256", "batch256-upload", "grpc"),
-                  # the master's leaf processes: its workers and its gRPC servers
-                  gunicorn_workers=2 * WORKERS, grpc_port=grpc_port)
+    return Server(
+        name or f"ours-{predlog}",
+        f"fashion-classifier serve, gunicorn 2 keep-alive workers, LiteRT, "
+        f"{WORKERS} gRPC processes (FC_GRPC_WORKERS); {what}",
+        serve_command(),
+        env,
+        port,
+        "/v2/health/ready",
+        ("png", "v2", "batch256", "batch256-upload", "grpc"),
+        # the master's leaf processes: its workers and its gRPC servers
+        gunicorn_workers=2 * WORKERS,
+        grpc_port=grpc_port,
+    )
 
 
 def baseline(model_dir: Path) -> Server:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FC_")}
-    env.update(FC_MODEL_DIR=str(model_dir), GUNICORN_CMD_ARGS=f"--bind 127.0.0.1:{port}", TF_CPP_MIN_LOG_LEVEL="2",
-               PYTHONUNBUFFERED="1", PYTHONPATH=str(BENCH))
+    env.update(
+        FC_MODEL_DIR=str(model_dir),
+        GUNICORN_CMD_ARGS=f"--bind 127.0.0.1:{port}",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=str(BENCH),
+    )
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    command = [gunicorn, "--workers", str(WORKERS), "--worker-class", "sync", "--timeout", "120",
-               "--chdir", str(RUNTIMES), "--log-level", "warning", "baseline_v2:create_app()"]
-    return Server("baseline", "bench/baseline_app.py: Flask + Keras model.predict per request (TensorFlow in "
-                  "every worker), gunicorn 2 sync workers; V2 route from bench/peer_runtimes/baseline_v2.py",
-                  command, env, port, "/v2/health/ready", ("png", "v2", "batch256", "batch256-upload"),
-                  gunicorn_workers=WORKERS, not_applicable={"grpc": "no gRPC server (Flask app)"})
+    command = [
+        gunicorn,
+        "--workers",
+        str(WORKERS),
+        "--worker-class",
+        "sync",
+        "--timeout",
+        "120",
+        "--chdir",
+        str(RUNTIMES),
+        "--log-level",
+        "warning",
+        "baseline_v2:create_app()",
+    ]
+    return Server(
+        "baseline",
+        "bench/baseline_app.py: Flask + Keras model.predict per request (TensorFlow in "
+        "every worker), gunicorn 2 sync workers; V2 route from bench/peer_runtimes/baseline_v2.py",
+        command,
+        env,
+        port,
+        "/v2/health/ready",
+        ("png", "v2", "batch256", "batch256-upload"),
+        gunicorn_workers=WORKERS,
+        not_applicable={"grpc": "no gRPC server (Flask app)"},
+    )
 
 
 def mlserver(model_dir: Path, workdir: Path, parallel_workers: int = WORKERS) -> Server:
@@ -320,29 +389,49 @@ def mlserver(model_dir: Path, workdir: Path, parallel_workers: int = WORKERS) ->
     folder = workdir / f"mlserver-models-{parallel_workers}"
     shutil.copytree(RUNTIMES, folder, ignore=shutil.ignore_patterns("__pycache__", "baseline_v2.py"))
     settings = {
-        "http_port": port, "grpc_port": grpc_port, "metrics_port": metrics_port,
+        "http_port": port,
+        "grpc_port": grpc_port,
+        "metrics_port": metrics_port,
         # N inference processes behind MLServer's HTTP front process: its way of using 2 cores
         # (0: inference inline in the front process).
-        "parallel_workers": parallel_workers, "debug": False, "load_models_at_startup": True,
+        "parallel_workers": parallel_workers,
+        "debug": False,
+        "load_models_at_startup": True,
         # Its Prometheus multiprocess files: in the scratch directory, not the current one.
         "metrics_dir": str(folder / ".metrics"),
     }
     (folder / "settings.json").write_text(json.dumps(settings))
-    (folder / "model-settings.json").write_text(json.dumps({
-        "name": "fashion", "implementation": "mlserver_runtime.LiteRTFashion",
-        "parameters": {"uri": str(model_dir.resolve())},
-    }))
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("FC_")}, "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": str(folder), "OMP_NUM_THREADS": "1"}
-    how = (f"HTTP front process + {parallel_workers} inference processes" if parallel_workers
-           else "one process: HTTP and inference inline")
-    server = Server("mlserver" if parallel_workers else "mlserver-inline",
-                    f"MLServer, custom runtime running model.tflite with ai-edge-litert (1 thread), "
-                    f"parallel_workers={parallel_workers} ({how})",
-                    [str(venv / "bin" / "mlserver"), "start", str(folder)], env, port, MODEL_READY,
-                    ("v2", "batch256"),
-                    not_applicable={**_no_upload(), "grpc": "not in this comparison: the gRPC target is "
-                                    "against KServe"})
+    (folder / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": "fashion",
+                "implementation": "mlserver_runtime.LiteRTFashion",
+                "parameters": {"uri": str(model_dir.resolve())},
+            }
+        )
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FC_")},
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(folder),
+        "OMP_NUM_THREADS": "1",
+    }
+    how = (
+        f"HTTP front process + {parallel_workers} inference processes"
+        if parallel_workers
+        else "one process: HTTP and inference inline"
+    )
+    server = Server(
+        "mlserver" if parallel_workers else "mlserver-inline",
+        f"MLServer, custom runtime running model.tflite with ai-edge-litert (1 thread), "
+        f"parallel_workers={parallel_workers} ({how})",
+        [str(venv / "bin" / "mlserver"), "start", str(folder)],
+        env,
+        port,
+        MODEL_READY,
+        ("v2", "batch256"),
+        not_applicable={**_no_upload(), "grpc": "not in this comparison: the gRPC target is against KServe"},
+    )
     server.unavailable = _peer_missing("mlserver")
     if not server.unavailable:
         server.versions = _venv_versions(venv, ("mlserver", "ai-edge-litert", "numpy", "fastapi", "uvicorn"))
@@ -352,18 +441,42 @@ def mlserver(model_dir: Path, workdir: Path, parallel_workers: int = WORKERS) ->
 def kserve(model_dir: Path) -> Server:
     venv = VENVS / "kserve"
     port, grpc_port = free_ports(2)
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("FC_")}, "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": str(RUNTIMES), "OMP_NUM_THREADS": "1"}
-    command = [str(venv / "bin" / "python"), str(RUNTIMES / "kserve_server.py"), "--model_dir",
-               str(model_dir.resolve()), "--http_port", str(port), "--grpc_port", str(grpc_port),
-               "--workers", str(WORKERS), "--enable_grpc", "true",
-               # Its best path: no per-request latency log lines (ours logs no line per request either).
-               "--enable_latency_logging", "false"]
-    server = Server("kserve", f"KServe Python ModelServer, custom Model running model.tflite with ai-edge-litert "
-                    f"(1 thread), --workers {WORKERS} (uvicorn processes for REST), gRPC on (KServe's grpc.aio "
-                    f"server in its main process; raw outputs for raw inputs), latency logging off",
-                    command, env, port, MODEL_READY,
-                    ("v2", "batch256", "grpc"), not_applicable=_no_upload(), grpc_port=grpc_port)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FC_")},
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(RUNTIMES),
+        "OMP_NUM_THREADS": "1",
+    }
+    command = [
+        str(venv / "bin" / "python"),
+        str(RUNTIMES / "kserve_server.py"),
+        "--model_dir",
+        str(model_dir.resolve()),
+        "--http_port",
+        str(port),
+        "--grpc_port",
+        str(grpc_port),
+        "--workers",
+        str(WORKERS),
+        "--enable_grpc",
+        "true",
+        # Its best path: no per-request latency log lines (ours logs no line per request either).
+        "--enable_latency_logging",
+        "false",
+    ]
+    server = Server(
+        "kserve",
+        f"KServe Python ModelServer, custom Model running model.tflite with ai-edge-litert "
+        f"(1 thread), --workers {WORKERS} (uvicorn processes for REST), gRPC on (KServe's grpc.aio "
+        f"server in its main process; raw outputs for raw inputs), latency logging off",
+        command,
+        env,
+        port,
+        MODEL_READY,
+        ("v2", "batch256", "grpc"),
+        not_applicable=_no_upload(),
+        grpc_port=grpc_port,
+    )
     server.unavailable = _peer_missing("kserve")
     if not server.unavailable:
         server.versions = _venv_versions(venv, ("kserve", "ai-edge-litert", "numpy", "fastapi", "uvicorn"))
@@ -422,14 +535,21 @@ def processes(root_pid: int) -> list[dict]:
     procs = []
     for pid in [root_pid, *_descendants(root_pid)]:
         try:
-            status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                          if ":" in line)
+            status = dict(
+                line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
+            )
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except (FileNotFoundError, ProcessLookupError):
             continue
-        procs.append({"pid": pid, "role": "main" if pid == root_pid else "child", "cmdline": cmdline.strip()[:160],
-                      "peak_rss_mb": round(int(status["VmHWM"].split()[0]) / 1024, 1),
-                      "rss_mb": round(int(status["VmRSS"].split()[0]) / 1024, 1)})
+        procs.append(
+            {
+                "pid": pid,
+                "role": "main" if pid == root_pid else "child",
+                "cmdline": cmdline.strip()[:160],
+                "peak_rss_mb": round(int(status["VmHWM"].split()[0]) / 1024, 1),
+                "rss_mb": round(int(status["VmRSS"].split()[0]) / 1024, 1),
+            }
+        )
     return procs
 
 
@@ -442,9 +562,14 @@ def _worker_peak_mb(procs: list[dict]) -> float:
     return max(p["peak_rss_mb"] for p in (children or serving))
 
 
-def bench_server(server: Server, loads: dict[str, Load], bodies: dict[str, bytes], workdir: Path,
-                 args: argparse.Namespace, check: Callable[[str, str, dict[str, bytes], int], None] = check_answer,
-                 ) -> dict:
+def bench_server(
+    server: Server,
+    loads: dict[str, Load],
+    bodies: dict[str, bytes],
+    workdir: Path,
+    args: argparse.Namespace,
+    check: Callable[[str, str, dict[str, bytes], int], None] = check_answer,
+) -> dict:
     """Start ``server``, check and load each of its workloads, stop it; ``check`` raises on a wrong answer.
     Only the workloads in ``loads`` run (and are reported N/A)."""
     entry: dict = {"description": server.description, "workers": WORKERS, "versions": server.versions, "runs": {}}
@@ -458,8 +583,9 @@ def bench_server(server: Server, loads: dict[str, Load], bodies: dict[str, bytes
         print(f"  {server.name}: UNAVAILABLE: {server.unavailable.splitlines()[0]}", flush=True)
         return entry
     entry["loadavg_before"] = os.getloadavg()
-    proc = ServerProcess(server.command, server.env, server.port, workdir / f"{server.name}.log",
-                         ready_path=server.ready_path)
+    proc = ServerProcess(
+        server.command, server.env, server.port, workdir / f"{server.name}.log", ready_path=server.ready_path
+    )
     try:
         proc.start(timeout=180, workers=server.gunicorn_workers)
     except ServerError as exc:
@@ -487,8 +613,14 @@ def bench_server(server: Server, loads: dict[str, Load], bodies: dict[str, bytes
 
             def drive(seconds: float, load: Load = load, expect: bytes = expect) -> dict:
                 if isinstance(load, grpcrun.Load):
-                    return grpcrun.run(f"127.0.0.1:{server.grpc_port}", load, CONNECTIONS, seconds,
-                                       connections=CONNECTIONS, expect=expect)
+                    return grpcrun.run(
+                        f"127.0.0.1:{server.grpc_port}",
+                        load,
+                        CONNECTIONS,
+                        seconds,
+                        connections=CONNECTIONS,
+                        expect=expect,
+                    )
                 return wrkrun.run(proc.base_url, load, CONNECTIONS, seconds)
 
             warm = drive(args.warmup)
@@ -500,17 +632,20 @@ def bench_server(server: Server, loads: dict[str, Load], bodies: dict[str, bytes
             run["server_cpu_cores"] = round(server_cores, 3)
             run["server_cpu_us_per_request"] = round(server_cores * wall / max(run["requests"], 1) * 1e6)
             # Whatever else ran on the two cores meanwhile (other jobs, Cassandra for ours-cassandra).
-            run["other_cpu_cores"] = round((machine_busy_seconds() - busy) / wall - server_cores
-                                           - run["wrk_cpu_share"], 3)
+            run["other_cpu_cores"] = round(
+                (machine_busy_seconds() - busy) / wall - server_cores - run["wrk_cpu_share"], 3
+            )
             run["warmup_errors"] = warm["errors_total"]
             run["requests_incl_warmup"] = warm["requests"] + run["requests"]
             run["processes_after"] = processes(proc.proc.pid)  # memory as this workload left it
             entry["runs"][name] = run
-            print(f"    {name:>15}: {run['requests_per_s']:>9,.0f} req/s {run['images_per_s']:>10,.0f} img/s  "
-                  f"p50 {run['p50_ms']:7.2f}  p90 {run['p90_ms']:7.2f}  p99 {run['p99_ms']:7.2f} ms  "
-                  f"errors {run['errors_total']}  (server {run['server_cpu_us_per_request']} µs CPU/req; cores: server "
-                  f"{server_cores:.2f}, wrk {run['wrk_cpu_share']:.2f}, other {run['other_cpu_cores']:.2f})",
-                  flush=True)
+            print(
+                f"    {name:>15}: {run['requests_per_s']:>9,.0f} req/s {run['images_per_s']:>10,.0f} img/s  "
+                f"p50 {run['p50_ms']:7.2f}  p90 {run['p90_ms']:7.2f}  p99 {run['p99_ms']:7.2f} ms  "
+                f"errors {run['errors_total']}  (server {run['server_cpu_us_per_request']} µs CPU/req; cores: server "
+                f"{server_cores:.2f}, wrk {run['wrk_cpu_share']:.2f}, other {run['other_cpu_cores']:.2f})",
+                flush=True,
+            )
         entry["processes"] = processes(proc.proc.pid)
         entry["peak_rss_per_worker_mb"] = _worker_peak_mb(entry["processes"])
         entry["peak_rss_total_mb"] = round(sum(p["peak_rss_mb"] for p in entry["processes"]), 1)
@@ -546,19 +681,41 @@ def targets(servers: dict, workloads: tuple[str, ...] = WORKLOADS) -> list[dict]
     ``NOT RUN``, not FAIL."""
     out = []
 
-    def add(name: str, value: float | None, target: float, higher: bool, why_missing: str = "",
-            needs: tuple[tuple[str, str | None], ...] = ()) -> None:
+    def add(
+        name: str,
+        value: float | None,
+        target: float,
+        higher: bool,
+        why_missing: str = "",
+        needs: tuple[tuple[str, str | None], ...] = (),
+    ) -> None:
         if value is None:
             # A peer family (mlserver) ran when any of its setups did.
-            skipped = [f"{s} {w or ''}".strip() for s, w in needs
-                       if not any(n == s or n.startswith(s + "-") for n in servers)
-                       or (w is not None and w not in workloads)]
+            skipped = [
+                f"{s} {w or ''}".strip()
+                for s, w in needs
+                if not any(n == s or n.startswith(s + "-") for n in servers) or (w is not None and w not in workloads)
+            ]
             if skipped:
-                out.append({"target": name, "value": None, "goal": target, "result": "NOT RUN",
-                            "note": "not in this run: " + ", ".join(skipped)})
+                out.append(
+                    {
+                        "target": name,
+                        "value": None,
+                        "goal": target,
+                        "result": "NOT RUN",
+                        "note": "not in this run: " + ", ".join(skipped),
+                    }
+                )
             else:
-                out.append({"target": name, "value": None, "goal": target, "result": "FAIL",
-                            "note": why_missing or "not measured"})
+                out.append(
+                    {
+                        "target": name,
+                        "value": None,
+                        "goal": target,
+                        "result": "FAIL",
+                        "note": why_missing or "not measured",
+                    }
+                )
             return
         ok = value >= target if higher else value <= target
         out.append({"target": name, "value": round(value, 3), "goal": target, "result": "PASS" if ok else "FAIL"})
@@ -566,33 +723,62 @@ def targets(servers: dict, workloads: tuple[str, ...] = WORKLOADS) -> list[dict]
     for name in ("ours-cassandra", "ours-alone"):
         ours_png, ours_v2 = _rps(servers, name, "png"), _rps(servers, name, "v2")
         base = _rps(servers, "baseline", "png")
-        add(f"{name} / baseline, png upload req/s ≥ 80×", ours_png / base if ours_png and base else None,
-            TARGETS["baseline"], True, needs=((name, "png"), ("baseline", "png")))
+        add(
+            f"{name} / baseline, png upload req/s ≥ 80×",
+            ours_png / base if ours_png and base else None,
+            TARGETS["baseline"],
+            True,
+            needs=((name, "png"), ("baseline", "png")),
+        )
         for peer in PEERS:
             # A peer with several setups (mlserver, mlserver-inline) is judged on its best one.
             other = max((_rps(servers, n, "v2") or 0.0 for n in servers if n.startswith(peer)), default=0.0)
             other = other or None
             missing = servers.get(peer, {}).get("unavailable", "")
-            add(f"{name} / {peer}, V2 single tensor req/s ≥ 1.5×", ours_v2 / other if ours_v2 and other else None,
-                TARGETS[peer], True, f"{peer} not measured: {missing.splitlines()[0]}" if missing else "",
-                needs=((name, "v2"), (peer, "v2")))
+            add(
+                f"{name} / {peer}, V2 single tensor req/s ≥ 1.5×",
+                ours_v2 / other if ours_v2 and other else None,
+                TARGETS[peer],
+                True,
+                f"{peer} not measured: {missing.splitlines()[0]}" if missing else "",
+                needs=((name, "v2"), (peer, "v2")),
+            )
     ours_grpc, kserve_grpc = _rps(servers, "ours-alone", "grpc"), _rps(servers, "kserve", "grpc")
     missing = servers.get("kserve", {}).get("unavailable", "")
-    add("ours-alone / kserve, gRPC single-image ModelInfer req/s ≥ 1.5× (grpc_kserve)",
-        ours_grpc / kserve_grpc if ours_grpc and kserve_grpc else None, TARGETS["grpc_kserve"], True,
+    add(
+        "ours-alone / kserve, gRPC single-image ModelInfer req/s ≥ 1.5× (grpc_kserve)",
+        ours_grpc / kserve_grpc if ours_grpc and kserve_grpc else None,
+        TARGETS["grpc_kserve"],
+        True,
         f"kserve not measured: {missing.splitlines()[0]}" if missing else "",
-        needs=(("ours-alone", "grpc"), ("kserve", "grpc")))
+        needs=(("ours-alone", "grpc"), ("kserve", "grpc")),
+    )
     ours_png = _rps(servers, "ours-cassandra", "png")
     off = _rps(servers, "ours-off", "png")
-    add("logging on / off, png upload req/s ≥ 0.9", ours_png / off if ours_png and off else None,
-        TARGETS["logging"], True, needs=(("ours-cassandra", "png"), ("ours-off", "png")))
+    add(
+        "logging on / off, png upload req/s ≥ 0.9",
+        ours_png / off if ours_png and off else None,
+        TARGETS["logging"],
+        True,
+        needs=(("ours-cassandra", "png"), ("ours-off", "png")),
+    )
     for name in OURS:
         for workload in ("png", "v2"):
             run = servers.get(name, {}).get("runs", {}).get(workload, {})
-            add(f"{name} {workload} p99 at {CONNECTIONS} connections ≤ 10 ms", run.get("p99_ms"),
-                TARGETS["p99_ms"], False, needs=((name, workload),))
-        add(f"{name} process start → ready ≤ 3 s", servers.get(name, {}).get("ready_s"), TARGETS["ready_s"], False,
-            needs=((name, None),))
+            add(
+                f"{name} {workload} p99 at {CONNECTIONS} connections ≤ 10 ms",
+                run.get("p99_ms"),
+                TARGETS["p99_ms"],
+                False,
+                needs=((name, workload),),
+            )
+        add(
+            f"{name} process start → ready ≤ 3 s",
+            servers.get(name, {}).get("ready_s"),
+            TARGETS["ready_s"],
+            False,
+            needs=((name, None),),
+        )
     return out
 
 
@@ -601,9 +787,14 @@ def training_results() -> dict | None:
     if not files:
         return None
     data = json.loads(files[-1].read_text())
-    return {"file": str(files[-1].relative_to(ROOT)), "date": data.get("date"),
-            "runs": [{k: r[k] for k in ("architecture", "test_accuracy", "fit_seconds", "wall_seconds", "pass")}
-                     for r in data.get("runs", [])]}
+    return {
+        "file": str(files[-1].relative_to(ROOT)),
+        "date": data.get("date"),
+        "runs": [
+            {k: r[k] for k in ("architecture", "test_accuracy", "fit_seconds", "wall_seconds", "pass")}
+            for r in data.get("runs", [])
+        ],
+    }
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -613,29 +804,39 @@ def _fmt(value: float | None, spec: str) -> str:
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [
-        f"# Benchmarks against peers, {results['date']} ({results['mode']})", "",
+        f"# Benchmarks against peers, {results['date']} ({results['mode']})",
+        "",
         f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['os']}, kernel {m['kernel']}, "
         f"Python {m['python']}; {m['wrk']}; commit {m['commit']}.",
         f"Load average at start: {', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}; "
-        f"before each server: " + ", ".join(f"{n} {s['loadavg_before'][0]:.2f}" for n, s in
-                                            results["servers"].items() if "loadavg_before" in s) + ".",
+        f"before each server: "
+        + ", ".join(f"{n} {s['loadavg_before'][0]:.2f}" for n, s in results["servers"].items() if "loadavg_before" in s)
+        + ".",
         f"Each server: {results['workers']} worker processes, 127.0.0.1, wrk -t1 -c{CONNECTIONS} on the same "
         f"2 cores, {results['warmup_s']:.0f} s warm-up then {results['duration_s']:.0f} s measured per workload. "
-        f"Command: `{results['command']}`.", "",
+        f"Command: `{results['command']}`.",
+        "",
     ]
     if results.get("grpcload"):
         g = results["grpcload"]
-        lines += [f"grpc workload: single-image ModelInfer, UINT8 [1,28,28] in raw_input_contents "
-                  f"({g['request_bytes']} bytes serialized), loaded by bench/grpcload (Go {g['go']}, grpc-go "
-                  f"{g['grpc_go']}) with {CONNECTIONS} concurrent callers on {CONNECTIONS} HTTP/2 connections; "
-                  f"errors are non-OK status codes and empty responses.", ""]
+        lines += [
+            f"grpc workload: single-image ModelInfer, UINT8 [1,28,28] in raw_input_contents "
+            f"({g['request_bytes']} bytes serialized), loaded by bench/grpcload (Go {g['go']}, grpc-go "
+            f"{g['grpc_go']}) with {CONNECTIONS} concurrent callers on {CONNECTIONS} HTTP/2 connections; "
+            f"errors are non-OK status codes and empty responses.",
+            "",
+        ]
     if results.get("subset"):
-        lines += [f"Subset run: servers {', '.join(results['subset']['servers'])}; workloads "
-                  f"{', '.join(results['subset']['workloads'])}.", ""]
+        lines += [
+            f"Subset run: servers {', '.join(results['subset']['servers'])}; workloads "
+            f"{', '.join(results['subset']['workloads'])}.",
+            "",
+        ]
     lines += [
         "CPU columns: the server's CPU per request, and the cores used by the server, by the load generator "
         "(wrk; grpcload for grpc) and by anything else (other jobs; the Cassandra JVMs for ours-cassandra) during "
-        "the measured run.", "",
+        "the measured run.",
+        "",
         "| server | workload | req/s | images/s | p50 ms | p90 ms | p99 ms | errors | server µs CPU/req "
         "| cores server / load gen / other |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -654,37 +855,60 @@ def markdown(results: dict) -> str:
                     f"| {name} | {workload} | {r['requests_per_s']:,.0f} | {r['images_per_s']:,.0f} | "
                     f"{r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors_total']} | "
                     f"{r['server_cpu_us_per_request']:,} | {r['server_cpu_cores']:.2f} / {r['wrk_cpu_share']:.2f} / "
-                    f"{r['other_cpu_cores']:.2f} |")
-    lines += ["", "| server | start → ready s | peak RSS per worker MB | all processes MB | processes (peak RSS MB) "
-              "| setup |", "|---|---:|---:|---:|---|---|"]
+                    f"{r['other_cpu_cores']:.2f} |"
+                )
+    lines += [
+        "",
+        "| server | start → ready s | peak RSS per worker MB | all processes MB | processes (peak RSS MB) | setup |",
+        "|---|---:|---:|---:|---|---|",
+    ]
     for name, s in results["servers"].items():
         procs = ", ".join(f"{p['role']} {p['peak_rss_mb']:.0f}" for p in s.get("processes", []))
         versions = ", ".join(f"{k} {v}" for k, v in s.get("versions", {}).items() if v)
-        lines.append(f"| {name} | {_fmt(s.get('ready_s'), '.2f')} | {_fmt(s.get('peak_rss_per_worker_mb'), '.0f')} "
-                     f"| {_fmt(s.get('peak_rss_total_mb'), '.0f')} | {procs or '—'} | {s['description']}"
-                     f"{'; ' + versions if versions else ''} |")
-    lines += ["", "Ratios ours / other (requests/s, same workload, same run):", "",
-              "| ratio | value |", "|---|---:|"]
+        lines.append(
+            f"| {name} | {_fmt(s.get('ready_s'), '.2f')} | {_fmt(s.get('peak_rss_per_worker_mb'), '.0f')} "
+            f"| {_fmt(s.get('peak_rss_total_mb'), '.0f')} | {procs or '—'} | {s['description']}"
+            f"{'; ' + versions if versions else ''} |"
+        )
+    lines += ["", "Ratios ours / other (requests/s, same workload, same run):", "", "| ratio | value |", "|---|---:|"]
     lines += [f"| {k} | {v:,.2f}× |" for k, v in results["ratios"].items()]
-    lines += ["", "Targets (ours-cassandra: the full stack, sharing the cores with the cluster; ours-alone: log off "
-              "and no cluster, the peers' conditions):", "", "| target | value | result |",
-              "|---|---:|---|"]
+    lines += [
+        "",
+        "Targets (ours-cassandra: the full stack, sharing the cores with the cluster; ours-alone: log off "
+        "and no cluster, the peers' conditions):",
+        "",
+        "| target | value | result |",
+        "|---|---:|---|",
+    ]
     for t in results["targets"]:
-        lines.append(f"| {t['target']} | {_fmt(t['value'], ',.3g')} | {t['result']}"
-                     f"{' (' + t['note'][:200] + ')' if t.get('note') else ''} |")
+        lines.append(
+            f"| {t['target']} | {_fmt(t['value'], ',.3g')} | {t['result']}"
+            f"{' (' + t['note'][:200] + ')' if t.get('note') else ''} |"
+        )
     log = results.get("logging", {})
     if log:
-        lines += ["", f"Prediction log: ratio on/off {_fmt(log.get('ratio'), '.3f')} (png upload req/s); rows stored "
-                  f"{log.get('rows_stored')} for {log.get('images_answered')} images in the requests wrk counted (it "
-                  f"counts only the answers it read before it stopped, and the answer checks add 514: rows ≥ "
-                  f"images is expected); cluster start "
-                  f"{_fmt(log.get('cluster_start_s'), '.0f')} s. Dedicated benchmark: bench/predlog_overhead.py."]
+        lines += [
+            "",
+            f"Prediction log: ratio on/off {_fmt(log.get('ratio'), '.3f')} (png upload req/s); rows stored "
+            f"{log.get('rows_stored')} for {log.get('images_answered')} images in the requests wrk counted (it "
+            f"counts only the answers it read before it stopped, and the answer checks add 514: rows ≥ "
+            f"images is expected); cluster start "
+            f"{_fmt(log.get('cluster_start_s'), '.0f')} s. Dedicated benchmark: bench/predlog_overhead.py.",
+        ]
     train = results.get("training")
     if train:
-        lines += ["", f"Training ({train['file']}, {train['date']}):", "",
-                  "| arch | test accuracy | fit s | wall s | pass |", "|---|---:|---:|---:|---|"]
-        lines += [f"| {r['architecture']} | {r['test_accuracy']:.4f} | {r['fit_seconds']:.0f} | "
-                  f"{r['wall_seconds']:.0f} | {r['pass']} |" for r in train["runs"]]
+        lines += [
+            "",
+            f"Training ({train['file']}, {train['date']}):",
+            "",
+            "| arch | test accuracy | fit s | wall s | pass |",
+            "|---|---:|---:|---:|---|",
+        ]
+        lines += [
+            f"| {r['architecture']} | {r['test_accuracy']:.4f} | {r['fit_seconds']:.0f} | "
+            f"{r['wall_seconds']:.0f} | {r['pass']} |"
+            for r in train["runs"]
+        ]
     if results["notes"]:
         lines += ["", "Notes:", "", *(f"- {n}" for n in results["notes"])]
     return "\n".join(lines) + "\n"
@@ -698,9 +922,11 @@ def _names(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
         names = [n.strip() for n in text.split(",") if n.strip()]
         unknown = [n for n in names if n not in allowed]
         if unknown or not names:
-            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown) or 'empty list'} (known: "
-                                             f"{', '.join(allowed)})")
+            raise argparse.ArgumentTypeError(
+                f"unknown {', '.join(unknown) or 'empty list'} (known: {', '.join(allowed)})"
+            )
         return names
+
     return parse
 
 
@@ -710,10 +936,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, help="measured seconds per workload (default 10, quick 3)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per workload (default 3, quick 1)")
     p.add_argument("--jvm-warmup", type=float, help="logged load before measuring ours-cassandra (default 90, quick 5)")
-    p.add_argument("--only", "--servers", dest="only", action="extend", type=_names(SERVERS), metavar="SERVERS",
-                   help="run only these servers, comma-separated or repeated (e.g. ours-alone,kserve)")
-    p.add_argument("--workloads", action="extend", type=_names(WORKLOADS), metavar="WORKLOADS",
-                   help=f"run only these workloads, comma-separated or repeated ({','.join(WORKLOADS)})")
+    p.add_argument(
+        "--only",
+        "--servers",
+        dest="only",
+        action="extend",
+        type=_names(SERVERS),
+        metavar="SERVERS",
+        help="run only these servers, comma-separated or repeated (e.g. ours-alone,kserve)",
+    )
+    p.add_argument(
+        "--workloads",
+        action="extend",
+        type=_names(WORKLOADS),
+        metavar="WORKLOADS",
+        help=f"run only these workloads, comma-separated or repeated ({','.join(WORKLOADS)})",
+    )
     p.add_argument("--tag", help="result files peers-<date>-<tag>.json/.md (default peers-<date>)")
     paths.add_path_args(p)
     args = p.parse_args(argv)
@@ -732,17 +970,26 @@ def main(argv: list[str] | None = None) -> int:
     workloads = tuple(w for w in WORKLOADS if w in (args.workloads or WORKLOADS))
     now = datetime.now(UTC)
     results: dict = {
-        "date": now.strftime("%Y-%m-%d %H:%M UTC"), "mode": "quick" if args.quick else "full",
+        "date": now.strftime("%Y-%m-%d %H:%M UTC"),
+        "mode": "quick" if args.quick else "full",
         "command": " ".join(["bench/peers.py", *(argv if argv is not None else sys.argv[1:])]),
-        "duration_s": args.duration, "warmup_s": args.warmup, "jvm_warmup_s": args.jvm_warmup,
-        "workers": WORKERS, "connections": CONNECTIONS,
-        "model": str(args.model_dir), "machine": machine.describe(ROOT), "servers": {}, "notes": [],
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "jvm_warmup_s": args.jvm_warmup,
+        "workers": WORKERS,
+        "connections": CONNECTIONS,
+        "model": str(args.model_dir),
+        "machine": machine.describe(ROOT),
+        "servers": {},
+        "notes": [],
     }
     if args.only or args.workloads:
         results["subset"] = {"servers": wanted, "workloads": list(workloads)}
     if results["machine"]["loadavg_at_start"][0] > 0.5:
-        results["notes"].append(f"load average {results['machine']['loadavg_at_start'][0]:.2f} at start: "
-                                "the machine may not have been quiet")
+        results["notes"].append(
+            f"load average {results['machine']['loadavg_at_start'][0]:.2f} at start: "
+            "the machine may not have been quiet"
+        )
     _, labels = load_test_split(args.data_dir)
     args.expected_class = int(labels[IMAGE_INDEX])
     started_cluster = False
@@ -750,10 +997,17 @@ def main(argv: list[str] | None = None) -> int:
         if "grpc" in workloads:
             # Built (when its sources changed) before any server starts: never during a measurement.
             exe, build_s = grpcrun.binary()
-            results["grpcload"] = {"binary": str(exe.relative_to(ROOT)), "built_now_s": build_s,
-                                   "go": grpcrun.go_version(), "grpc_go": grpcrun.grpc_go_version()}
-            print(f"grpcload: {exe.relative_to(ROOT)} "
-                  f"({'up to date' if build_s is None else f'built in {build_s:.1f} s'})", flush=True)
+            results["grpcload"] = {
+                "binary": str(exe.relative_to(ROOT)),
+                "built_now_s": build_s,
+                "go": grpcrun.go_version(),
+                "grpc_go": grpcrun.grpc_go_version(),
+            }
+            print(
+                f"grpcload: {exe.relative_to(ROOT)} "
+                f"({'up to date' if build_s is None else f'built in {build_s:.1f} s'})",
+                flush=True,
+            )
         with tempfile.TemporaryDirectory(prefix="fc-peers-") as tmp:
             work = Path(tmp)
             all_loads, bodies = prepare_inputs(work, args.data_dir)
@@ -772,9 +1026,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"Cassandra JVM warm-up: {args.jvm_warmup:.0f} s of logged load", flush=True)
                 warm = ours("cassandra", args.model_dir, work / "jvm-warmup")
                 warm.workloads = ("png",)
-                warm_entry = bench_server(warm, all_loads, bodies, work,
-                                          argparse.Namespace(**{**vars(args), "duration": args.jvm_warmup,
-                                                                "warmup": 1.0}))
+                warm_entry = bench_server(
+                    warm,
+                    all_loads,
+                    bodies,
+                    work,
+                    argparse.Namespace(**{**vars(args), "duration": args.jvm_warmup, "warmup": 1.0}),
+                )
                 if warm_entry.get("unavailable"):
                     raise ServerError(warm_entry["unavailable"])
                 admin.truncate(KEYSPACE)
@@ -794,23 +1052,32 @@ def main(argv: list[str] | None = None) -> int:
                     # The logged runs are done: the rest get a machine without the two JVMs.
                     cassandra_cluster.script("stop")
                     started_cluster = False
-                    results["notes"].append("the Cassandra cluster ran during ours-cassandra and ours-off only "
-                                            "(stopped before ours-alone, the baseline and the peers)")
+                    results["notes"].append(
+                        "the Cassandra cluster ran during ours-cassandra and ours-off only "
+                        "(stopped before ours-alone, the baseline and the peers)"
+                    )
                 entry = bench_server(server, loads, bodies, workdir, args)
                 results["servers"][name] = entry
                 if name in OURS and entry.get("unavailable"):
                     raise ServerError(f"{name}: {entry['unavailable']}")
                 if name == "ours-cassandra":
-                    answered = sum(r.get("requests_incl_warmup", 0) for r in entry["runs"].values()
-                                   if r.get("requests_incl_warmup"))
+                    answered = sum(
+                        r.get("requests_incl_warmup", 0)
+                        for r in entry["runs"].values()
+                        if r.get("requests_incl_warmup")
+                    )
                     # Every answered request logged one row per image: count the rows once the
                     # server stopped (its workers flush their queues on the way out).
-                    images = sum(r.get("requests_incl_warmup", 0) * loads[w].images_per_request
-                                 for w, r in entry["runs"].items() if r.get("requests_incl_warmup"))
+                    images = sum(
+                        r.get("requests_incl_warmup", 0) * loads[w].images_per_request
+                        for w, r in entry["runs"].items()
+                        if r.get("requests_incl_warmup")
+                    )
                     day = datetime.now(UTC).date()
                     time.sleep(2)
-                    results["logging"].update(requests_answered=answered, images_answered=images,
-                                              rows_stored=admin.count_day(KEYSPACE, day))
+                    results["logging"].update(
+                        requests_answered=answered, images_answered=images, rows_stored=admin.count_day(KEYSPACE, day)
+                    )
                     admin.close()  # before the cluster stops: no reconnection noise from the driver
     except (ServerError, wrkrun.WrkError, grpcrun.GrpcLoadError, cassandra_cluster.ClusterError) as exc:
         print(f"peers.py: {exc}", file=sys.stderr)

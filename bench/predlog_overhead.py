@@ -108,8 +108,9 @@ def truncate() -> None:
 def node_cpu_seconds() -> float:
     """CPU time used so far by the local Cassandra JVMs (they share the two cores)."""
     total = 0.0
-    for pid_file in Path(os.environ.get("FC_CASSANDRA_WORK", Path.home() / ".cache/fashion-classifier/cassandra"))\
-            .glob("data/node*/pid"):
+    for pid_file in Path(os.environ.get("FC_CASSANDRA_WORK", Path.home() / ".cache/fashion-classifier/cassandra")).glob(
+        "data/node*/pid"
+    ):
         try:
             fields = Path(f"/proc/{pid_file.read_text().strip()}/stat").read_text().rsplit(")", 1)[1].split()
         except (FileNotFoundError, ValueError):
@@ -118,9 +119,7 @@ def node_cpu_seconds() -> float:
     return total
 
 
-def measure(
-    predlog: str, workdir: Path, png: Path, args: argparse.Namespace, duration: float | None = None
-) -> dict:
+def measure(predlog: str, workdir: Path, png: Path, args: argparse.Namespace, duration: float | None = None) -> dict:
     duration = duration or args.duration
     extra = cassandra_env() if predlog == "cassandra" else {"FC_LOG_LEVEL": "warning"}
     server = start_serve(workdir, args.model_dir, workers=2, predlog=predlog, extra_env=extra, timeout=120)
@@ -180,8 +179,11 @@ def main(argv: list[str] | None = None) -> int:
             # path: warm it up once with logged load, not measured (its rows are counted).
             warm = measure("cassandra", Path(tmp) / "jvm-warmup", png, args, duration=args.jvm_warmup)
             logged = warm["requests_incl_warmup"]
-            print(f"cluster warm-up: {warm['requests_per_s']:,.0f} req/s, Cassandra CPU "
-                  f"{warm['cassandra_cpu_share']:.0%} of a core", flush=True)
+            print(
+                f"cluster warm-up: {warm['requests_per_s']:,.0f} req/s, Cassandra CPU "
+                f"{warm['cassandra_cpu_share']:.0%} of a core",
+                flush=True,
+            )
             for n in range(args.rounds):
                 for predlog in ("off", "cassandra"):
                     run = measure(predlog, Path(tmp) / f"{predlog}-{n}", png, args)

@@ -98,8 +98,9 @@ def prepare(worktree: Path) -> None:
 
 
 def write_round(side: str, workdir: Path, png: Path, args, duration: float, worktree: Path) -> dict:
-    server = start_serve(workdir, args.model_dir, workers=2, predlog="cassandra",
-                         extra_env=side_env(side, worktree), timeout=120)
+    server = start_serve(
+        workdir, args.model_dir, workers=2, predlog="cassandra", extra_env=side_env(side, worktree), timeout=120
+    )
     load = wrkrun.Load("png", "/api/v1/predict", "multipart.lua", {"WRK_FILE": str(png)})
     try:
         wrkrun.run(server.base_url, load, 16, args.warmup)
@@ -113,8 +114,12 @@ def write_round(side: str, workdir: Path, png: Path, args, duration: float, work
 
 def connected_log(spool: Path) -> CassandraLog:
     """A started CassandraLog on the bucketed keyspace, once connected."""
-    settings = Settings(predlog="cassandra", cassandra_hosts=tuple(HOSTS.split(",")),
-                        cassandra_keyspace=KEYSPACES["bucketed"], spool_dir=spool)
+    settings = Settings(
+        predlog="cassandra",
+        cassandra_hosts=tuple(HOSTS.split(",")),
+        cassandra_keyspace=KEYSPACES["bucketed"],
+        spool_dir=spool,
+    )
     log = CassandraLog(settings)
     log.start()
     deadline = time.monotonic() + 60
@@ -147,10 +152,21 @@ def fill_day(day, rows: int, workdir: Path) -> dict:
             n = per + (1 if minute * len(writers) + w < extra else 0)
             base = int(start_ticks) + minute * 600_000_000 + w * 1000
             ids = [at_ticks(base + k * (590_000_000 // max(n, 1)), low) for k in range(n)]
-            log.record_batch(PredictionBatch(
-                ids=ids, created_us=time.time_ns() // 1000, model_version="bench", names=names,
-                classes=top3[:n, 0], top3=top3[:n], probs=probs[:n], source="bench", infos=None,
-                latency_ms=1.0, client_hash=None))
+            log.record_batch(
+                PredictionBatch(
+                    ids=ids,
+                    created_us=time.time_ns() // 1000,
+                    model_version="bench",
+                    names=names,
+                    classes=top3[:n, 0],
+                    top3=top3[:n],
+                    probs=probs[:n],
+                    source="bench",
+                    infos=None,
+                    latency_ms=1.0,
+                    client_hash=None,
+                )
+            )
             written += n
         if minute % 5 == 4 and not log.flush(timeout=300):
             raise predlog_overhead.BenchError("the fill's writer did not drain")
@@ -165,8 +181,14 @@ def fill_day(day, rows: int, workdir: Path) -> dict:
     log.close()
     if counted != written:
         raise predlog_overhead.BenchError(f"counts after the fill: {counted:,} rows, {written:,} written")
-    return {"rows": written, "partitions": SLOTS_PER_DAY * len(writers), "fill_s": round(fill_s, 1),
-            "buckets_rolled_up": rolled, "rollup_s": round(roll_s, 1), "counted": counted}
+    return {
+        "rows": written,
+        "partitions": SLOTS_PER_DAY * len(writers),
+        "fill_s": round(fill_s, 1),
+        "buckets_rolled_up": rolled,
+        "rollup_s": round(roll_s, 1),
+        "counted": counted,
+    }
 
 
 def wait_for_compactions(timeout: float = 300.0) -> float:
@@ -183,20 +205,25 @@ def wait_for_compactions(timeout: float = 300.0) -> float:
 
 
 def read_runs(day, workdir: Path, args) -> dict:
-    server = start_serve(workdir, args.model_dir, workers=2, predlog="cassandra",
-                         extra_env=side_env("bucketed", Path()), timeout=120)
+    server = start_serve(
+        workdir, args.model_dir, workers=2, predlog="cassandra", extra_env=side_env("bucketed", Path()), timeout=120
+    )
     out = {}
     try:
         history = f"/api/v1/predictions?day={day}&limit=50"
-        for name, path, connections in (("health_live_floor", "/v2/health/live", 16),
-                                        ("counts", f"/api/v1/predictions/counts?day={day}", 16),
-                                        ("history_first_page", history, 1),
-                                        ("history_first_page_16", history, 16)):
+        for name, path, connections in (
+            ("health_live_floor", "/v2/health/live", 16),
+            ("counts", f"/api/v1/predictions/counts?day={day}", 16),
+            ("history_first_page", history, 1),
+            ("history_first_page_16", history, 16),
+        ):
             load = wrkrun.Load(name, path, "get.lua")
             wrkrun.run(server.base_url, load, connections, args.warmup)
             result = wrkrun.run(server.base_url, load, connections, args.duration)
             out[name] = {k: round(result[k], 3) for k in ("requests_per_s", "p50_ms", "p99_ms")} | {
-                "connections": connections, "errors": result["errors_total"]}
+                "connections": connections,
+                "errors": result["errors_total"],
+            }
     finally:
         server.stop(timeout=30)
     return out
@@ -209,12 +236,15 @@ def read_variants(day, rounds: int) -> dict:
     history = log._read_statements().history
     session = history._session
     buckets = list(history._newest_buckets(day))[:2]
-    one = session.prepare(f"SELECT {COLUMNS}, true_label FROM {KEYSPACES['bucketed']}.predictions_by_bucket "
-                          "WHERE day = ? AND bucket = ? LIMIT ?")
+    one = session.prepare(
+        f"SELECT {COLUMNS}, true_label FROM {KEYSPACES['bucketed']}.predictions_by_bucket "
+        "WHERE day = ? AND bucket = ? LIMIT ?"
+    )
     variants = {
         "first_page": lambda: history.page(day, 50, None),
-        "two_partitions_concurrent": lambda: [r for f in [session.execute_async(one, (day, b, 51))
-                                                          for b in buckets] for r in f.result()],
+        "two_partitions_concurrent": lambda: [
+            r for f in [session.execute_async(one, (day, b, 51)) for b in buckets] for r in f.result()
+        ],
         "two_partitions_in": lambda: list(session.execute(history._rows, (day, buckets, 51))),
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -227,8 +257,12 @@ def read_variants(day, rounds: int) -> dict:
     out = {}
     for name, ts in times.items():
         ts.sort()
-        out[name] = {"p50_ms": round(ts[len(ts) // 2], 2), "p90_ms": round(ts[int(len(ts) * 0.9)], 2),
-                     "p99_ms": round(ts[int(len(ts) * 0.99)], 2), "n": len(ts)}
+        out[name] = {
+            "p50_ms": round(ts[len(ts) // 2], 2),
+            "p90_ms": round(ts[int(len(ts) * 0.9)], 2),
+            "p99_ms": round(ts[int(len(ts) * 0.99)], 2),
+            "n": len(ts),
+        }
     return out
 
 
@@ -238,8 +272,11 @@ def token_spread(day, writers: int, nodes: int, draws: int = 20) -> float:
     from cassandra.murmur3 import murmur3
 
     shards = min(writers, SHARDS)
-    keys = [b"".join((b"\x00\x04", day_bytes(day), b"\x00\x00\x04", bucket_bytes(s * SHARDS + h), b"\x00"))
-            for s in range(SLOTS_PER_DAY) for h in range(shards)]
+    keys = [
+        b"".join((b"\x00\x04", day_bytes(day), b"\x00\x00\x04", bucket_bytes(s * SHARDS + h), b"\x00"))
+        for s in range(SLOTS_PER_DAY)
+        for h in range(shards)
+    ]
     tokens = sorted(murmur3(k) for k in keys)
     rng = random.Random(22)
     worst = 1.0
@@ -272,49 +309,88 @@ def projection(day, replica_writes_per_cpu_s: float) -> list[dict]:
         capacity = nodes * replica_writes_per_cpu_s / RF / spread
         partitions = SLOTS_PER_DAY * min(writers, SHARDS)
         size_mb = capacity * 86_400 * ROW_BYTES / partitions / 1e6
-        rows.append({"nodes": nodes, "writers": writers, "partitions_per_day": partitions,
-                     "busiest_node_over_mean": round(spread, 3), "cluster_rows_per_s_per_core": round(capacity),
-                     "per_node_rows_per_s_per_core": round(capacity / nodes),
-                     "partition_mb_at_capacity": round(size_mb, 1)})
+        rows.append(
+            {
+                "nodes": nodes,
+                "writers": writers,
+                "partitions_per_day": partitions,
+                "busiest_node_over_mean": round(spread, 3),
+                "cluster_rows_per_s_per_core": round(capacity),
+                "per_node_rows_per_s_per_core": round(capacity / nodes),
+                "partition_mb_at_capacity": round(size_mb, 1),
+            }
+        )
     return rows
 
 
 def markdown(results: dict) -> str:
     w = results["write"]
     lines = [
-        f"# Prediction log schema: bucketed vs one partition per day ({results['date']})", "",
+        f"# Prediction log schema: bucketed vs one partition per day ({results['date']})",
+        "",
         f"Machine: {results['machine'].get('summary', results['machine'])}. Mode: {results['mode']}. "
-        f"Baseline: {results['baseline']}.", "",
-        "## Write path (single-image PNG, 16 connections, logging on)", "",
-        "| round | baseline req/s | bucketed req/s |", "|---|---|---|",
+        f"Baseline: {results['baseline']}.",
+        "",
+        "## Write path (single-image PNG, 16 connections, logging on)",
+        "",
+        "| round | baseline req/s | bucketed req/s |",
+        "|---|---|---|",
     ]
     for i, (b, n) in enumerate(zip(w["baseline"], w["bucketed"], strict=True)):
         lines.append(f"| {i + 1} | {b['requests_per_s']:,.0f} | {n['requests_per_s']:,.0f} |")
-    lines += ["", f"Ratio of medians: **{w['ratio']:.3f}** (target >= {WRITE_TARGET}); Cassandra CPU per stored "
-              f"row (RF 2, both nodes): {w['cassandra_cpu_us_per_row']:.1f} µs.", ""]
+    lines += [
+        "",
+        f"Ratio of medians: **{w['ratio']:.3f}** (target >= {WRITE_TARGET}); Cassandra CPU per stored "
+        f"row (RF 2, both nodes): {w['cassandra_cpu_us_per_row']:.1f} µs.",
+        "",
+    ]
     f = results["fill"]
-    lines += ["## A day of rows", "",
-              f"{f['rows']:,} rows in {f['partitions']:,} partitions, written in {f['fill_s']} s; "
-              f"{f['buckets_rolled_up']:,} buckets rolled up in {f['rollup_s']} s; counts total {f['counted']:,}.", "",
-              "## Reads", "", "| request | connections | req/s | p50 ms | p99 ms | target p99 | errors |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "## A day of rows",
+        "",
+        f"{f['rows']:,} rows in {f['partitions']:,} partitions, written in {f['fill_s']} s; "
+        f"{f['buckets_rolled_up']:,} buckets rolled up in {f['rollup_s']} s; counts total {f['counted']:,}.",
+        "",
+        "## Reads",
+        "",
+        "| request | connections | req/s | p50 ms | p99 ms | target p99 | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
     targets = {"counts": f"<= {COUNTS_P99_MS:g}", "history_first_page": f"<= {HISTORY_P99_MS:g}"}
     for name, r in results["reads"].items():
-        lines.append(f"| {name} | {r['connections']} | {r['requests_per_s']:,.0f} | {r['p50_ms']:.2f} | "
-                     f"{r['p99_ms']:.2f} | {targets.get(name, '-')} | {r['errors']} |")
-    lines += ["", "## Read variants (one process, interleaved; the choices cassandra_history makes)", "",
-              "| variant | p50 ms | p90 ms | p99 ms | n |", "|---|---|---|---|---|"]
+        lines.append(
+            f"| {name} | {r['connections']} | {r['requests_per_s']:,.0f} | {r['p50_ms']:.2f} | "
+            f"{r['p99_ms']:.2f} | {targets.get(name, '-')} | {r['errors']} |"
+        )
+    lines += [
+        "",
+        "## Read variants (one process, interleaved; the choices cassandra_history makes)",
+        "",
+        "| variant | p50 ms | p90 ms | p99 ms | n |",
+        "|---|---|---|---|---|",
+    ]
     for name, r in results["read_variants"].items():
         lines.append(f"| {name} | {r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} | {r['n']} |")
-    lines += ["", "## Scale-out projection", "",
-              "| nodes | writer processes | partitions/day | busiest node / mean | cluster rows/s per core | "
-              "per node | partition MB at that rate |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Scale-out projection",
+        "",
+        "| nodes | writer processes | partitions/day | busiest node / mean | cluster rows/s per core | "
+        "per node | partition MB at that rate |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for p in results["projection"]:
-        lines.append(f"| {p['nodes']} | {p['writers']} | {p['partitions_per_day']:,} | {p['busiest_node_over_mean']} | "
-                     f"{p['cluster_rows_per_s_per_core']:,} | {p['per_node_rows_per_s_per_core']:,} | "
-                     f"{p['partition_mb_at_capacity']} |")
-    lines += ["", f"A partition at 10x the baseline's logged rate, 8 writers: {results['partition_mb_at_10x_rate']} MB "
-              f"(limit {PARTITION_LIMIT_MB} MB).", ""]
+        lines.append(
+            f"| {p['nodes']} | {p['writers']} | {p['partitions_per_day']:,} | {p['busiest_node_over_mean']} | "
+            f"{p['cluster_rows_per_s_per_core']:,} | {p['per_node_rows_per_s_per_core']:,} | "
+            f"{p['partition_mb_at_capacity']} |"
+        )
+    lines += [
+        "",
+        f"A partition at 10x the baseline's logged rate, 8 writers: {results['partition_mb_at_10x_rate']} MB "
+        f"(limit {PARTITION_LIMIT_MB} MB).",
+        "",
+    ]
     verdict = "; ".join(results["failures"]) or "every target met"
     lines += [f"Verdict: **{results['verdict']}** ({verdict}).", ""]
     return "\n".join(lines)
@@ -343,9 +419,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     now = datetime.now(UTC)
-    results: dict = {"date": now.strftime("%Y-%m-%d %H:%M UTC"), "mode": "quick" if args.quick else "full",
-                     "machine": machine.describe(ROOT), "baseline": BASELINE,
-                     "write": {"baseline": [], "bucketed": []}}
+    results: dict = {
+        "date": now.strftime("%Y-%m-%d %H:%M UTC"),
+        "mode": "quick" if args.quick else "full",
+        "machine": machine.describe(ROOT),
+        "baseline": BASELINE,
+        "write": {"baseline": [], "bucketed": []},
+    }
     started = False
     try:
         if not predlog_overhead.cluster_up():
@@ -362,8 +442,11 @@ def main(argv: list[str] | None = None) -> int:
                 for side in ("baseline", "bucketed"):
                     r = write_round(side, work / f"{side}-{n}", png, args, args.duration, args.worktree)
                     results["write"][side].append(r)
-                    print(f"round {n + 1} {side:>9}: {r['requests_per_s']:,.0f} req/s, p99 {r['p99_ms']:.2f} ms, "
-                          f"errors {r['errors_total']}", flush=True)
+                    print(
+                        f"round {n + 1} {side:>9}: {r['requests_per_s']:,.0f} req/s, p99 {r['p99_ms']:.2f} ms, "
+                        f"errors {r['errors_total']}",
+                        flush=True,
+                    )
             day = now.date() - timedelta(days=1)
             results["fill"] = fill_day(day, args.rows, work / "fill")
             print(f"fill: {results['fill']}", flush=True)

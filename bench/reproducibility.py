@@ -30,8 +30,17 @@ TOLERANCE = 0.003
 
 def retrain(meta: dict, data_dir: Path) -> tuple[dict, float]:
     """The metadata of the same recipe trained again, and the run's wall seconds."""
-    return train_metadata(data_dir, "--arch", meta["architecture"], "--epochs", str(meta["epochs"]),
-                          "--batch-size", str(meta["batch_size"]), "--seed", str(meta["seed"]))
+    return train_metadata(
+        data_dir,
+        "--arch",
+        meta["architecture"],
+        "--epochs",
+        str(meta["epochs"]),
+        "--batch-size",
+        str(meta["batch_size"]),
+        "--seed",
+        str(meta["seed"]),
+    )
 
 
 def figures(meta: dict) -> dict[str, float]:
@@ -42,8 +51,15 @@ def compare(first: dict, second: dict) -> dict:
     rows, second_figures = [], figures(second)
     for name, value in figures(first).items():
         again = second_figures[name]
-        rows.append({"figure": name, "first": value, "second": again, "difference": round(again - value, 4),
-                     "pass": abs(again - value) <= TOLERANCE})
+        rows.append(
+            {
+                "figure": name,
+                "first": value,
+                "second": again,
+                "difference": round(again - value, 4),
+                "pass": abs(again - value) <= TOLERANCE,
+            }
+        )
     return {
         "rows": rows,
         "same_tflite": first["files"][store.TFLITE] == second["files"][store.TFLITE],
@@ -54,17 +70,27 @@ def compare(first: dict, second: dict) -> dict:
 
 def markdown(results: dict) -> str:
     m, c = results["machine"], results["comparison"]
-    lines = [f"# Reproducibility, {results['date']}: {results['version']} trained again", "",
-             f"Machine: {m['cpu']}, {m['cpus']} CPUs; Python {m['python']}; commit {m['commit']}. "
-             f"Recipe: {results['architecture']}, {results['epochs']} epochs, batch {results['batch_size']}, "
-             f"seed {results['seed']}; the second run took {results['second_training_seconds']} s of training. "
-             f"Command: `bench/reproducibility.py`.", "",
-             f"| figure | first | second | difference | within ±{TOLERANCE} |", "|---|---:|---:|---:|---|"]
+    lines = [
+        f"# Reproducibility, {results['date']}: {results['version']} trained again",
+        "",
+        f"Machine: {m['cpu']}, {m['cpus']} CPUs; Python {m['python']}; commit {m['commit']}. "
+        f"Recipe: {results['architecture']}, {results['epochs']} epochs, batch {results['batch_size']}, "
+        f"seed {results['seed']}; the second run took {results['second_training_seconds']} s of training. "
+        f"Command: `bench/reproducibility.py`.",
+        "",
+        f"| figure | first | second | difference | within ±{TOLERANCE} |",
+        "|---|---:|---:|---:|---|",
+    ]
     for r in c["rows"]:
-        lines.append(f"| {r['figure']} | {r['first']:.4f} | {r['second']:.4f} | {r['difference']:+.4f} "
-                     f"| {'PASS' if r['pass'] else '**FAIL**'} |")
-    lines += ["", f"Exports bit-identical: {'yes' if c['same_tflite'] else 'no'}; "
-              f"same calibration temperature: {'yes' if c['same_temperature'] else 'no'}."]
+        lines.append(
+            f"| {r['figure']} | {r['first']:.4f} | {r['second']:.4f} | {r['difference']:+.4f} "
+            f"| {'PASS' if r['pass'] else '**FAIL**'} |"
+        )
+    lines += [
+        "",
+        f"Exports bit-identical: {'yes' if c['same_tflite'] else 'no'}; "
+        f"same calibration temperature: {'yes' if c['same_temperature'] else 'no'}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -78,14 +104,22 @@ def main() -> int:
     first = store.load_metadata(version_dir)
     second, wall = retrain(first, args.data_dir)
     comparison = compare(first, second)
-    results = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "machine": describe(ROOT),
-               "version": first["version"], "architecture": first["architecture"], "epochs": first["epochs"],
-               "batch_size": first["batch_size"], "seed": first["seed"],
-               "second_training_seconds": second["training_seconds"],
-               "wall_seconds": round(wall, 1), "comparison": comparison}
+    results = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": describe(ROOT),
+        "version": first["version"],
+        "architecture": first["architecture"],
+        "epochs": first["epochs"],
+        "batch_size": first["batch_size"],
+        "seed": first["seed"],
+        "second_training_seconds": second["training_seconds"],
+        "wall_seconds": round(wall, 1),
+        "comparison": comparison,
+    }
     for row in comparison["rows"]:
-        print(f"{row['figure']:>14}: {row['first']:.4f} then {row['second']:.4f}"
-              f" -> {'PASS' if row['pass'] else 'FAIL'}")
+        print(
+            f"{row['figure']:>14}: {row['first']:.4f} then {row['second']:.4f} -> {'PASS' if row['pass'] else 'FAIL'}"
+        )
     paths.write_results(args.out, f"reproducibility-{results['date']}", results, markdown(results))
     return 0 if comparison["pass"] else 1
 

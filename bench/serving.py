@@ -95,9 +95,7 @@ def ours(predlog: str, model_dir: Path) -> ServerSpec:
     return ServerSpec(
         name=f"ours-predlog-{predlog}",
         command=lambda workers: serve_command(),
-        env=lambda workdir, port, workers: serve_env(
-            workdir, model_dir, port=port, workers=workers, predlog=predlog
-        ),
+        env=lambda workdir, port, workers: serve_env(workdir, model_dir, port=port, workers=workers, predlog=predlog),
         workloads="all",
     )
 
@@ -159,17 +157,17 @@ def prepare_inputs(workdir: Path, data_dir: Path) -> tuple[dict[str, Path], dict
     tensor = {"name": "pixels", "shape": list(batch.shape), "datatype": "UINT8"}
     files["v2.json"].write_text(json.dumps({"inputs": [{**tensor, "data": batch.ravel().tolist()}]}))
     # KServe V2 / Triton binary tensor extension: JSON header, then the raw tensor bytes.
-    header = json.dumps({
-        "inputs": [{**tensor, "parameters": {"binary_data_size": batch.nbytes}}],
-        "outputs": [{"name": "class", "parameters": {"binary_data": True}}],
-    }).encode()
+    header = json.dumps(
+        {
+            "inputs": [{**tensor, "parameters": {"binary_data_size": batch.nbytes}}],
+            "outputs": [{"name": "class", "parameters": {"binary_data": True}}],
+        }
+    ).encode()
     files["v2.bin"].write_bytes(header + batch.tobytes())
     return files, {"WRK_HEADER_NAME": "Inference-Header-Content-Length", "WRK_HEADER_VALUE": str(len(header))}
 
 
-def loads(
-    files: dict[str, Path], v2_binary: dict[str, str], spec: ServerSpec
-) -> list[tuple[str, wrkrun.Load, int]]:
+def loads(files: dict[str, Path], v2_binary: dict[str, str], spec: ServerSpec) -> list[tuple[str, wrkrun.Load, int]]:
     png = {"WRK_FILE": str(files["fashion-28x28.png"])}
     jpeg = {"WRK_FILE": str(files["fashion-600x800.jpg"])}
     batch = {**png, "WRK_COUNT": str(BATCH)}
@@ -188,8 +186,7 @@ def loads(
     if spec.workloads == "all":
         infer = "/v2/models/fashion/infer"
         json_body = {"WRK_BODY": str(files["v2.json"])}
-        binary_body = {"WRK_BODY": str(files["v2.bin"]), "WRK_CONTENT_TYPE": "application/octet-stream",
-                       **v2_binary}
+        binary_body = {"WRK_BODY": str(files["v2.bin"]), "WRK_CONTENT_TYPE": "application/octet-stream", **v2_binary}
         out += [
             ("batch256-v2json-c16", wrkrun.Load("v2json", infer, "body.lua", json_body, BATCH), 16),
             ("batch256-v2binary-c16", wrkrun.Load("v2binary", infer, "body.lua", binary_body, BATCH), 16),
@@ -210,14 +207,15 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def start(spec: ServerSpec, workdir: Path, workers: int) -> ServerProcess:
     port = free_port()
-    server = ServerProcess(
-        spec.command(workers), spec.env(workdir, port, workers), port, workdir / "server.log"
-    )
+    server = ServerProcess(spec.command(workers), spec.env(workdir, port, workers), port, workdir / "server.log")
     return server.start(timeout=120, workers=workers)
 
 
 def bench_server(
-    spec: ServerSpec, files: dict[str, Path], v2_binary: dict[str, str], workdir: Path,
+    spec: ServerSpec,
+    files: dict[str, Path],
+    v2_binary: dict[str, str],
+    workdir: Path,
     args: argparse.Namespace,
 ) -> dict:
     result: dict = {"runs": {}}
@@ -234,9 +232,7 @@ def bench_server(
             pids = [server.proc.pid, *server.worker_pids()]
             cpu_before = cpu_seconds(pids)
             run = wrkrun.run(server.base_url, load, conns, args.duration)
-            run["server_cpu_us_per_request"] = (
-                (cpu_seconds(pids) - cpu_before) / max(run["requests"], 1) * 1e6
-            )
+            run["server_cpu_us_per_request"] = (cpu_seconds(pids) - cpu_before) / max(run["requests"], 1) * 1e6
             if run["errors_total"]:
                 run["invalid"] = f"errors {run['errors']}"
             result["runs"][name] = run
@@ -283,9 +279,7 @@ def worker_start(spec: ServerSpec, workdir: Path, respawns: int = 3) -> dict:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Serving benchmark (see the module docstring).")
-    p.add_argument(
-        "--quick", action="store_true", help="smoke run: 1 s warm-up, 2 s per run, results in var/bench/"
-    )
+    p.add_argument("--quick", action="store_true", help="smoke run: 1 s warm-up, 2 s per run, results in var/bench/")
     p.add_argument("--duration", type=float, help="measured seconds per run (default 10, quick 2)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per run (default 3, quick 1)")
     p.add_argument("--only", action="append", help="run only these servers (repeatable)")

@@ -18,9 +18,7 @@ def markdown(results: dict) -> str:
         f"Command: `{results['command']}`  ",
         f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['os']}, kernel {m['kernel']}, "
         f"Python {m['python']}; {m['wrk']}; load average at start {load}  ",
-        "Packages: "
-        + ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v)
-        + f"  \nCommit: {m['commit']}",
+        "Packages: " + ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v) + f"  \nCommit: {m['commit']}",
         "",
         f"Each run: wrk -t1 on the same machine, {results['warmup_s']} s warm-up then "
         f"{results['duration_s']} s measured; 2 sync gunicorn workers per server, "
@@ -51,8 +49,7 @@ def markdown(results: dict) -> str:
         "",
         "## Runs",
         "",
-        "| server | run | conns | req/s | images/s | p50 ms | p90 ms | p99 ms | errors | server CPU µs/req "
-        "| wrk CPU |",
+        "| server | run | conns | req/s | images/s | p50 ms | p90 ms | p99 ms | errors | server CPU µs/req | wrk CPU |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, server in results["servers"].items():

@@ -29,9 +29,7 @@ def _value(server: dict, kind: str, run: str | None, metric: str) -> tuple[float
         r = server.get("runs", {}).get(run)
         return (r.get(metric) if r and not r.get("invalid") else None), run
     if kind == "best-batch":
-        batch = {
-            k: r for k, r in server.get("runs", {}).items() if k.startswith("batch") and not r.get("invalid")
-        }
+        batch = {k: r for k, r in server.get("runs", {}).items() if k.startswith("batch") and not r.get("invalid")}
         if not batch:
             return None, "batch*"
         name = max(batch, key=lambda k: batch[k]["images_per_s"])
@@ -68,9 +66,7 @@ def calibration(servers: dict) -> dict:
     today = {k: r["requests_per_s"] for k, r in runs.items() if not r.get("invalid")}
     per_run = {k: today[k] / v for k, v in REFERENCE_NOTES.items() if k in today}
     ours = servers.get(OURS, {}).get("runs", {})
-    versus = {
-        k: ours[k]["requests_per_s"] / today[k] for k in today if k in ours and not ours[k].get("invalid")
-    }
+    versus = {k: ours[k]["requests_per_s"] / today[k] for k in today if k in ours and not ours[k].get("invalid")}
     return {
         "reference_notes_req_s": REFERENCE_NOTES,
         "reference_today_req_s": today,

@@ -72,17 +72,39 @@ def one_round(store: Path, png: Path, work: Path, shadow: str | None, rate: floa
     try:
         out = work / "loadgen"
         gen = subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "loadgen.py"), "--url", server.base_url, "--png", str(png),
-             "--rate", str(rate), "--duration", str(seconds), "--out", str(out)],
-            capture_output=True, text=True, timeout=seconds + 300)
+            [
+                sys.executable,
+                str(ROOT / "bench" / "loadgen.py"),
+                "--url",
+                server.base_url,
+                "--png",
+                str(png),
+                "--rate",
+                str(rate),
+                "--duration",
+                str(seconds),
+                "--out",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 300,
+        )
         if gen.returncode != 0:
             raise RuntimeError(f"loadgen failed: {gen.stderr[-3000:]}")
         report = json.loads((out / "loadgen.json").read_text())
         counts = shadow_counts(server)
     finally:
         server.stop()
-    return {"shadow": shadow is not None, "rate": rate, "ok": report["ok"], "failed": report["failed"],
-            "achieved_rate": report["achieved_rate"], "latency_ms": report["latency_ms"], **counts}
+    return {
+        "shadow": shadow is not None,
+        "rate": rate,
+        "ok": report["ok"],
+        "failed": report["failed"],
+        "achieved_rate": report["achieved_rate"],
+        "latency_ms": report["latency_ms"],
+        **counts,
+    }
 
 
 def median(rounds: list[dict], key: str) -> float:
@@ -92,11 +114,17 @@ def median(rounds: list[dict], key: str) -> float:
 def summarize(rounds: list[dict]) -> dict:
     off = [r for r in rounds if not r["shadow"]]
     on = [r for r in rounds if r["shadow"]]
-    summary = {f"{name}_{key}_ms": median(group, key) for name, group in (("off", off), ("on", on))
-               for key in ("p50", "p90", "p99")}
-    summary.update(off_failed=sum(r["failed"] for r in off), on_failed=sum(r["failed"] for r in on),
-                   on_shadow_predictions=sum(r["shadow_predictions"] for r in on),
-                   on_shadow_dropped=sum(r["shadow_dropped"] for r in on))
+    summary = {
+        f"{name}_{key}_ms": median(group, key)
+        for name, group in (("off", off), ("on", on))
+        for key in ("p50", "p90", "p99")
+    }
+    summary.update(
+        off_failed=sum(r["failed"] for r in off),
+        on_failed=sum(r["failed"] for r in on),
+        on_shadow_predictions=sum(r["shadow_predictions"] for r in on),
+        on_shadow_dropped=sum(r["shadow_dropped"] for r in on),
+    )
     summary["p99_ratio"] = summary["on_p99_ms"] / summary["off_p99_ms"]
     summary["pass"] = summary["p99_ratio"] <= TARGET and summary["on_failed"] == 0 and summary["off_failed"] == 0
     return summary
@@ -114,8 +142,13 @@ def markdown(results: dict) -> str:
         f"{results['version']} (the same cost). The target is judged at the first rate.",
     ]
     for rate, s in results["by_rate"].items():
-        lines += ["", f"## {float(rate):,.0f} req/s", "", "| figure | shadow off | shadow on | on / off |",
-                  "|---|---:|---:|---:|"]
+        lines += [
+            "",
+            f"## {float(rate):,.0f} req/s",
+            "",
+            "| figure | shadow off | shadow on | on / off |",
+            "|---|---:|---:|---:|",
+        ]
         for key in ("p50", "p90", "p99"):
             off, on = s[f"off_{key}_ms"], s[f"on_{key}_ms"]
             lines.append(f"| latency {key}, ms | {off:.2f} | {on:.2f} | {on / off:.3f} |")
@@ -139,17 +172,22 @@ def markdown(results: dict) -> str:
         "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for i, r in enumerate(results["rounds_detail"], 1):
-        lines.append(f"| {i} | {r['rate']:,.0f} | {'on' if r['shadow'] else 'off'} | {r['ok']:,} | {r['failed']} | "
-                     f"{r['latency_ms']['p50']:.2f} | {r['latency_ms']['p99']:.2f} | "
-                     f"{r['shadow_predictions']:,.0f} | {r['shadow_dropped']:,.0f} |")
+        lines.append(
+            f"| {i} | {r['rate']:,.0f} | {'on' if r['shadow'] else 'off'} | {r['ok']:,} | {r['failed']} | "
+            f"{r['latency_ms']['p50']:.2f} | {r['latency_ms']['p99']:.2f} | "
+            f"{r['shadow_predictions']:,.0f} | {r['shadow_dropped']:,.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Latency with a shadow candidate on and off (module docstring).")
     paths.add_path_args(p)
-    p.add_argument("--rates", default="400,800", help="requests per second, comma-separated; the target is "
-                   "judged at the first (default 400,800)")
+    p.add_argument(
+        "--rates",
+        default="400,800",
+        help="requests per second, comma-separated; the target is judged at the first (default 400,800)",
+    )
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--rounds", type=int, default=3, help="rounds of each mode")
     p.add_argument("--overload", type=float, default=2.0, help="the last round's rate, times the last of --rates")
@@ -176,9 +214,17 @@ def main(argv: list[str] | None = None) -> int:
         overload = one_round(store, png, work / "overload", shadow, rates[-1] * args.overload, args.seconds)
         print(json.dumps(overload), flush=True)
     by_rate = {str(rate): summarize([r for r in rounds if r["rate"] == rate]) for rate in rates}
-    results = {"date": now.strftime("%Y-%m-%d %H:%M UTC"), "machine": machine.describe(ROOT), "rates": rates,
-               "seconds": args.seconds, "rounds": args.rounds, "version": version, "by_rate": by_rate,
-               "rounds_detail": rounds, "overload": overload}
+    results = {
+        "date": now.strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine.describe(ROOT),
+        "rates": rates,
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "version": version,
+        "by_rate": by_rate,
+        "rounds_detail": rounds,
+        "overload": overload,
+    }
     text = markdown(results)
     print(text)
     paths.write_results(args.out, f"shadow-{now:%Y-%m-%d}", results, text)

@@ -87,8 +87,9 @@ def measure_max(model_dir: Path, png: Path, workdir: Path, seconds: float) -> di
     Each request on a new connection, as the load generator sends them: over kept-alive
     connections the server answers ~25% more, and 70% of that would overload it here.
     """
-    server = start_serve(workdir, model_dir, workers=WORKERS, predlog="cassandra",
-                         extra_env=server_env(PROBE_KEYSPACE), timeout=120)
+    server = start_serve(
+        workdir, model_dir, workers=WORKERS, predlog="cassandra", extra_env=server_env(PROBE_KEYSPACE), timeout=120
+    )
     load = wrkrun.Load("png", "/api/v1/predict", "multipart.lua", {"WRK_FILE": str(png), "WRK_CLOSE": "1"})
     try:
         # The warm-up also lets a freshly started cluster's JIT compile the write path.
@@ -130,8 +131,11 @@ def rss_growth(samples: list[tuple[float, dict[int, int]]], warmup_s: float) -> 
     for pid, ref in reference.items():
         later = [rss[pid] for t, rss in samples if t >= warmup_s and pid in rss]
         peak = max(later)
-        out[str(pid)] = {"after_warmup_mb": round(ref / 2**20, 1), "peak_mb": round(peak / 2**20, 1),
-                         "growth": round((peak - ref) / ref, 4)}
+        out[str(pid)] = {
+            "after_warmup_mb": round(ref / 2**20, 1),
+            "peak_mb": round(peak / 2**20, 1),
+            "growth": round((peak - ref) / ref, 4),
+        }
     return out
 
 
@@ -194,28 +198,42 @@ def check(results: dict) -> list[dict]:
     lg, rows = results["loadgen"], results["rows"]
     growth = results["rss"]
     checks = [
-        ("0 failed requests", lg["failed"] == 0 and lg["not_sent"] == 0,
-         f"{lg['failed']} failed {lg.get('failure_kinds', {})}, {lg['not_sent']} not sent (too many pending); "
-         f"first: {lg['failures'][:3]}"),
-        (f"generator held the rate (paced >= {RATE_HELD_MIN:.0%} of it)",
-         lg["paced_rate"] >= RATE_HELD_MIN * lg["target_rate"],
-         f"paced {lg['paced_rate']}/s for {lg['target_rate']}/s, max lag {lg['max_schedule_lag_ms']} ms; "
-         f"sent {lg['sent']} of {lg['planned']}"),
-        ("rows in Cassandra == successful predictions",
-         rows["stored"] == lg["ok"] and rows["missing"] == 0 and rows["extra"] == 0 and rows["duplicates"] == 0,
-         f"{rows['stored']} rows for {lg['ok']} answers; missing {rows['missing']}, extra {rows['extra']}, "
-         f"duplicates {rows['duplicates']}"),
-        (f"RSS growth per worker < {RSS_GROWTH_MAX:.0%} after warm-up",
-         bool(growth) and all(w["growth"] < RSS_GROWTH_MAX for w in growth.values()),
-         ", ".join(f"{pid}: {w['after_warmup_mb']} -> {w['peak_mb']} MB ({w['growth']:+.1%})"
-                   for pid, w in growth.items())),
+        (
+            "0 failed requests",
+            lg["failed"] == 0 and lg["not_sent"] == 0,
+            f"{lg['failed']} failed {lg.get('failure_kinds', {})}, {lg['not_sent']} not sent (too many pending); "
+            f"first: {lg['failures'][:3]}",
+        ),
+        (
+            f"generator held the rate (paced >= {RATE_HELD_MIN:.0%} of it)",
+            lg["paced_rate"] >= RATE_HELD_MIN * lg["target_rate"],
+            f"paced {lg['paced_rate']}/s for {lg['target_rate']}/s, max lag {lg['max_schedule_lag_ms']} ms; "
+            f"sent {lg['sent']} of {lg['planned']}",
+        ),
+        (
+            "rows in Cassandra == successful predictions",
+            rows["stored"] == lg["ok"] and rows["missing"] == 0 and rows["extra"] == 0 and rows["duplicates"] == 0,
+            f"{rows['stored']} rows for {lg['ok']} answers; missing {rows['missing']}, extra {rows['extra']}, "
+            f"duplicates {rows['duplicates']}",
+        ),
+        (
+            f"RSS growth per worker < {RSS_GROWTH_MAX:.0%} after warm-up",
+            bool(growth) and all(w["growth"] < RSS_GROWTH_MAX for w in growth.values()),
+            ", ".join(
+                f"{pid}: {w['after_warmup_mb']} -> {w['peak_mb']} MB ({w['growth']:+.1%})" for pid, w in growth.items()
+            ),
+        ),
         ("same workers throughout (none died)", results["workers_stable"], str(results["worker_pids_seen"])),
-        ("new model version served after the publish",
-         results["new_version"] is not None and results["new_version"] in lg["versions"],
-         f"new {results['new_version']}; answers by version: "
-         f"{ {v: s['count'] for v, s in lg['versions'].items()} }"),
-        ("node 2 killed and restarted", results["timeline_error"] is None and len(results["events"]) == 3,
-         results["timeline_error"] or "ok"),
+        (
+            "new model version served after the publish",
+            results["new_version"] is not None and results["new_version"] in lg["versions"],
+            f"new {results['new_version']}; answers by version: { {v: s['count'] for v, s in lg['versions'].items()} }",
+        ),
+        (
+            "node 2 killed and restarted",
+            results["timeline_error"] is None and len(results["events"]) == 3,
+            results["timeline_error"] or "ok",
+        ),
     ]
     return [{"check": name, "result": "PASS" if ok else "FAIL", "detail": detail} for name, ok, detail in checks]
 
@@ -235,8 +253,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     now = datetime.now(UTC)
     warmup_s = min(60.0, 0.15 * args.duration)
-    results: dict = {"date": now.strftime("%Y-%m-%d %H:%M UTC"), "duration_s": args.duration, "warmup_s": warmup_s,
-                     "load_fraction": args.load, "workers": WORKERS, "machine": machine.describe(ROOT)}
+    results: dict = {
+        "date": now.strftime("%Y-%m-%d %H:%M UTC"),
+        "duration_s": args.duration,
+        "warmup_s": warmup_s,
+        "load_fraction": args.load,
+        "workers": WORKERS,
+        "machine": machine.describe(ROOT),
+    }
     started_cluster = False
     server = None
     try:
@@ -258,11 +282,15 @@ def main(argv: list[str] | None = None) -> int:
                 rate = round(args.load * probe["requests_per_s"])
                 results["max_measured"] = probe
                 results["rate_source"] = f"{args.load:.0%} of the measured maximum"
-                print(f"maximum {probe['requests_per_s']:,.0f} req/s (p99 {probe['p99_ms']:.1f} ms): "
-                      f"soak at {rate:,} req/s", flush=True)
+                print(
+                    f"maximum {probe['requests_per_s']:,.0f} req/s (p99 {probe['p99_ms']:.1f} ms): "
+                    f"soak at {rate:,} req/s",
+                    flush=True,
+                )
             results["rate"] = rate
-            server = start_serve(work / "soak", store, workers=WORKERS, predlog="cassandra",
-                                 extra_env=server_env(KEYSPACE), timeout=120)
+            server = start_serve(
+                work / "soak", store, workers=WORKERS, predlog="cassandra", extra_env=server_env(KEYSPACE), timeout=120
+            )
             results["ready_s"] = server.ready_seconds
             workers_at_start = server.worker_pids()
             sampler = Sampler(server)
@@ -272,9 +300,24 @@ def main(argv: list[str] | None = None) -> int:
             sampler.start()
             timeline.start()
             gen = subprocess.run(
-                [sys.executable, str(ROOT / "bench" / "loadgen.py"), "--url", server.base_url, "--png", str(png),
-                 "--rate", str(rate), "--duration", str(args.duration), "--out", str(out_dir)],
-                capture_output=True, text=True, timeout=args.duration + 300)
+                [
+                    sys.executable,
+                    str(ROOT / "bench" / "loadgen.py"),
+                    "--url",
+                    server.base_url,
+                    "--png",
+                    str(png),
+                    "--rate",
+                    str(rate),
+                    "--duration",
+                    str(args.duration),
+                    "--out",
+                    str(out_dir),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=args.duration + 300,
+            )
             if gen.returncode != 0:
                 raise SoakError(f"loadgen failed: {gen.stderr[-3000:]}")
             timeline.join(timeout=600)  # node 2's restart may still be under way
@@ -284,8 +327,8 @@ def main(argv: list[str] | None = None) -> int:
             results["workers_stable"] = results["worker_pids_seen"] == sorted(workers_at_start)
             results["rss"] = rss_growth(sampler.samples, warmup_s)
             results["rss_timeline_mb"] = [  # every 5 s: when RSS grew, and what happened then
-                [round(t), {str(pid): round(v / 2**20, 1) for pid, v in rss.items()}]
-                for t, rss in sampler.samples[::5]]
+                [round(t), {str(pid): round(v / 2**20, 1) for pid, v in rss.items()}] for t, rss in sampler.samples[::5]
+            ]
             server.stop(timeout=60)  # workers flush their queues and spools on the way out
             results["server_log_tail"] = server.log_tail(20)
             server = None
@@ -296,9 +339,14 @@ def main(argv: list[str] | None = None) -> int:
             print("waiting for every answered prediction in Cassandra (consistency ALL)", flush=True)
             t0 = time.monotonic()
             stored = wait_for_rows(admin, ids, timeout=180)
-            results["rows"] = {"answered": len(ids), "stored": len(stored), "missing": len(set(ids) - set(stored)),
-                               "extra": len(set(stored) - set(ids)), "duplicates": len(stored) - len(set(stored)),
-                               "settled_after_s": round(time.monotonic() - t0, 1)}
+            results["rows"] = {
+                "answered": len(ids),
+                "stored": len(stored),
+                "missing": len(set(ids) - set(stored)),
+                "extra": len(set(stored) - set(ids)),
+                "duplicates": len(stored) - len(set(stored)),
+                "settled_after_s": round(time.monotonic() - t0, 1),
+            }
             admin.close()
     except (SoakError, ServerError, wrkrun.WrkError, cassandra_cluster.ClusterError) as exc:
         print(f"soak.py: {exc}", file=sys.stderr)
@@ -313,17 +361,24 @@ def main(argv: list[str] | None = None) -> int:
     ok = all(c["result"] == "PASS" for c in results["checks"])
     results["verdict"] = "PASS" if ok else "FAIL"
     lg = results["loadgen"]
-    print(f"soak {args.duration:.0f} s at {results['rate']:,} req/s: sent {lg['sent']}, ok {lg['ok']}, "
-          f"failed {lg['failed']}; latency p50 {lg['latency_ms']['p50']} p99 {lg['latency_ms']['p99']} "
-          f"max {lg['latency_ms']['max']} ms; generator CPU {lg['generator_cpu_share']:.0%} of a core")
+    print(
+        f"soak {args.duration:.0f} s at {results['rate']:,} req/s: sent {lg['sent']}, ok {lg['ok']}, "
+        f"failed {lg['failed']}; latency p50 {lg['latency_ms']['p50']} p99 {lg['latency_ms']['p99']} "
+        f"max {lg['latency_ms']['max']} ms; generator CPU {lg['generator_cpu_share']:.0%} of a core"
+    )
     slowest = sorted((s for s in lg.get("timeline", []) if "p99_ms" in s), key=lambda s: -s["p99_ms"])[:5]
-    print("slowest seconds (p99 ms): " + ", ".join(f"t={s['s']}s {s['p99_ms']:,.0f}" for s in sorted(
-        slowest, key=lambda s: s["s"])))
+    print(
+        "slowest seconds (p99 ms): "
+        + ", ".join(f"t={s['s']}s {s['p99_ms']:,.0f}" for s in sorted(slowest, key=lambda s: s["s"]))
+    )
     for c in results["checks"]:
         print(f"  {c['result']}  {c['check']}: {c['detail']}")
     print(f"soak: {results['verdict']}")
-    outs = [args.out] if args.out else [ROOT / "var" / "bench"] + ([ROOT / "bench" / "results"]
-                                                                   if args.duration >= 600 else [])
+    outs = (
+        [args.out]
+        if args.out
+        else [ROOT / "var" / "bench"] + ([ROOT / "bench" / "results"] if args.duration >= 600 else [])
+    )
     for out in outs:
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"soak-{now:%Y-%m-%d}-{args.duration:.0f}s.json"

@@ -31,8 +31,19 @@ MAX_SECONDS = 600
 def train_metadata(data_dir: Path, *options: str) -> tuple[dict, float]:
     """``fashion-classifier train OPTIONS`` into a temporary store: (its metadata, wall seconds)."""
     with tempfile.TemporaryDirectory() as store:
-        cmd = [sys.executable, "-m", "fashion_classifier.cli", "train", *options, "--model-dir", store,
-               "--data-dir", str(data_dir), "--quiet", "--json"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "fashion_classifier.cli",
+            "train",
+            *options,
+            "--model-dir",
+            store,
+            "--data-dir",
+            str(data_dir),
+            "--quiet",
+            "--json",
+        ]
         started = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - started
@@ -60,15 +71,21 @@ def train(arch: str, data_dir: Path) -> dict:
 
 def markdown(results: dict) -> str:
     m = results["machine"]
-    lines = [f"# Training benchmark {results['date']}", "",
-             f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB; Python {m['python']}; "
-             f"commit {m['commit']}; load average at start {', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}",
-             "", "| arch | params | epochs | test accuracy | target | fit s | wall s (≤ 600) | result |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Training benchmark {results['date']}",
+        "",
+        f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB; Python {m['python']}; "
+        f"commit {m['commit']}; load average at start {', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}",
+        "",
+        "| arch | params | epochs | test accuracy | target | fit s | wall s (≤ 600) | result |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in results["runs"]:
-        lines.append(f"| {r['architecture']} | {r['parameters']:,} | {r['epochs']} | {r['test_accuracy']:.4f} "
-                     f"| ≥ {r['accuracy_target']} | {r['fit_seconds']} | {r['wall_seconds']} "
-                     f"| {'PASS' if r['pass'] else '**FAIL**'} |")
+        lines.append(
+            f"| {r['architecture']} | {r['parameters']:,} | {r['epochs']} | {r['test_accuracy']:.4f} "
+            f"| ≥ {r['accuracy_target']} | {r['fit_seconds']} | {r['wall_seconds']} "
+            f"| {'PASS' if r['pass'] else '**FAIL**'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -80,8 +97,11 @@ def main() -> int:
     results = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "machine": describe(ROOT), "runs": []}
     for arch in args.arch:
         run = train(arch, args.data_dir)
-        print(f"{arch}: accuracy {run['test_accuracy']:.4f} (target {run['accuracy_target']}), "
-              f"{run['wall_seconds']} s wall -> {'PASS' if run['pass'] else 'FAIL'}", flush=True)
+        print(
+            f"{arch}: accuracy {run['test_accuracy']:.4f} (target {run['accuracy_target']}), "
+            f"{run['wall_seconds']} s wall -> {'PASS' if run['pass'] else 'FAIL'}",
+            flush=True,
+        )
         results["runs"].append(run)
     paths.write_results(paths.RESULTS, f"training-{results['date']}", results, markdown(results))
     return 0 if all(r["pass"] for r in results["runs"]) else 1

@@ -69,7 +69,5 @@ def run(base_url: str, load: Load, connections: int, seconds: float, timeout_s: 
     for pct in ("p50", "p90", "p99", "p999"):
         result[f"{pct}_ms"] = result["latency_us"][pct] / 1000
     # wrk shares the two cores with the server: report how much of them it took.
-    result["wrk_cpu_share"] = (
-        (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    ) / duration
+    result["wrk_cpu_share"] = ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / duration
     return result

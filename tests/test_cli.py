@@ -10,8 +10,9 @@ from fashion_classifier.artifacts import store
 
 
 def run(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "fashion_classifier.cli", *args],
-                          capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "fashion_classifier.cli", *args], capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "predict", "versions", "config"])

@@ -31,9 +31,16 @@ PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)(?: ; (.+?))? \\$")
 
 
 def _environment(python: str) -> dict[str, str]:
-    return {"python_version": python, "python_full_version": f"{python}.0", "sys_platform": "linux",
-            "platform_system": "Linux", "os_name": "posix", "implementation_name": "cpython",
-            "platform_python_implementation": "CPython", "platform_machine": "x86_64"}
+    return {
+        "python_version": python,
+        "python_full_version": f"{python}.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "platform_machine": "x86_64",
+    }
 
 
 def _lock(name: str) -> list[tuple[str, Version, Marker | None, list[str]]]:
@@ -72,8 +79,11 @@ def _inputs(name: str) -> list[Requirement]:
         return deps
     if name == "build":
         return [Requirement(d) for d in PROJECT["build-system"]["requires"] + ["pip"]]
-    return [Requirement(line) for line in (ROOT / "requirements" / "platform.in").read_text().splitlines()
-            if line.strip() and not line.startswith("#")]
+    return [
+        Requirement(line)
+        for line in (ROOT / "requirements" / "platform.in").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
 
 
 LOCKS = ("dev", "serve", "train", "build", "platform")
@@ -93,8 +103,11 @@ def test_every_pin_carries_sha256_hashes(name):
 def test_the_lock_satisfies_what_it_is_made_from(name, python):
     """A requirement edited in pyproject.toml without `scripts/lock` fails here."""
     pins = _pins_for(name, python)
-    unmet = [str(req) for req in _inputs(name)
-             if not req.specifier.contains(pins.get(canonicalize_name(req.name), Version("0.dev0")))]
+    unmet = [
+        str(req)
+        for req in _inputs(name)
+        if not req.specifier.contains(pins.get(canonicalize_name(req.name), Version("0.dev0")))
+    ]
     assert not unmet, f"requirements/{name}.txt does not satisfy {unmet}: run scripts/lock"
 
 
@@ -138,8 +151,11 @@ def test_this_environment_was_installed_from_the_lock():
 @pytest.mark.parametrize("package", INTERNALS)
 def test_dependencies_used_beyond_their_api_stay_in_one_release_series(package):
     """A new minor release may reshape an internal: upgrading one is a decision, with its test."""
-    spec = next(SpecifierSet(str(r.specifier)) for r in map(Requirement, PROJECT["project"]["dependencies"])
-                if canonicalize_name(r.name) == package)
+    spec = next(
+        SpecifierSet(str(r.specifier))
+        for r in map(Requirement, PROJECT["project"]["dependencies"])
+        if canonicalize_name(r.name) == package
+    )
     lower = min(Version(s.version) for s in spec if s.operator in (">=", "=="))
     assert spec.contains(lower) and not spec.contains(Version(f"{lower.major}.{lower.minor + 1}")), spec
     assert spec.contains(Version(metadata.version(package)))

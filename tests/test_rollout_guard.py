@@ -20,8 +20,18 @@ SHADOW = rollout.Candidate("v2", rollout.SHADOW, 0.0, NOW.isoformat())
 
 def answers(version, arm, n, right, **changes):
     """n answers with feedback by one version, ``right`` of them correct."""
-    return [make_record(3, model_version=version, arm=arm, predicted_class=3, true_label=3 if i < right else 5,
-                        created_at=NOW, **changes) for i in range(n)]
+    return [
+        make_record(
+            3,
+            model_version=version,
+            arm=arm,
+            predicted_class=3,
+            true_label=3 if i < right else 5,
+            created_at=NOW,
+            **changes,
+        )
+        for i in range(n)
+    ]
 
 
 def report_of(rows):
@@ -54,9 +64,20 @@ def test_a_canary_is_withdrawn_only_when_measurably_worse(candidate_right, n, wi
 
 def test_a_shadow_is_judged_on_the_same_answers():
     # The served class is right on 36 of 40; the shadow's on 4.
-    rows = [make_record(3, model_version="v1", arm="current", predicted_class=3, true_label=3 if i < 36 else 5,
-                        shadow_version="v2", shadow_class=3 if i < 4 else 7, shadow_confidence=0.9, created_at=NOW)
-            for i in range(40)]
+    rows = [
+        make_record(
+            3,
+            model_version="v1",
+            arm="current",
+            predicted_class=3,
+            true_label=3 if i < 36 else 5,
+            shadow_version="v2",
+            shadow_class=3 if i < 4 else 7,
+            shadow_confidence=0.9,
+            created_at=NOW,
+        )
+        for i in range(40)
+    ]
     verdict = judge(report_of(rows), SHADOW, "v1", Rules())
     assert verdict.withdraw and verdict.candidate_accuracy == 0.1 and verdict.current_accuracy == 0.9
     assert not judge(report_of(rows), SHADOW, "v1", Rules(min_feedback=41)).withdraw
@@ -93,10 +114,13 @@ def test_the_guard_judges_failures_over_the_window_since_the_candidate_was_set(m
     assert rollout.history(model_store)[-1]["action"] == rollout.AUTO_ROLLBACK
 
 
-@pytest.mark.parametrize("source, said", [
-    (lambda seconds: (_ for _ in ()).throw(OSError("connection refused")), "connection refused"),
-    (lambda seconds: {}, "no inference counts for the current version"),
-])
+@pytest.mark.parametrize(
+    "source, said",
+    [
+        (lambda seconds: (_ for _ in ()).throw(OSError("connection refused")), "connection refused"),
+        (lambda seconds: {}, "no inference counts for the current version"),
+    ],
+)
 def test_without_usable_inference_counts_accuracy_is_still_judged(model_store, source, said):
     candidate = rollout.set_candidate(model_store, other_version(model_store), rollout.CANARY, 10)
     verdict = guard_once(model_store, EmptyLog(), Rules(), source)

@@ -46,8 +46,14 @@ def create_app() -> Flask:
         probs /= probs.sum(axis=1, keepdims=True)
         return jsonify(
             model_name="fashion",
-            outputs=[{"name": "probabilities", "shape": list(probs.shape), "datatype": "FP32",
-                      "data": probs.ravel().tolist()}],
+            outputs=[
+                {
+                    "name": "probabilities",
+                    "shape": list(probs.shape),
+                    "datatype": "FP32",
+                    "data": probs.ravel().tolist(),
+                }
+            ],
         )
 
     return app

@@ -42,8 +42,12 @@ class LiteRTFashion(Model):
         self.load()
 
     # A plain def: the interpreter call is ~10 µs, cheaper than a thread hop off the event loop.
-    def predict(self, payload: InferRequest, headers: dict[str, str] | None = None,
-                response_headers: dict[str, str] | None = None) -> InferResponse:
+    def predict(
+        self,
+        payload: InferRequest,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> InferResponse:
         probabilities = self._model.predict(payload.inputs[0].as_numpy())
         # KServe's own rule for its cheapest path: raw bytes out when the request came over gRPC
         # with raw_input_contents; JSON numbers for a JSON request (as it was).
@@ -51,8 +55,12 @@ class LiteRTFashion(Model):
         output = InferOutput(name="probabilities", shape=list(probabilities.shape), datatype="FP32")
         output.set_data_from_numpy(probabilities, binary_data=binary)
         # KServe's response model requires an id; the request need not carry one.
-        return InferResponse(model_name=self.name, infer_outputs=[output], response_id=payload.id or str(uuid.uuid4()),
-                             use_binary_outputs=binary)
+        return InferResponse(
+            model_name=self.name,
+            infer_outputs=[output],
+            response_id=payload.id or str(uuid.uuid4()),
+            use_binary_outputs=binary,
+        )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,12 @@ import yaml
 # Secrets with random values: Helm generates them; kustomize cannot (k8s/base/secrets-job.yaml).
 DROPPED_KINDS = {"Secret"}
 # Set by k8s/base/kustomization.yaml (`labels`), or Helm's alone.
-DROPPED_LABELS = {"helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/version",
-                  "app.kubernetes.io/part-of"}
+DROPPED_LABELS = {
+    "helm.sh/chart",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/part-of",
+}
 # Helm's bookkeeping, by where it sits: hooks and keep-on-uninstall on the object, and on the pod
 # template the checksum that rolls the pods when the ConfigMap changes (kustomize edits no pods).
 DROPPED = {
@@ -82,7 +86,7 @@ def _without_empty_mappings(lines: list[str]) -> list[str]:
     out: list[str] = []
     for i, line in enumerate(lines):
         if re.match(r"^\s*(labels|annotations):\s*$", line):
-            rest = [ln for ln in lines[i + 1:] if ln.strip() and not ln.strip().startswith("#")]
+            rest = [ln for ln in lines[i + 1 :] if ln.strip() and not ln.strip().startswith("#")]
             if not rest or _indent(rest[0]) <= _indent(line):
                 continue
         out.append(line)

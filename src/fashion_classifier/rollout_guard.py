@@ -67,8 +67,13 @@ def accuracy_gap(candidate: tuple[int, int], current: tuple[int, int]) -> tuple[
     return p1 - p2, p1 - p2 - half, p1 - p2 + half
 
 
-def judge(report: Report, candidate: rollout.Candidate, current: str, rules: Rules,
-          inferences: dict[str, tuple[float, float]] | None = None) -> Verdict:
+def judge(
+    report: Report,
+    candidate: rollout.Candidate,
+    current: str,
+    rules: Rules,
+    inferences: dict[str, tuple[float, float]] | None = None,
+) -> Verdict:
     """Whether the evidence in ``report`` (and the metrics' inference counts) condemns the candidate."""
     if candidate.mode == rollout.SHADOW:  # both judged on the same answers with feedback
         found = [s for s in report.shadows if s.model_version == candidate.version and s.served_by == current]
@@ -78,21 +83,37 @@ def judge(report: Report, candidate: rollout.Candidate, current: str, rules: Rul
     else:
         cand = _arm(report, candidate.version)
         cur = _arm(report, current)
-    verdict = dict(candidate=candidate.version, candidate_feedback=cand[1], current_feedback=cur[1],
-                   candidate_accuracy=cand[0] / cand[1] if cand[1] else None,
-                   current_accuracy=cur[0] / cur[1] if cur[1] else None)
+    verdict = dict(
+        candidate=candidate.version,
+        candidate_feedback=cand[1],
+        current_feedback=cur[1],
+        candidate_accuracy=cand[0] / cand[1] if cand[1] else None,
+        current_accuracy=cur[0] / cur[1] if cur[1] else None,
+    )
     failing = _failing(candidate.version, current, rules, inferences or {})
     if failing:
         return Verdict(withdraw=True, why=failing, **verdict)
     if min(cand[1], cur[1]) < rules.min_feedback:
-        return Verdict(withdraw=False, why=f"too little feedback yet ({cand[1]} on the candidate, {cur[1]} on the "
-                       f"current version; {rules.min_feedback} each are needed)", **verdict)
+        return Verdict(
+            withdraw=False,
+            why=f"too little feedback yet ({cand[1]} on the candidate, {cur[1]} on the "
+            f"current version; {rules.min_feedback} each are needed)",
+            **verdict,
+        )
     gap, low, high = accuracy_gap(cand, cur)
     if high < -rules.margin:
-        return Verdict(withdraw=True, why=f"live accuracy {gap:+.3f} against the current version (95 % interval "
-                       f"{low:+.3f} to {high:+.3f}, below -{rules.margin:g})", **verdict)
-    return Verdict(withdraw=False, why=f"live accuracy {gap:+.3f} against the current version (95 % interval "
-                   f"{low:+.3f} to {high:+.3f}): not worse than -{rules.margin:g}", **verdict)
+        return Verdict(
+            withdraw=True,
+            why=f"live accuracy {gap:+.3f} against the current version (95 % interval "
+            f"{low:+.3f} to {high:+.3f}, below -{rules.margin:g})",
+            **verdict,
+        )
+    return Verdict(
+        withdraw=False,
+        why=f"live accuracy {gap:+.3f} against the current version (95 % interval "
+        f"{low:+.3f} to {high:+.3f}): not worse than -{rules.margin:g}",
+        **verdict,
+    )
 
 
 def _arm(report: Report, version: str) -> tuple[int, int]:
@@ -168,8 +189,9 @@ def _error_of(exc: urllib.error.HTTPError) -> str:
 InferenceSource = Callable[[float], dict[str, tuple[float, float]]]
 
 
-def guard_once(model_dir: Path, predlog: PredictionLog, rules: Rules,
-               inferences: InferenceSource | None = None) -> Verdict | None:
+def guard_once(
+    model_dir: Path, predlog: PredictionLog, rules: Rules, inferences: InferenceSource | None = None
+) -> Verdict | None:
     """Judge the store's candidate now and withdraw it if condemned; None without a candidate."""
     candidate = rollout.read_candidate(model_dir)
     current = store.current_version(model_dir)
@@ -191,8 +213,9 @@ def guard_once(model_dir: Path, predlog: PredictionLog, rules: Rules,
     return verdict
 
 
-def _usable_counts(source: InferenceSource | None, seconds: float,
-                      current: str) -> tuple[dict[str, tuple[float, float]] | None, str | None]:
+def _usable_counts(
+    source: InferenceSource | None, seconds: float, current: str
+) -> tuple[dict[str, tuple[float, float]] | None, str | None]:
     """The source's counts, or None and why they cannot be used."""
     if source is None:
         return None, None

@@ -66,8 +66,13 @@ def test_bad_moves_are_refused_and_change_nothing(two, version, mode, weight, me
 
 @pytest.mark.parametrize(
     "text",
-    ["{", "[]", '{"version": "v2"}', '{"version": "v2", "mode": "canary", "weight": "ten"}',
-     '{"version": "../x", "mode": "canary"}'],
+    [
+        "{",
+        "[]",
+        '{"version": "v2"}',
+        '{"version": "v2", "mode": "canary", "weight": "ten"}',
+        '{"version": "../x", "mode": "canary"}',
+    ],
 )
 def test_a_file_that_is_not_a_candidate_is_named(two, text):
     (two / rollout.CANDIDATE).write_text(text)
@@ -95,8 +100,11 @@ def test_prune_keeps_the_candidate(tmp_path):
 
 @pytest.mark.parametrize(
     "raw",
-    [b"\xff\xfe{}", b'{"version": "v2", "mode": "canary", "weight": 1' + b"0" * 400 + b"}",
-     b'{"version": "v2", "mode": "canary", "weight": 1' + b"0" * 5000 + b"}"],
+    [
+        b"\xff\xfe{}",
+        b'{"version": "v2", "mode": "canary", "weight": 1' + b"0" * 400 + b"}",
+        b'{"version": "v2", "mode": "canary", "weight": 1' + b"0" * 5000 + b"}",
+    ],
     ids=["not-utf8", "weight-beyond-float", "integer-beyond-json-limit"],
 )
 def test_any_damaged_file_is_an_artifact_error_and_prune_then_removes_nothing(two, raw):

@@ -21,8 +21,16 @@ def test_default_store_is_complete_and_verified():
     meta = store.verify(path, (store.TFLITE, store.KERAS))
     assert meta["architecture"] == "compact" and meta["epochs"] == 24  # its recipe (training/architectures.py)
     assert meta["test_accuracy"] >= 0.885 and meta["robustness"]["accuracy"]["shifted"] >= 0.85
-    for key in ("test_loss", "per_class", "confusion_matrix", "dataset", "tensorflow_version", "seed",
-                "training_seconds", "parameters"):
+    for key in (
+        "test_loss",
+        "per_class",
+        "confusion_matrix",
+        "dataset",
+        "tensorflow_version",
+        "seed",
+        "training_seconds",
+        "parameters",
+    ):
         assert key in meta
     assert meta["parameters"] == 93_962
     for png in ("confusion_matrix.png", "training_curves.png", "reliability_diagram.png"):

@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "fashion-classifier"
 K8S = ROOT / "k8s"
 KUBE_LOCAL = ROOT / "scripts" / "kube-local"
-TOOLS_BIN = Path(
-    os.environ.get("FC_K8S_TOOLS_DIR", Path.home() / ".cache" / "fashion-classifier" / "k8s-tools")
-) / "bin"
+TOOLS_BIN = (
+    Path(os.environ.get("FC_K8S_TOOLS_DIR", Path.home() / ".cache" / "fashion-classifier" / "k8s-tools")) / "bin"
+)
 # The label that makes kwok fail a Job's pod (scripts/kube/kwok-stages.yaml).
 KWOK_FAIL = "fashion-classifier.dev/kwok-fail=true"
 
@@ -37,17 +37,23 @@ class Kube:
     kubeconfig: Path
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {**os.environ, "KUBECONFIG": str(self.kubeconfig),
-                "PATH": f"{TOOLS_BIN}{os.pathsep}{os.environ.get('PATH', '')}", **extra}
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PATH": f"{TOOLS_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            **extra,
+        }
 
-    def run(self, tool: str, *args: str | Path, check: bool = True, input: str | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, tool: str, *args: str | Path, check: bool = True, input: str | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
         path = TOOLS_BIN / tool
         if not path.exists():
             pytest.fail(f"{path} is missing: run scripts/k8s-tools install")
         cmd = [str(path), *map(str, args)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, input=input, cwd=ROOT, env=self.env(),
-                              timeout=timeout)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, input=input, cwd=ROOT, env=self.env(), timeout=timeout
+        )
         if check and proc.returncode != 0:
             pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
         return proc
@@ -67,32 +73,57 @@ class Kube:
         if self.kubectl("get", "namespace", name, check=False).returncode != 0:
             self.kubectl("create", "namespace", name)
         # Pods are refused until the controller-manager has made the namespace's default ServiceAccount.
-        wait_for(lambda: self.kubectl("-n", name, "get", "serviceaccount", "default", check=False).returncode == 0
-                 or None, 60, f"the default ServiceAccount of {name}")
+        wait_for(
+            lambda: self.kubectl("-n", name, "get", "serviceaccount", "default", check=False).returncode == 0 or None,
+            60,
+            f"the default ServiceAccount of {name}",
+        )
         return name
 
     def service_account_kubeconfig(self, namespace: str, account: str, path: Path) -> Path:
         """A kubeconfig with a token of ServiceAccount ``account``: that real identity and its RBAC."""
         token = self.kubectl("create", "token", account, "-n", namespace).stdout.strip()
         cluster = json.loads(self.kubectl("config", "view", "--raw", "-o", "json").stdout)["clusters"][0]["cluster"]
-        path.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": account,
-            "clusters": [{"name": "local", "cluster": cluster}],
-            "users": [{"name": account, "user": {"token": token}}],
-            "contexts": [{"name": account, "context": {"cluster": "local", "user": account}}],
-        }))
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": account,
+                    "clusters": [{"name": "local", "cluster": cluster}],
+                    "users": [{"name": account, "user": {"token": token}}],
+                    "contexts": [{"name": account, "context": {"cluster": "local", "user": account}}],
+                }
+            )
+        )
         return path
 
     def can_i(self, namespace: str, account: str, *request: str) -> bool:
         """``kubectl auth can-i REQUEST`` as ServiceAccount ``account`` of ``namespace``."""
-        return self.kubectl("auth", "can-i", *request, "-n", namespace,
-                            f"--as=system:serviceaccount:{namespace}:{account}", check=False).stdout.strip() == "yes"
+        return (
+            self.kubectl(
+                "auth",
+                "can-i",
+                *request,
+                "-n",
+                namespace,
+                f"--as=system:serviceaccount:{namespace}:{account}",
+                check=False,
+            ).stdout.strip()
+            == "yes"
+        )
 
     def cli(self, *args: str, kubeconfig: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """``fashion-classifier cluster ...`` in a subprocess, against this cluster."""
         env = self.env(KUBECONFIG=str(kubeconfig or self.kubeconfig))
-        return subprocess.run([sys.executable, "-m", "fashion_classifier.cli", "cluster", *args],
-                              capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "fashion_classifier.cli", "cluster", *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=timeout,
+        )
 
 
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
@@ -109,8 +140,12 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
 
 def ready_pods(kube: Kube, namespace: str, selector: str) -> list[dict[str, Any]]:
     pods = kube.get("pods", "-n", namespace, "-l", selector)["items"]
-    return [p for p in pods if p["metadata"].get("deletionTimestamp") is None
-            and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+    return [
+        p
+        for p in pods
+        if p["metadata"].get("deletionTimestamp") is None
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+    ]
 
 
 def leftovers(kube: Kube, namespace: str) -> dict[str, set[str]]:

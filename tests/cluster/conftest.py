@@ -28,8 +28,11 @@ def _cluster(script: Path, *steps: list[str], down_timeout: float) -> Iterator[K
     for step in ([script, "up"], *steps):
         proc = subprocess.run(step, capture_output=True, text=True, timeout=3600)
         if proc.returncode != 0:
-            pytest.fail(f"{' '.join(map(str, step))} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n"
-                        f"{proc.stderr[-6000:]}", pytrace=False)
+            pytest.fail(
+                f"{' '.join(map(str, step))} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                f"{proc.stderr[-6000:]}",
+                pytrace=False,
+            )
     env = subprocess.run([script, "env"], capture_output=True, text=True, check=True).stdout
     yield Kube(Path(env.strip().split("=", 1)[1]))
     if not already_up and not os.environ.get("FC_KUBE_KEEP"):

@@ -31,8 +31,9 @@ PREDICT_BODY = json.dumps({"instances": [_IMAGE]}).encode()
 def podman_images() -> dict[str, str]:
     """The project's image names, as docker/podman-env.sh declares them."""
     script = ". docker/podman-env.sh && echo $SERVE_IMAGE $TRAIN_IMAGE $CASSANDRA_IMAGE"
-    serve, train, cassandra = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True,
-                                             check=True).stdout.split()
+    serve, train, cassandra = subprocess.run(
+        ["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     return {"serve": serve, "train": train, "cassandra": cassandra}
 
 
@@ -49,12 +50,17 @@ def split_image(name: str) -> tuple[str, str]:
 
 # --- traffic ------------------------------------------------------------------------------------
 
+
 def predict_once(host: str, port: int, timeout: float = 10.0) -> tuple[int, bytes]:
     """One prediction on a fresh connection (so kube-proxy picks a pod for each request)."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request("POST", "/api/v1/predict", body=PREDICT_BODY,
-                     headers={"Content-Type": "application/json", "Connection": "close"})
+        conn.request(
+            "POST",
+            "/api/v1/predict",
+            body=PREDICT_BODY,
+            headers={"Content-Type": "application/json", "Connection": "close"},
+        )
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:
@@ -124,12 +130,14 @@ class Load:
 
 # --- readings -----------------------------------------------------------------------------------
 
+
 def kube_proxy_endpoints(service_ip: str, port: int) -> int:
     """How many pods kube-proxy sends service_ip:port to, read from its iptables rules: what
     traffic really reaches, which lags the EndpointSlices a little."""
     rules = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True).stdout
-    service = re.search(rf"^-A KUBE-SERVICES -d {re.escape(service_ip)}/32 .*--dport {port} -j (KUBE-SVC-\w+)$",
-                        rules, re.MULTILINE)
+    service = re.search(
+        rf"^-A KUBE-SERVICES -d {re.escape(service_ip)}/32 .*--dport {port} -j (KUBE-SVC-\w+)$", rules, re.MULTILINE
+    )
     if service is None:
         return 0
     return len(re.findall(rf"^-A {service.group(1)} .*-j KUBE-SEP-", rules, re.MULTILINE))
@@ -145,16 +153,20 @@ def grpc_health(host: str, port: int, service: str = "", timeout: float = 5.0) -
 
     with grpc.insecure_channel(f"{host}:{port}", options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
         try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service),
-                                                              timeout=timeout)
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
+            )
         except grpc.RpcError as exc:
             return exc.code().name
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
 def wait_service_routes(service_ip: str, port: int, count: int, timeout: float = 60) -> None:
-    wait_until(lambda: kube_proxy_endpoints(service_ip, port) == count, timeout,
-               f"kube-proxy to route {service_ip}:{port} to {count} pods")
+    wait_until(
+        lambda: kube_proxy_endpoints(service_ip, port) == count,
+        timeout,
+        f"kube-proxy to route {service_ip}:{port} to {count} pods",
+    )
 
 
 Sample = tuple[str, dict[str, str], float]
@@ -177,9 +189,13 @@ def metric_sum(samples: list[Sample], name: str) -> float:
 
 def predictions_answered(ip: str) -> float:
     """The pod's 200s on its prediction endpoints."""
-    return sum(value for name, labels, value in pod_metrics(ip)
-               if name == "fc_http_requests_total" and labels.get("status") == "200"
-               and "predict" in labels.get("endpoint", ""))
+    return sum(
+        value
+        for name, labels, value in pod_metrics(ip)
+        if name == "fc_http_requests_total"
+        and labels.get("status") == "200"
+        and "predict" in labels.get("endpoint", "")
+    )
 
 
 def log_backlog(ip: str) -> dict[str, float]:
@@ -208,19 +224,27 @@ class CassandraReader:
         from cassandra.query import SimpleStatement
 
         selector = f"app.kubernetes.io/component=cassandra,app.kubernetes.io/instance={self.release}"
-        ips = [p["status"]["podIP"] for p in self.kube.get("pods", "-n", self.namespace, "-l", selector)["items"]
-               if p["status"].get("podIP")]
+        ips = [
+            p["status"]["podIP"]
+            for p in self.kube.get("pods", "-n", self.namespace, "-l", selector)["items"]
+            if p["status"].get("podIP")
+        ]
         secret = f"{self.release}-fashion-classifier-cassandra-app"
-        auth = PlainTextAuthProvider(secret_value(self.kube, self.namespace, secret, "username"),
-                                     secret_value(self.kube, self.namespace, secret, "password"))
+        auth = PlainTextAuthProvider(
+            secret_value(self.kube, self.namespace, secret, "username"),
+            secret_value(self.kube, self.namespace, secret, "password"),
+        )
         cluster = Cluster(ips, auth_provider=auth, connect_timeout=10)
         try:
             session = cluster.connect()
             today = dt.datetime.now(dt.UTC).date()
             days = [today - dt.timedelta(days=1), today]
             # A scan of the whole (small) table, not the bucket index the code under test writes.
-            statement = SimpleStatement(f"SELECT day FROM {self.keyspace}.predictions_by_bucket",
-                                        consistency_level=ConsistencyLevel.ALL, fetch_size=5000)
+            statement = SimpleStatement(
+                f"SELECT day FROM {self.keyspace}.predictions_by_bucket",
+                consistency_level=ConsistencyLevel.ALL,
+                fetch_size=5000,
+            )
             return sum(row.day.date() in days for row in session.execute(statement, timeout=30))
         finally:
             cluster.shutdown()

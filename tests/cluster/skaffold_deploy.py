@@ -58,26 +58,47 @@ global:
 
 def _kube_context(kubeconfig: Path) -> str:
     """The kubeconfig's current-context, named explicitly so that skaffold and helm agree on it."""
-    proc = subprocess.run([str(TOOLS_BIN / "kubectl"), "config", "current-context", "--kubeconfig", str(kubeconfig)],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [str(TOOLS_BIN / "kubectl"), "config", "current-context", "--kubeconfig", str(kubeconfig)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return proc.stdout.strip()
 
 
 def _server_host(kubeconfig: Path) -> str:
-    proc = subprocess.run([str(TOOLS_BIN / "kubectl"), "config", "view", "--minify", "--kubeconfig", str(kubeconfig),
-                           "-o", "jsonpath={.clusters[0].cluster.server}"], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [
+            str(TOOLS_BIN / "kubectl"),
+            "config",
+            "view",
+            "--minify",
+            "--kubeconfig",
+            str(kubeconfig),
+            "-o",
+            "jsonpath={.clusters[0].cluster.server}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return urlsplit(proc.stdout.strip()).hostname or "127.0.0.1"
 
 
 def _env(kubeconfig: Path, home: Path) -> dict[str, str]:
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig),
-           # skaffold creates ~/.skaffold/config and ~/.skaffold/cache even with --config: a private,
-           # temporary HOME keeps the user's untouched (helm needs nothing from HOME for a local chart).
-           "HOME": str(home),
-           # helm and kubectl are found on PATH (skaffold shells out to both): the pinned ones first.
-           "PATH": f"{TOOLS_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           # The same switches as the flags, for any skaffold process that reads only the environment.
-           "SKAFFOLD_UPDATE_CHECK": "false", "SKAFFOLD_INTERACTIVE": "false"}
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        # skaffold creates ~/.skaffold/config and ~/.skaffold/cache even with --config: a private,
+        # temporary HOME keeps the user's untouched (helm needs nothing from HOME for a local chart).
+        "HOME": str(home),
+        # helm and kubectl are found on PATH (skaffold shells out to both): the pinned ones first.
+        "PATH": f"{TOOLS_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        # The same switches as the flags, for any skaffold process that reads only the environment.
+        "SKAFFOLD_UPDATE_CHECK": "false",
+        "SKAFFOLD_INTERACTIVE": "false",
+    }
     # A fence, not a switch: `skaffold delete` computes the artifacts' inputDigest tags, which reads
     # the Dockerfile's base image config (python:3.11-slim-bookworm) from a Docker daemon or,
     # failing that, from its registry (index.docker.io) -- traced with strace. Every HTTP client of
@@ -91,20 +112,34 @@ def _env(kubeconfig: Path, home: Path) -> dict[str, str]:
 
 
 def _common(kubeconfig: Path, namespace: str, profiles: Iterable[str], config: Path) -> list[str]:
-    return ["--filename", str(SKAFFOLD_YAML), "--profile", ",".join(profiles),
-            "--profile-auto-activation=false",
-            "--kubeconfig", str(kubeconfig), "--kube-context", _kube_context(kubeconfig),
-            "--namespace", namespace, "--config", str(config),
-            "--interactive=false", "--update-check=false", "--detect-minikube=false",
-            # skaffold.yaml requires no remote configs; never fetch any.
-            "--sync-remote-cache=never"]
+    return [
+        "--filename",
+        str(SKAFFOLD_YAML),
+        "--profile",
+        ",".join(profiles),
+        "--profile-auto-activation=false",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--kube-context",
+        _kube_context(kubeconfig),
+        "--namespace",
+        namespace,
+        "--config",
+        str(config),
+        "--interactive=false",
+        "--update-check=false",
+        "--detect-minikube=false",
+        # skaffold.yaml requires no remote configs; never fetch any.
+        "--sync-remote-cache=never",
+    ]
 
 
 def _run(args: list[str], kubeconfig: Path, home: Path, timeout: float) -> subprocess.CompletedProcess[str]:
     if not SKAFFOLD.exists():
         raise FileNotFoundError(f"{SKAFFOLD} is missing: run scripts/k8s-tools install")
-    return subprocess.run([str(SKAFFOLD), *args], capture_output=True, text=True, cwd=ROOT,
-                          env=_env(kubeconfig, home), timeout=timeout)
+    return subprocess.run(
+        [str(SKAFFOLD), *args], capture_output=True, text=True, cwd=ROOT, env=_env(kubeconfig, home), timeout=timeout
+    )
 
 
 def build_artifacts(images: Mapping[str, str]) -> dict[str, list[dict[str, str]]]:
@@ -120,9 +155,16 @@ def build_artifacts(images: Mapping[str, str]) -> dict[str, list[dict[str, str]]
     return {"builds": [{"imageName": name, "tag": tag} for name, tag in images.items()]}
 
 
-def skaffold_deploy(kubeconfig: Path, namespace: str, images: Mapping[str, str] | None = None, *,
-                    profiles: Iterable[str] = DEFAULT_PROFILES, status_check: bool = True,
-                    verbosity: str = "info", timeout: float = 900) -> subprocess.CompletedProcess[str]:
+def skaffold_deploy(
+    kubeconfig: Path,
+    namespace: str,
+    images: Mapping[str, str] | None = None,
+    *,
+    profiles: Iterable[str] = DEFAULT_PROFILES,
+    status_check: bool = True,
+    verbosity: str = "info",
+    timeout: float = 900,
+) -> subprocess.CompletedProcess[str]:
     """`skaffold deploy` of skaffold.yaml's release into `namespace` (created if missing).
 
     images: artifact name -> image reference, default the podman-built PODMAN_IMAGES (both
@@ -138,17 +180,29 @@ def skaffold_deploy(kubeconfig: Path, namespace: str, images: Mapping[str, str] 
         artifacts, config = Path(tmp, "build-artifacts.json"), Path(tmp, "config")
         artifacts.write_text(json.dumps(build_artifacts(images)))
         config.write_text(GLOBAL_CONFIG)
-        return _run(["deploy", *_common(kubeconfig, namespace, profiles, config),
-                     "--build-artifacts", str(artifacts),
-                     # Never `kind load`/push: the images are already in the node's runtime (or,
-                     # on kwok, not needed at all).
-                     "--load-images=false", "--port-forward=off", "--tail=false",
-                     f"--status-check={str(status_check).lower()}", f"--verbosity={verbosity}"],
-                    kubeconfig, Path(tmp), timeout)
+        return _run(
+            [
+                "deploy",
+                *_common(kubeconfig, namespace, profiles, config),
+                "--build-artifacts",
+                str(artifacts),
+                # Never `kind load`/push: the images are already in the node's runtime (or,
+                # on kwok, not needed at all).
+                "--load-images=false",
+                "--port-forward=off",
+                "--tail=false",
+                f"--status-check={str(status_check).lower()}",
+                f"--verbosity={verbosity}",
+            ],
+            kubeconfig,
+            Path(tmp),
+            timeout,
+        )
 
 
-def skaffold_delete(kubeconfig: Path, namespace: str, *, profiles: Iterable[str] = DEFAULT_PROFILES,
-                    timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def skaffold_delete(
+    kubeconfig: Path, namespace: str, *, profiles: Iterable[str] = DEFAULT_PROFILES, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """`skaffold delete`: `helm uninstall` of the release that skaffold_deploy installed.
 
     It keeps the namespace and what the chart keeps on purpose (the model store and spool claims).

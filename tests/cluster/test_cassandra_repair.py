@@ -10,9 +10,13 @@ def test_success_is_exit_code_0():
 
 
 def test_a_command_that_failed_gives_its_exit_code():
-    status = {"metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
-              "message": "command terminated with non-zero exit code: error executing command [...], exit code 2",
-              "details": {"causes": [{"reason": "ExitCode", "message": "2"}]}}
+    status = {
+        "metadata": {},
+        "status": "Failure",
+        "reason": "NonZeroExitCode",
+        "message": "command terminated with non-zero exit code: error executing command [...], exit code 2",
+        "details": {"causes": [{"reason": "ExitCode", "message": "2"}]},
+    }
     assert exit_code(status) == 2
 
 

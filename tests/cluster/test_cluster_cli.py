@@ -28,8 +28,18 @@ CLASSIFIER = "app.kubernetes.io/instance=fc,app.kubernetes.io/component=classifi
 @pytest.fixture(scope="module")
 def release(kube: Kube) -> Iterator[Kube]:
     kube.namespace(NAMESPACE)
-    kube.helm("install", RELEASE, CHART, "-n", NAMESPACE, "--wait", "--timeout", "5m",
-              "--set", "training.arch=mlp,training.epochs=7")
+    kube.helm(
+        "install",
+        RELEASE,
+        CHART,
+        "-n",
+        NAMESPACE,
+        "--wait",
+        "--timeout",
+        "5m",
+        "--set",
+        "training.arch=mlp,training.epochs=7",
+    )
     yield kube
     kube.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
     kube.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
@@ -89,8 +99,16 @@ def test_a_model_command_runs_in_a_job_made_from_the_classifier_pod(release: Kub
     spec = job["spec"]["template"]["spec"]
     (container,) = spec["containers"]
     classifier = deployment["containers"][0]
-    assert container["command"] == ["fashion-classifier", "model", "canary", "20261124T181829Z-mlp-b4dd",
-                                    "--weight", "10", "--model-dir", "/models"]
+    assert container["command"] == [
+        "fashion-classifier",
+        "model",
+        "canary",
+        "20261124T181829Z-mlp-b4dd",
+        "--weight",
+        "10",
+        "--model-dir",
+        "/models",
+    ]
     for key in ("image", "envFrom", "securityContext"):
         assert container[key] == classifier[key], key
     assert spec["serviceAccountName"] == deployment["serviceAccountName"]
@@ -191,45 +209,58 @@ def test_rbac_forbidden_is_a_one_line_error(release: Kube, tmp_path: Path) -> No
 
 def test_cassandra_repair_may_read_only_its_own_statefulset(release: Kube, tmp_path: Path) -> None:
     # The repair CronJob's identity (the repair itself, by exec, runs on the real node).
-    config = release.service_account_kubeconfig(NAMESPACE, f"{FULLNAME}-cassandra-repair",
-                                                 tmp_path / "kubeconfig")
+    config = release.service_account_kubeconfig(NAMESPACE, f"{FULLNAME}-cassandra-repair", tmp_path / "kubeconfig")
     proc = release.cli("cassandra-repair", "-n", NAMESPACE, f"{FULLNAME}-other", kubeconfig=config)
     assert proc.returncode == 3
     line = _one_line_error(proc)
     assert f"forbidden: not allowed to read StatefulSet {FULLNAME}-other" in line, line
 
 
-def test_cassandra_repair_without_exec_rights_is_forbidden_not_a_missing_cluster(release: Kube,
-                                                                                 tmp_path: Path) -> None:
+def test_cassandra_repair_without_exec_rights_is_forbidden_not_a_missing_cluster(release: Kube, tmp_path: Path) -> None:
     # exec is a websocket upgrade, which the client reports as a connection failure with the API
     # server's Status inside: the error must still say RBAC refused it.
     release.kubectl("create", "serviceaccount", "reader", "-n", NAMESPACE)
     release.kubectl("create", "role", "read-statefulsets", "-n", NAMESPACE, "--verb=get", "--resource=statefulsets")
-    release.kubectl("create", "rolebinding", "reader", "-n", NAMESPACE, "--role=read-statefulsets",
-                    f"--serviceaccount={NAMESPACE}:reader")
+    release.kubectl(
+        "create",
+        "rolebinding",
+        "reader",
+        "-n",
+        NAMESPACE,
+        "--role=read-statefulsets",
+        f"--serviceaccount={NAMESPACE}:reader",
+    )
     # The authorizer learns of the binding through a watch: wait for exactly that.
-    wait_for(lambda: release.can_i(NAMESPACE, "reader", "get", "statefulsets"), 30,
-             "the reader's binding to take effect")
+    wait_for(
+        lambda: release.can_i(NAMESPACE, "reader", "get", "statefulsets"), 30, "the reader's binding to take effect"
+    )
     config = release.service_account_kubeconfig(NAMESPACE, "reader", tmp_path / "kubeconfig")
     proc = release.cli("cassandra-repair", "-n", NAMESPACE, f"{FULLNAME}-cassandra", kubeconfig=config)
     assert proc.returncode == 3
     line = _one_line_error(proc)
-    assert line.startswith(f"fashion-classifier cluster: error: forbidden: not allowed to exec into pod "
-                           f"{FULLNAME}-cassandra-0"), line
+    assert line.startswith(
+        f"fashion-classifier cluster: error: forbidden: not allowed to exec into pod {FULLNAME}-cassandra-0"
+    ), line
     assert "pods/exec" in line, line
 
 
 def test_without_the_kubernetes_package_the_error_is_one_line() -> None:
     # The serving image is built without `kubernetes` (the cluster extra): the CLI must still
     # load, and the cluster commands must say what is missing.
-    code = "import sys; sys.modules['kubernetes'] = None\nfrom fashion_classifier.cli import main\n" \
-           "sys.exit(main(['cluster', 'status']))"
+    code = (
+        "import sys; sys.modules['kubernetes'] = None\nfrom fashion_classifier.cli import main\n"
+        "sys.exit(main(['cluster', 'status']))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 3
     line = _one_line_error(proc)
     assert "need the 'kubernetes' package" in line and "pip install 'fashion-classifier[cluster]'" in line, line
-    proc = subprocess.run([sys.executable, "-c", code.replace("'cluster', 'status'", "'config'")],
-                          capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", code.replace("'cluster', 'status'", "'config'")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
 
 

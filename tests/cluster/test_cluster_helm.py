@@ -28,8 +28,12 @@ CASSANDRA = "app.kubernetes.io/instance=fc,app.kubernetes.io/component=cassandra
 # What `helm uninstall` is documented to leave: the model store and the prediction-log spool
 # (helm.sh/resource-policy: keep; the spool may hold unsent rows) and the Cassandra StatefulSet's
 # data claims (StatefulSets never delete their claims by default).
-KEPT_CLAIMS = {f"{FULLNAME}-models", f"{FULLNAME}-spool", f"data-{FULLNAME}-cassandra-0",
-               f"data-{FULLNAME}-cassandra-1"}
+KEPT_CLAIMS = {
+    f"{FULLNAME}-models",
+    f"{FULLNAME}-spool",
+    f"data-{FULLNAME}-cassandra-0",
+    f"data-{FULLNAME}-cassandra-1",
+}
 # ...and the Cassandra roles' Secrets (hooks, which Helm never deletes): the kept data has those
 # passwords, and a reinstall finds them with `lookup`.
 CASSANDRA_SECRETS = {f"{FULLNAME}-cassandra-admin", f"{FULLNAME}-cassandra-app"}
@@ -74,17 +78,24 @@ def test_deployment_reaches_its_replicas_of_ready_pods(installed: Kube) -> None:
     def ready() -> bool:
         d = installed.get("deployment", FULLNAME, "-n", NAMESPACE)
         return d["spec"].get("replicas") == 2 and d["status"].get("readyReplicas") == 2
+
     wait_for(ready, 90, "the Deployment's 2 ready replicas")
     wait_for(lambda: len(ready_pods(installed, NAMESPACE, CLASSIFIER)) == 2, 30, "exactly 2 ready classifier pods")
 
 
 def test_statefulset_has_two_ready_cassandra_pods_with_bound_claims(installed: Kube) -> None:
-    wait_for(lambda: installed.get("statefulset", f"{FULLNAME}-cassandra", "-n", NAMESPACE)["status"]
-             .get("readyReplicas") == 2, 90, "2 ready Cassandra pods")
+    wait_for(
+        lambda: (
+            installed.get("statefulset", f"{FULLNAME}-cassandra", "-n", NAMESPACE)["status"].get("readyReplicas") == 2
+        ),
+        90,
+        "2 ready Cassandra pods",
+    )
     wait_for(lambda: len(ready_pods(installed, NAMESPACE, CASSANDRA)) == 2, 30, "exactly 2 ready Cassandra pods")
 
     def claims() -> dict[str, str]:
         return {c["metadata"]["name"]: c["status"].get("phase") for c in installed.get("pvc", "-n", NAMESPACE)["items"]}
+
     wait_for(lambda: claims() == dict.fromkeys(KEPT_CLAIMS, "Bound"), 30, f"bound claims {KEPT_CLAIMS}")
 
 
@@ -111,23 +122,40 @@ def test_kubectl_scale_yields_five_pods(installed: Kube) -> None:
     installed.kubectl("scale", f"deployment/{FULLNAME}", "--replicas=5", "-n", NAMESPACE)
     # The controller updates the Deployment's status a moment after the pods: wait for each.
     wait_for(lambda: len(ready_pods(installed, NAMESPACE, CLASSIFIER)) == 5, 60, "5 ready classifier pods")
-    wait_for(lambda: installed.get("deployment", FULLNAME, "-n", NAMESPACE)["status"].get("readyReplicas") == 5,
-             30, "the Deployment's status to count 5 ready replicas")
+    wait_for(
+        lambda: installed.get("deployment", FULLNAME, "-n", NAMESPACE)["status"].get("readyReplicas") == 5,
+        30,
+        "the Deployment's status to count 5 ready replicas",
+    )
 
 
 def test_helm_upgrade_with_a_new_image_tag_rolls_the_deployment(installed: Kube) -> None:
     before = installed.get("deployment", FULLNAME, "-n", NAMESPACE)["metadata"]["annotations"]
     generated = _generated_secrets(installed)
-    installed.helm("upgrade", RELEASE, CHART, "-n", NAMESPACE, "--reuse-values", "--set", "image.tag=0.2.0",
-                   "--wait", "--timeout", "5m")
+    installed.helm(
+        "upgrade",
+        RELEASE,
+        CHART,
+        "-n",
+        NAMESPACE,
+        "--reuse-values",
+        "--set",
+        "image.tag=0.2.0",
+        "--wait",
+        "--timeout",
+        "5m",
+    )
     # The random passwords and the API token survive the upgrade (`lookup` of the existing Secrets).
     assert _generated_secrets(installed) == generated
 
     def rolled() -> bool:
         d = installed.get("deployment", FULLNAME, "-n", NAMESPACE)
         s = d["status"]
-        return (s.get("observedGeneration") == d["metadata"]["generation"]
-                and s.get("updatedReplicas") == s.get("replicas") == s.get("readyReplicas") == d["spec"]["replicas"])
+        return (
+            s.get("observedGeneration") == d["metadata"]["generation"]
+            and s.get("updatedReplicas") == s.get("replicas") == s.get("readyReplicas") == d["spec"]["replicas"]
+        )
+
     wait_for(rolled, 120, "the rollout of the new image")
     after = installed.get("deployment", FULLNAME, "-n", NAMESPACE)["metadata"]["annotations"]
     assert int(after["deployment.kubernetes.io/revision"]) == int(before["deployment.kubernetes.io/revision"]) + 1
@@ -141,7 +169,9 @@ def test_helm_uninstall_leaves_only_the_documented_claims(installed: Kube) -> No
     installed.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "2m")
     # Garbage collection of pods and ReplicaSets is asynchronous: give it a moment, then compare.
     deadline = time.monotonic() + 20
-    while set(left := leftovers(installed, NAMESPACE)) - {"PersistentVolumeClaim", "Secret"} \
-            and time.monotonic() < deadline:
+    while (
+        set(left := leftovers(installed, NAMESPACE)) - {"PersistentVolumeClaim", "Secret"}
+        and time.monotonic() < deadline
+    ):
         time.sleep(1)
     assert left == {"PersistentVolumeClaim": KEPT_CLAIMS, "Secret": CASSANDRA_SECRETS}

@@ -42,8 +42,7 @@ def _install(kube: Kube, namespace: str, values: dict[str, Any], tmp_path_factor
     kube.namespace(namespace)
     file = tmp_path_factory.mktemp("values") / "values.yaml"
     file.write_text(yaml.safe_dump(values))
-    kube.helm("install", RELEASE, CHART, "-n", namespace, "-f", file, "--wait", "--wait-for-jobs",
-              "--timeout", "3m")
+    kube.helm("install", RELEASE, CHART, "-n", namespace, "-f", file, "--wait", "--wait-for-jobs", "--timeout", "3m")
 
 
 def _uninstall(kube: Kube, namespace: str) -> None:
@@ -54,14 +53,18 @@ def _uninstall(kube: Kube, namespace: str) -> None:
 def _nodes(kube: Kube, namespace: str, selector: str) -> dict[str, str]:
     """Pod name -> node, for the live (not terminating) pods the selector picks; "" = unscheduled."""
     pods = kube.get("pods", "-n", namespace, "-l", selector)["items"]
-    return {p["metadata"]["name"]: p["spec"].get("nodeName", "") for p in pods
-            if p["metadata"].get("deletionTimestamp") is None}
+    return {
+        p["metadata"]["name"]: p["spec"].get("nodeName", "")
+        for p in pods
+        if p["metadata"].get("deletionTimestamp") is None
+    }
 
 
 def _scheduled(kube: Kube, namespace: str, selector: str, count: int) -> dict[str, str]:
     def check() -> dict[str, str] | None:
         nodes = _nodes(kube, namespace, selector)
         return nodes if len(nodes) == count and all(nodes.values()) else None
+
     return wait_for(check, 60, f"{count} scheduled pods ({selector})")
 
 
@@ -130,11 +133,17 @@ def test_rwo_training_with_no_classifier_is_scheduled_and_leads(rwo: tuple[Kube,
     # nothing. A long training run is a pod that keeps running: a bare pod of the Job's template.
     job = kube.get("job", f"{FULLNAME}-train", "-n", namespace)
     template = copy.deepcopy(job["spec"]["template"])
-    labels = {k: v for k, v in template["metadata"]["labels"].items()
-              if k not in ("controller-uid", "job-name") and not k.startswith("batch.kubernetes.io/")}
-    pod = {"apiVersion": "v1", "kind": "Pod",
-           "metadata": {"name": f"{FULLNAME}-long-training", "namespace": namespace, "labels": labels},
-           "spec": template["spec"]}
+    labels = {
+        k: v
+        for k, v in template["metadata"]["labels"].items()
+        if k not in ("controller-uid", "job-name") and not k.startswith("batch.kubernetes.io/")
+    }
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"{FULLNAME}-long-training", "namespace": namespace, "labels": labels},
+        "spec": template["spec"],
+    }
     kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(pod))
     try:
         [lead] = _scheduled(kube, namespace, TRAINING + ",!job-name", 1).values()

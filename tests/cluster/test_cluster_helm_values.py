@@ -20,10 +20,18 @@ VALUES = {
     "autoscaling": {"enabled": False},
     "replicaCount": 3,
     # 30 days of 1 prediction/s fit 2Gi (the chart refuses the default 90: see test_helm.py).
-    "cassandra": {"replicas": 3, "replicationFactor": 3, "ttlDays": 30, "persistence": {"size": "2Gi"},
-                  "auth": {"admin": {"username": "shop_admin"}, "app": {"username": "shop_app"}}},
-    "ingress": {"enabled": True, "host": "fc.example.com",
-                "tls": [{"secretName": "fc-tls", "hosts": ["fc.example.com"]}]},
+    "cassandra": {
+        "replicas": 3,
+        "replicationFactor": 3,
+        "ttlDays": 30,
+        "persistence": {"size": "2Gi"},
+        "auth": {"admin": {"username": "shop_admin"}, "app": {"username": "shop_app"}},
+    },
+    "ingress": {
+        "enabled": True,
+        "host": "fc.example.com",
+        "tls": [{"secretName": "fc-tls", "hosts": ["fc.example.com"]}],
+    },
     "service": {"type": "NodePort", "nodePort": 30080},
     "training": {"hooks": "", "arch": "cnn", "epochs": 3},
     "modelStore": {"size": "3Gi", "accessMode": "ReadWriteMany"},
@@ -35,8 +43,7 @@ def installed(kube: Kube, tmp_path_factory) -> Iterator[Kube]:
     kube.namespace(NAMESPACE)
     values = tmp_path_factory.mktemp("values") / "values.yaml"
     values.write_text(yaml.safe_dump(VALUES))
-    kube.helm("install", RELEASE, CHART, "-n", NAMESPACE, "-f", values, "--wait", "--wait-for-jobs",
-              "--timeout", "5m")
+    kube.helm("install", RELEASE, CHART, "-n", NAMESPACE, "-f", values, "--wait", "--wait-for-jobs", "--timeout", "5m")
     yield kube
     kube.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
     kube.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
@@ -44,15 +51,23 @@ def installed(kube: Kube, tmp_path_factory) -> Iterator[Kube]:
 
 def test_fixed_replica_count_without_autoscaler(installed: Kube) -> None:
     # helm --wait waits for the ReplicaSet's pods; the Deployment's status follows a moment later.
-    wait_for(lambda: installed.get("deployment", FULLNAME, "-n", NAMESPACE)["status"].get("readyReplicas") == 3,
-             30, "the Deployment's status to count 3 ready replicas")
+    wait_for(
+        lambda: installed.get("deployment", FULLNAME, "-n", NAMESPACE)["status"].get("readyReplicas") == 3,
+        30,
+        "the Deployment's status to count 3 ready replicas",
+    )
     assert installed.get("deployment", FULLNAME, "-n", NAMESPACE)["spec"]["replicas"] == 3
     assert installed.kubectl("get", "hpa", "-n", NAMESPACE, "-o", "name").stdout.strip() == ""
 
 
 def test_three_cassandra_nodes_with_credentials(installed: Kube) -> None:
-    wait_for(lambda: installed.get("statefulset", f"{FULLNAME}-cassandra", "-n", NAMESPACE)["status"]
-             .get("readyReplicas") == 3, 30, "the StatefulSet's status to count 3 ready replicas")
+    wait_for(
+        lambda: (
+            installed.get("statefulset", f"{FULLNAME}-cassandra", "-n", NAMESPACE)["status"].get("readyReplicas") == 3
+        ),
+        30,
+        "the StatefulSet's status to count 3 ready replicas",
+    )
     claims = {c["metadata"]["name"]: c for c in installed.get("pvc", "-n", NAMESPACE)["items"]}
     assert all(claims[f"data-{FULLNAME}-cassandra-{i}"]["status"]["capacity"]["storage"] == "2Gi" for i in range(3))
     assert claims[f"{FULLNAME}-models"]["spec"]["accessModes"] == ["ReadWriteMany"]
@@ -89,10 +104,16 @@ def test_uninstall_removes_the_release_job_and_pods(installed: Kube) -> None:
     hook = f"{FULLNAME}-migrate"
     deadline = time.monotonic() + 30
     while True:
-        pods = [p["metadata"]["name"] for p in installed.get("pods", "-n", NAMESPACE)["items"]
-                if not p["metadata"]["name"].startswith(f"{hook}-")]
-        jobs = [j["metadata"]["name"] for j in installed.get("jobs", "-n", NAMESPACE)["items"]
-                if j["metadata"]["name"] != hook]
+        pods = [
+            p["metadata"]["name"]
+            for p in installed.get("pods", "-n", NAMESPACE)["items"]
+            if not p["metadata"]["name"].startswith(f"{hook}-")
+        ]
+        jobs = [
+            j["metadata"]["name"]
+            for j in installed.get("jobs", "-n", NAMESPACE)["items"]
+            if j["metadata"]["name"] != hook
+        ]
         if (not pods and not jobs) or time.monotonic() > deadline:
             break
         time.sleep(1)

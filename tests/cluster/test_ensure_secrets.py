@@ -30,12 +30,18 @@ def account_kubeconfig(kube: Kube, tmp_path_factory) -> Path:
     token = kube.kubectl("create", "token", ACCOUNT, "-n", NAMESPACE).stdout.strip()
     cluster = json.loads(kube.kubectl("config", "view", "--raw", "-o", "json").stdout)["clusters"][0]["cluster"]
     config = tmp_path_factory.mktemp("sa") / "kubeconfig"
-    config.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "job",
-        "clusters": [{"name": "local", "cluster": cluster}],
-        "users": [{"name": "job", "user": {"token": token}}],
-        "contexts": [{"name": "job", "context": {"cluster": "local", "user": "job", "namespace": NAMESPACE}}],
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "job",
+                "clusters": [{"name": "local", "cluster": cluster}],
+                "users": [{"name": "job", "user": {"token": token}}],
+                "contexts": [{"name": "job", "context": {"cluster": "local", "user": "job", "namespace": NAMESPACE}}],
+            }
+        )
+    )
     return config
 
 
@@ -52,8 +58,15 @@ def _secret(kube: Kube, name: str) -> dict[str, str]:
 
 def test_creates_only_what_is_missing_and_keeps_the_rest(kube: Kube, account_kubeconfig: Path) -> None:
     kube.kubectl("delete", "secret", "--all", "-n", NAMESPACE)
-    kube.kubectl("create", "secret", "generic", "fashion-classifier-api-token", "-n", NAMESPACE,
-                 "--from-literal=token=set-by-the-user")
+    kube.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "fashion-classifier-api-token",
+        "-n",
+        NAMESPACE,
+        "--from-literal=token=set-by-the-user",
+    )
     proc = kube.cli("ensure-secrets", "-n", NAMESPACE, *_job_args(), kubeconfig=account_kubeconfig)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
@@ -80,8 +93,7 @@ def test_creates_only_what_is_missing_and_keeps_the_rest(kube: Kube, account_kub
 
 def test_the_role_reads_no_other_secret(kube: Kube, account_kubeconfig: Path) -> None:
     kube.kubectl("create", "secret", "generic", "unrelated", "-n", NAMESPACE, "--from-literal=k=v", check=False)
-    proc = kube.kubectl("--kubeconfig", account_kubeconfig, "get", "secret", "unrelated", "-n", NAMESPACE,
-                        check=False)
+    proc = kube.kubectl("--kubeconfig", account_kubeconfig, "get", "secret", "unrelated", "-n", NAMESPACE, check=False)
     assert proc.returncode != 0 and "forbidden" in proc.stderr.lower()
     proc = kube.cli("ensure-secrets", "-n", NAMESPACE, "unrelated:k", kubeconfig=account_kubeconfig)
     assert proc.returncode == 3

@@ -65,6 +65,7 @@ def _values(images: dict[str, str], data_dir: Path) -> dict:
     """The chart's defaults plus what this machine needs: local images, no autoscaler (no
     metrics-server), the dataset from a hostPath, one epoch, and requests small enough for the
     whole release to fit on two cores (limits stay the chart's)."""
+
     def image(name: str) -> dict[str, str]:
         repository, tag = split_image(images[name])
         return {"repository": repository, "tag": tag, "pullPolicy": "Never"}
@@ -75,12 +76,18 @@ def _values(images: dict[str, str], data_dir: Path) -> dict:
         "autoscaling": {"enabled": False},
         "replicaCount": 2,
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}},
-        "training": {"epochs": 1, "data": {"hostPath": str(data_dir.resolve())},
-                     "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}}},
+        "training": {
+            "epochs": 1,
+            "data": {"hostPath": str(data_dir.resolve())},
+            "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}},
+        },
         "migration": {"resources": {"requests": {"cpu": "50m"}}},
         # One node: both Cassandra pods on it, as on kind (the default puts each on its own node).
-        "cassandra": {"image": image("cassandra"), "antiAffinity": "preferred",
-                      "resources": {"requests": {"cpu": "100m", "memory": "1Gi"}}},
+        "cassandra": {
+            "image": image("cassandra"),
+            "antiAffinity": "preferred",
+            "resources": {"requests": {"cpu": "100m", "memory": "1Gi"}},
+        },
     }
 
 
@@ -106,8 +113,12 @@ class Installed:
             time.sleep(1)
 
     def wait_ready(self, selector: str, count: int, timeout: float) -> list[dict]:
-        return wait_for(lambda: len(pods := ready_pods(self.kube, NAMESPACE, selector)) == count and pods,
-                        timeout, f"{count} ready pods ({selector})", interval=1)
+        return wait_for(
+            lambda: len(pods := ready_pods(self.kube, NAMESPACE, selector)) == count and pods,
+            timeout,
+            f"{count} ready pods ({selector})",
+            interval=1,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +128,20 @@ def installed(real_node: Kube, data_dir: Path, tmp_path_factory) -> Iterator[Ins
     values = tmp_path_factory.mktemp("real-node") / "values.yaml"
     values.write_text(yaml.safe_dump(_values(podman_images(), data_dir)))
     # The first install waits for the ring, then runs the migration and the training hooks.
-    kube.helm("install", RELEASE, CHART, "-n", NAMESPACE, "-f", values, "--wait", "--wait-for-jobs",
-              "--timeout", "15m", timeout=1000)
+    kube.helm(
+        "install",
+        RELEASE,
+        CHART,
+        "-n",
+        NAMESPACE,
+        "-f",
+        values,
+        "--wait",
+        "--wait-for-jobs",
+        "--timeout",
+        "15m",
+        timeout=1000,
+    )
     service_ip = kube.get("service", FULLNAME, "-n", NAMESPACE)["spec"]["clusterIP"]
     yield Installed(kube, values, service_ip, CassandraReader(kube, NAMESPACE, RELEASE))
     kube.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
@@ -133,22 +156,37 @@ def _served_versions(installed: Installed) -> dict[str, str]:
 
 def test_install_forms_the_ring_migrates_and_serves_the_trained_model(installed: Installed) -> None:
     kube = installed.kube
-    status = kube.kubectl("-n", NAMESPACE, "exec", f"{FULLNAME}-cassandra-0", "-c", "cassandra", "--",
-                          "bash", "-c", "MAX_HEAP_SIZE=128M nodetool status").stdout
+    status = kube.kubectl(
+        "-n",
+        NAMESPACE,
+        "exec",
+        f"{FULLNAME}-cassandra-0",
+        "-c",
+        "cassandra",
+        "--",
+        "bash",
+        "-c",
+        "MAX_HEAP_SIZE=128M nodetool status",
+    ).stdout
     assert len(re.findall(r"^UN\s", status, re.MULTILINE)) == 2, status
     # No restart on the way: the init container waited for a seed's DNS name instead of Cassandra
     # failing on "The seed provider lists no seeds" while its own name was not published yet.
-    restarts = {p["metadata"]["name"]: c["restartCount"] for p in ready_pods(kube, NAMESPACE, CASSANDRA)
-                for c in p["status"]["containerStatuses"]}
+    restarts = {
+        p["metadata"]["name"]: c["restartCount"]
+        for p in ready_pods(kube, NAMESPACE, CASSANDRA)
+        for c in p["status"]["containerStatuses"]
+    }
     assert set(restarts.values()) == {0}, restarts
     # The application role the migration created reads the table the migration created.
     assert installed.cassandra.count() == 0
+
     # Training finished before the install returned; each pod swaps the version in within the
     # reload interval.
     def trained() -> dict[str, str] | None:
         versions = _served_versions(installed)
         served = set(versions.values())
         return versions if len(versions) == 2 and len(served) == 1 and DEFAULT_MODEL not in served else None
+
     versions = wait_for(trained, 60, "both classifier pods to serve the trained model")
     assert all(re.fullmatch(r"\d{8}T\d{6}Z-compact-\w+", v) for v in versions.values()), versions
 
@@ -172,8 +210,11 @@ def test_grpc_health_answers_serving_through_the_service(installed: Installed) -
     [pod_port] = [p["containerPort"] for p in container["ports"] if p["name"] == "grpc"]
     services = ("", "inference.GRPCInferenceService")
     wait_service_routes(installed.service_ip, port["port"], 2)
-    wait_until(lambda: all(grpc_health(installed.service_ip, port["port"], s) == "SERVING" for s in services), 30,
-               "the gRPC health service to answer SERVING through the Service")
+    wait_until(
+        lambda: all(grpc_health(installed.service_ip, port["port"], s) == "SERVING" for s in services),
+        30,
+        "the gRPC health service to answer SERVING through the Service",
+    )
     # A connection per call: kube-proxy spreads them over both pods.
     answers = [grpc_health(installed.service_ip, port["port"], s) for s in services for _ in range(5)]
     assert answers == ["SERVING"] * 10, answers
@@ -183,7 +224,8 @@ def test_grpc_health_answers_serving_through_the_service(installed: Installed) -
 
 
 def test_the_repair_cronjobs_identity_repairs_each_node_and_may_do_nothing_else(
-        installed: Installed, tmp_path: Path) -> None:
+    installed: Installed, tmp_path: Path
+) -> None:
     kube = installed.kube
     repair = f"{FULLNAME}-cassandra-repair"
     classifier = sorted(installed.classifier_ips())[0]
@@ -194,7 +236,8 @@ def test_the_repair_cronjobs_identity_repairs_each_node_and_may_do_nothing_else(
     # The CronJob's command, with its ServiceAccount's token (from here: see the module docstring).
     config = kube.service_account_kubeconfig(NAMESPACE, repair, tmp_path / "kubeconfig")
     [command] = kube.get("cronjob", repair, "-n", NAMESPACE)["spec"]["jobTemplate"]["spec"]["template"]["spec"][
-        "containers"]
+        "containers"
+    ]
     assert command["command"][:3] == ["fashion-classifier", "cluster", "cassandra-repair"]
     proc = kube.cli(*command["command"][2:], "-n", NAMESPACE, kubeconfig=config, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -214,6 +257,7 @@ def test_kubectl_scale_to_four_and_the_service_reaches_all_of_them(installed: In
 
     def served() -> dict[str, float]:
         return {name: predictions_answered(ip) - before[name] for name, ip in ips.items()}
+
     # A worker counts a request as its response goes out: wait for the last counts, then compare.
     wait_until(lambda: sum(served().values()) == 200, 10, "the pods to count all 200 requests")
     assert all(n > 0 for n in served().values()), served()
@@ -240,13 +284,15 @@ def test_rows_spooled_by_a_deleted_pod_reach_cassandra(installed: Installed) -> 
     installed.wait_settled()
     baseline = installed.cassandra.count()
     kube.kubectl("-n", NAMESPACE, "scale", "statefulset", f"{FULLNAME}-cassandra", "--replicas", "0")
-    wait_until(lambda: not kube.get("pods", "-n", NAMESPACE, "-l", CASSANDRA)["items"], 180,
-               "the Cassandra pods to be gone")
+    wait_until(
+        lambda: not kube.get("pods", "-n", NAMESPACE, "-l", CASSANDRA)["items"], 180, "the Cassandra pods to be gone"
+    )
     name, ip = sorted(installed.classifier_ips().items())[0]
     statuses = [predict_once(ip, SERVING_PORT)[0] for _ in range(50)]
     assert statuses == [200] * 50
-    wait_until(lambda: metric_sum(pod_metrics(ip), "fc_predlog_spool_rows") == 50, 60,
-               f"{name} to have spooled its 50 rows")
+    wait_until(
+        lambda: metric_sum(pod_metrics(ip), "fc_predlog_spool_rows") == 50, 60, f"{name} to have spooled its 50 rows"
+    )
     kube.kubectl("-n", NAMESPACE, "delete", "pod", name, "--wait=true", "--timeout=120s")
     installed.wait_ready(CLASSIFIER, 4, 180)
     kube.kubectl("-n", NAMESPACE, "scale", "statefulset", f"{FULLNAME}-cassandra", "--replicas", "2")
@@ -288,8 +334,11 @@ def test_prometheus_discovers_the_pods_and_sees_the_load_sent(installed: Install
     config = PROMETHEUS_SD.format(kubeconfig=installed.kube.kubeconfig, namespace=NAMESPACE)
     pods = installed.classifier_ips()
     with Prometheus(tmp_path, scrape_configs=config, binary=node_prometheus()) as prometheus:
-        wait_until(lambda: prometheus.scalar('count(up{job="kubernetes-pods"} == 1)') == len(pods), 60,
-                   f"Prometheus to scrape the {len(pods)} annotated pods")
+        wait_until(
+            lambda: prometheus.scalar('count(up{job="kubernetes-pods"} == 1)') == len(pods),
+            60,
+            f"Prometheus to scrape the {len(pods)} annotated pods",
+        )
         rate = 40
         load = Load(installed.service_ip, 80, rate=rate, duration=90).start()
         started = time.monotonic()
@@ -306,16 +355,35 @@ def test_helm_upgrade_with_a_new_image_tag_under_load_fails_no_request(installed
     serve = podman_images()["serve"]
     repository, tag = split_image(serve)
     new_tag = f"{tag}-rollout"
-    subprocess.run(["bash", "-c", f'. docker/podman-env.sh && podman tag "{serve}" "{repository}:{new_tag}"'],
-                   cwd=KUBE_NODE.parents[1], check=True)
+    subprocess.run(
+        ["bash", "-c", f'. docker/podman-env.sh && podman tag "{serve}" "{repository}:{new_tag}"'],
+        cwd=KUBE_NODE.parents[1],
+        check=True,
+    )
     subprocess.run([KUBE_NODE, "import", f"{repository}:{new_tag}"], check=True, capture_output=True, timeout=600)
     load = Load(installed.service_ip, 80, rate=20, duration=120).start()
-    kube.helm("upgrade", RELEASE, CHART, "-n", NAMESPACE, "-f", installed.values, "--set", f"image.tag={new_tag}",
-              "--wait", "--timeout", "5m", timeout=400)
+    kube.helm(
+        "upgrade",
+        RELEASE,
+        CHART,
+        "-n",
+        NAMESPACE,
+        "-f",
+        installed.values,
+        "--set",
+        f"image.tag={new_tag}",
+        "--wait",
+        "--timeout",
+        "5m",
+        timeout=400,
+    )
+
     def rolled() -> bool:
         pods = ready_pods(kube, NAMESPACE, CLASSIFIER)
         return len(pods) == 2 and {c["image"] for p in pods for c in p["spec"]["containers"]} == {
-            f"{repository}:{new_tag}"}
+            f"{repository}:{new_tag}"
+        }
+
     wait_until(rolled, 120, "two ready pods of the new image")
     load.stop()
     assert load.failures == [], load.failures[:5]
@@ -333,16 +401,28 @@ def _all_pods_serve(installed: Installed, versions: list[str]) -> bool:
     return len(ips) == 2 and all(_pod_versions(ip) == versions for ip in ips.values())
 
 
-def test_a_candidate_set_by_the_chart_is_served_beside_the_current_version_then_promoted(
-        installed: Installed) -> None:
+def test_a_candidate_set_by_the_chart_is_served_beside_the_current_version_then_promoted(installed: Installed) -> None:
     kube = installed.kube
     (current,) = set(_served_versions(installed).values())
     # The store holds the version the image seeded it with, which the trained one replaced.
     seeded = DEFAULT_MODEL
-    kube.helm("upgrade", RELEASE, CHART, "-n", NAMESPACE, "--reuse-values", "--set",
-              f"model.candidate.version={seeded},model.candidate.weight=50,model.guard.enabled=true",
-              "--set-string", "model.guard.schedule=* * * * *", "--wait", "--wait-for-jobs",
-              "--timeout", "5m", timeout=400)
+    kube.helm(
+        "upgrade",
+        RELEASE,
+        CHART,
+        "-n",
+        NAMESPACE,
+        "--reuse-values",
+        "--set",
+        f"model.candidate.version={seeded},model.candidate.weight=50,model.guard.enabled=true",
+        "--set-string",
+        "model.guard.schedule=* * * * *",
+        "--wait",
+        "--wait-for-jobs",
+        "--timeout",
+        "5m",
+        timeout=400,
+    )
     wait_until(lambda: _all_pods_serve(installed, [current, seeded]), 60, "both pods to load the candidate")
     # The guard's CronJob judges the candidate every minute, on the log in Cassandra: without
     # feedback yet, it keeps it.
@@ -357,8 +437,18 @@ def test_a_candidate_set_by_the_chart_is_served_beside_the_current_version_then_
     status = kube.cli("model", "status", "-n", NAMESPACE, "--release", RELEASE)
     assert status.returncode == 0 and f"current    {current}" in status.stdout, status.stdout + status.stderr
     # The command's Jobs belong to no release: they stay 10 minutes after they end unless deleted.
-    kube.kubectl("-n", NAMESPACE, "delete", "jobs", "-l", "app.kubernetes.io/managed-by=fashion-classifier-cli",
-                 "--cascade=foreground", "--wait=true", "--timeout=120s", timeout=150)
+    kube.kubectl(
+        "-n",
+        NAMESPACE,
+        "delete",
+        "jobs",
+        "-l",
+        "app.kubernetes.io/managed-by=fashion-classifier-cli",
+        "--cascade=foreground",
+        "--wait=true",
+        "--timeout=120s",
+        timeout=150,
+    )
 
 
 def _guard_logs(kube) -> list[str]:
@@ -367,8 +457,11 @@ def _guard_logs(kube) -> list[str]:
     failed = [job["metadata"]["name"] for job in jobs if job.get("status", {}).get("failed")]
     assert not failed, kube.kubectl("-n", NAMESPACE, "logs", f"job/{failed[0]}", check=False).stdout
     # The CronJob keeps one finished Job: a listed one may be gone by the time its log is read.
-    return [kube.kubectl("-n", NAMESPACE, "logs", f"job/{job['metadata']['name']}", check=False).stdout
-            for job in jobs if job.get("status", {}).get("succeeded")]
+    return [
+        kube.kubectl("-n", NAMESPACE, "logs", f"job/{job['metadata']['name']}", check=False).stdout
+        for job in jobs
+        if job.get("status", {}).get("succeeded")
+    ]
 
 
 def test_helm_uninstall_leaves_only_the_documented_claims(installed: Installed) -> None:
@@ -376,11 +469,16 @@ def test_helm_uninstall_leaves_only_the_documented_claims(installed: Installed) 
     kube.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "3m", timeout=240)
     # Pods go after their grace period (the preStop hooks), and the guard's Jobs after their
     # CronJob: wait for exactly those, then compare.
-    wait_until(lambda: not kube.get("pods,jobs", "-n", NAMESPACE)["items"], 180,
-               "every pod and Job of the release to be gone")
+    wait_until(
+        lambda: not kube.get("pods,jobs", "-n", NAMESPACE)["items"], 180, "every pod and Job of the release to be gone"
+    )
     left = leftovers(kube, NAMESPACE)
     assert left == {
-        "PersistentVolumeClaim": {f"{FULLNAME}-models", f"{FULLNAME}-spool", f"data-{FULLNAME}-cassandra-0",
-                                  f"data-{FULLNAME}-cassandra-1"},
+        "PersistentVolumeClaim": {
+            f"{FULLNAME}-models",
+            f"{FULLNAME}-spool",
+            f"data-{FULLNAME}-cassandra-0",
+            f"data-{FULLNAME}-cassandra-1",
+        },
         "Secret": {f"{FULLNAME}-cassandra-admin", f"{FULLNAME}-cassandra-app"},
     }, left

@@ -21,8 +21,11 @@ NAMESPACE = "fc-skaffold-real"
 
 def test_skaffold_deploy_runs_pods_that_answer_and_delete_removes_them(real_node: Kube) -> None:
     images = podman_images()
-    proc = skaffold_deploy(real_node.kubeconfig, NAMESPACE,
-                           {"fashion-classifier": images["serve"], "fashion-classifier-train": images["train"]})
+    proc = skaffold_deploy(
+        real_node.kubeconfig,
+        NAMESPACE,
+        {"fashion-classifier": images["serve"], "fashion-classifier-train": images["train"]},
+    )
     try:
         assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         pods = ready_pods(real_node, NAMESPACE, f"app.kubernetes.io/instance={RELEASE}")

@@ -12,8 +12,12 @@ from fashion_classifier.cluster.release import Release
 
 def _release(*values: str) -> Release:
     helm = str(TOOLS_BIN / "helm")
-    text = subprocess.run([helm, "template", "fc", str(CHART), "-n", "ns", *values, "--skip-tests"],
-                          capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(
+        [helm, "template", "fc", str(CHART), "-n", "ns", *values, "--skip-tests"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     objects = [d for d in yaml.safe_load_all(text) if d]
     return Release("fc", "ns", 1, "deployed", "fashion-classifier-0.1.0", "0.1.0", {}, objects)
 

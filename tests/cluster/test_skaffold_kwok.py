@@ -52,7 +52,8 @@ def namespace(kube: Kube) -> Iterator[str]:
 
 
 def test_skaffold_deploy_installs_the_lite_release_with_the_named_images_and_delete_removes_it(
-        kube: Kube, namespace: str) -> None:
+    kube: Kube, namespace: str
+) -> None:
     proc = skaffold_deploy(kube.kubeconfig, namespace, verbosity="debug")
     assert proc.returncode == 0, _output(proc)
     log = proc.stdout + proc.stderr
@@ -64,8 +65,11 @@ def test_skaffold_deploy_installs_the_lite_release_with_the_named_images_and_del
 
     # setValueTemplates split the tag into repository and tag; the profiles' values are set.
     values = json.loads(kube.helm("get", "values", RELEASE, "-n", namespace, "-o", "json").stdout)
-    assert values["image"] == {"repository": "localhost/fashion-classifier", "tag": "0.1.0",
-                               "pullPolicy": "IfNotPresent"}
+    assert values["image"] == {
+        "repository": "localhost/fashion-classifier",
+        "tag": "0.1.0",
+        "pullPolicy": "IfNotPresent",
+    }
     assert values["trainImage"]["repository"] == "localhost/fashion-classifier-train"
     assert values["trainImage"]["tag"] == "0.1.0"
     assert values["cassandra"]["enabled"] is False and values["training"]["enabled"] is False
@@ -93,14 +97,17 @@ def test_skaffold_deploy_installs_the_lite_release_with_the_named_images_and_del
     proc = skaffold_delete(kube.kubeconfig, namespace)
     assert proc.returncode == 0, _output(proc)
     assert json.loads(kube.helm("list", "-n", namespace, "-o", "json").stdout) == []
-    wait_for(lambda: not kube.get("pods", "-n", namespace, "-l", INSTANCE)["items"], 120,
-             "the release's pods to go")
+    wait_for(lambda: not kube.get("pods", "-n", namespace, "-l", INSTANCE)["items"], 120, "the release's pods to go")
     # What is left is only what the chart keeps on purpose (helm.sh/resource-policy: keep: the
     # model store and the spool, which may hold unsent rows).
-    left = kube.get("all,configmaps,secrets,persistentvolumeclaims,serviceaccounts", "-n", namespace,
-                    "-l", INSTANCE)["items"]
-    kept = {(o["kind"], o["metadata"]["name"]) for o in left
-            if o["metadata"].get("annotations", {}).get("helm.sh/resource-policy") == "keep"}
+    left = kube.get("all,configmaps,secrets,persistentvolumeclaims,serviceaccounts", "-n", namespace, "-l", INSTANCE)[
+        "items"
+    ]
+    kept = {
+        (o["kind"], o["metadata"]["name"])
+        for o in left
+        if o["metadata"].get("annotations", {}).get("helm.sh/resource-policy") == "keep"
+    }
     assert {(o["kind"], o["metadata"]["name"]) for o in left} == kept
     assert {kind for kind, _ in kept} <= {"PersistentVolumeClaim"}
 

@@ -63,10 +63,7 @@ def upload_image(store_copy, data_dir, tmp_path_factory) -> UploadImage:
     good = np.flatnonzero((predicted == labels[:200]) & (probs.max(axis=1) >= 0.9))
     assert len(good), "Keras gets none of the first 200 test images right with confidence >= 0.9"
     index = int(good[0])
-    path = (
-        tmp_path_factory.mktemp("upload")
-        / f"fashion-mnist-test-{index}-{current_version(store_copy)[-4:]}.png"
-    )
+    path = tmp_path_factory.mktemp("upload") / f"fashion-mnist-test-{index}-{current_version(store_copy)[-4:]}.png"
     path.write_bytes(encode(images[index], "PNG"))
     return UploadImage(
         index, path, CLASS_NAMES[labels[index]], CLASS_NAMES[predicted[index]], float(probs[index].max())

@@ -90,8 +90,7 @@ def test_result_shows_top3_bars_in_order(result_page, upload_image):
     assert len(items) == 3
     names = [li.find_element(By.CLASS_NAME, "top3-label").text.strip() for li in items]
     percents = [
-        float(li.find_element(By.CLASS_NAME, "top3-probability").text.strip().rstrip("%").strip())
-        for li in items
+        float(li.find_element(By.CLASS_NAME, "top3-probability").text.strip().rstrip("%").strip()) for li in items
     ]
     assert names[0] == upload_image.keras_label
     assert len(set(names)) == 3 and set(names) <= set(CLASS_NAMES)
@@ -129,9 +128,7 @@ def test_model_card_shows_the_artifact(browser, server, store_copy, artifacts_di
     assert set(CLASS_NAMES) == set(meta["per_class"])
     image = browser.find_element(By.ID, "confusion-matrix")
     assert image.size["width"] > 200, "the confusion matrix image did not load"
-    with urllib.request.urlopen(
-        server.base_url + image.get_attribute("src").removeprefix(server.base_url)
-    ) as r:
+    with urllib.request.urlopen(server.base_url + image.get_attribute("src").removeprefix(server.base_url)) as r:
         assert r.headers["Content-Type"] == "image/png"
         assert r.read() == (current_path(store_copy) / "confusion_matrix.png").read_bytes()
 
@@ -141,29 +138,19 @@ def test_feedback_form_records_the_true_label(result_page, server, upload_image,
     form = result_page.find_element(By.ID, "upload-form")
     form.find_element(By.NAME, "file").send_keys(str(upload_image.path))
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    prediction_id = (
-        WebDriverWait(result_page, 15).until(ec.presence_of_element_located((By.ID, "prediction-id"))).text
-    )
+    prediction_id = WebDriverWait(result_page, 15).until(ec.presence_of_element_located((By.ID, "prediction-id"))).text
     # Without an API token the form's feedback is looked up, and answered at once: 409 while the
     # other worker's row is still queued for the log. A person takes longer than that; wait for it.
     wait_until_logged(server.base_url, prediction_id)
     feedback = result_page.find_element(By.ID, "feedback-form")
     feedback.find_element(By.CSS_SELECTOR, "button[type=submit]").click()  # the predicted label, preselected
-    text = (
-        WebDriverWait(result_page, 15).until(ec.presence_of_element_located((By.ID, "feedback-result"))).text
-    )
+    text = WebDriverWait(result_page, 15).until(ec.presence_of_element_located((By.ID, "feedback-result"))).text
     screenshot(result_page, artifacts_dir / "05-feedback.png")
     assert prediction_id in text and upload_image.keras_label in text and "correct" in text
     with urllib.request.urlopen(server.metrics_url) as r:
         exposition = r.read().decode()
     line = next(
-        (
-            ln
-            for ln in exposition.splitlines()
-            if ln.startswith("fc_feedback_total{") and 'correct="true"' in ln
-        ),
+        (ln for ln in exposition.splitlines() if ln.startswith("fc_feedback_total{") and 'correct="true"' in ln),
         None,
     )
-    assert line is not None and float(line.rsplit(" ", 1)[1]) >= 1, (
-        "feedback not counted in fc_feedback_total"
-    )
+    assert line is not None and float(line.rsplit(" ", 1)[1]) >= 1, "feedback not counted in fc_feedback_total"

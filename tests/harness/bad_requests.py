@@ -65,18 +65,14 @@ def multipart(
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    )
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
 def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
     """A tiny, well-formed PNG header that declares an enormous 8-bit gray image."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 1024)
-    return (
-        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
-    )
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
 
 def gif_bomb() -> bytes:
@@ -143,9 +139,7 @@ class Generator:
         return fmt, self.assets.images[fmt]
 
     def _json(self, kind: str, path: str, value: object) -> BadRequest:
-        return BadRequest(
-            kind, "POST", path, {"Content-Type": JSON, "Accept": JSON}, json.dumps(value).encode()
-        )
+        return BadRequest(kind, "POST", path, {"Content-Type": JSON, "Accept": JSON}, json.dumps(value).encode())
 
     def _upload(
         self,
@@ -383,9 +377,7 @@ class Generator:
         elif mutation == 3:
             tensor.update(datatype="UINT8", data=self.rng.choice([[256] * 784, [-1] * 784, [0.5] * 784]))
         elif mutation == 4:
-            tensor.update(
-                datatype="BYTES", shape=[1], data=self.rng.choice([["!!"], [5], ["aGVsbG8="], [], [None]])
-            )
+            tensor.update(datatype="BYTES", shape=[1], data=self.rng.choice([["!!"], [5], ["aGVsbG8="], [], [None]]))
         elif mutation == 5:
             tensor.pop(self.rng.choice(["name", "shape", "datatype", "data"]))
         elif mutation == 6:
@@ -439,9 +431,7 @@ class Generator:
         length, body = str(len(header)), header + raw
         mutation = self.rng.randrange(6)
         if mutation == 0:
-            length = self.rng.choice(
-                ["-1", "0", "abc", str(len(body) + 1), "1e3", "", "99999999999999999999"]
-            )
+            length = self.rng.choice(["-1", "0", "abc", str(len(body) + 1), "1e3", "", "99999999999999999999"])
         elif mutation == 1:
             body = header + raw[: self.rng.randrange(0, 784)]
         elif mutation == 2:
@@ -476,9 +466,7 @@ class Generator:
         return self._json("bad-v1-body", f"/v1/models/{self.model}:predict", value)
 
     def unknown_model(self) -> BadRequest:
-        name = self.rng.choice(
-            [self._word(), self.model.upper(), self.model + " ", "mnist", "%00", "..", "a" * 300]
-        )
+        name = self.rng.choice([self._word(), self.model.upper(), self.model + " ", "mnist", "%00", "..", "a" * 300])
         quoted = "".join(c if c.isalnum() else f"%{ord(c):02X}" for c in name if ord(c) < 128) or "x"
         method, path = self.rng.choice(
             [
@@ -553,8 +541,7 @@ class Generator:
         state = self.rng.choice(["", "garbage", "%00%ff", "A" * 3000, "eyJ4IjoxfQ=="])
         path = self.rng.choice(["/api/v1/predictions", "/api/v1/predictions/counts"])
         query = "&".join(
-            f"{k}={quote(v, safe='%-_.~')}"
-            for k, v in (("day", day), ("limit", limit), ("page_state", state))
+            f"{k}={quote(v, safe='%-_.~')}" for k, v in (("day", day), ("limit", limit), ("page_state", state))
         )
         if self.rng.random() < 0.3:
             tail = quote(self.rng.choice(["x", "²", "0" * 40, self._uuid()]))
@@ -641,9 +628,7 @@ class Generator:
         size = self.max_upload + self.rng.randint(1, 4096)
         kind = self.rng.randrange(3)
         if kind == 0:
-            headers, body = multipart(
-                [("file", "big.png", "image/png", self.assets.images["PNG"] + bytes(size))]
-            )
+            headers, body = multipart([("file", "big.png", "image/png", self.assets.images["PNG"] + bytes(size))])
             return BadRequest(
                 "oversize",
                 "POST",

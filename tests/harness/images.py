@@ -40,9 +40,7 @@ def photo_like(pixels: np.ndarray, size: tuple[int, int] = (600, 800), quality: 
     rgb = np.stack([np.asarray(big, dtype=np.int16)] * 3, axis=-1)
     rgb += rng.integers(-6, 7, size=rgb.shape, dtype=np.int16)
     buf = io.BytesIO()
-    Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), mode="RGB").save(
-        buf, format="JPEG", quality=quality
-    )
+    Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), mode="RGB").save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
 
 
@@ -322,9 +320,11 @@ DECODE_BUDGET_CASES: dict[str, tuple[Callable[[], bytes], str | None]] = {
         "limit of chunks",
     ),
     "png-zTXt-64MiB": (
-        lambda: _small_png()[:33]
-        + png_chunk(b"zTXt", b"k\x00\x00" + zlib.compress(bytes((1 << 20) - 1), 9)) * 64
-        + _small_png()[33:],
+        lambda: (
+            _small_png()[:33]
+            + png_chunk(b"zTXt", b"k\x00\x00" + zlib.compress(bytes((1 << 20) - 1), 9)) * 64
+            + _small_png()[33:]
+        ),
         "PNG text chunks inflate past the limit",
     ),
     "gif-P": (lambda: gif_zeros((_W, _H)), None),

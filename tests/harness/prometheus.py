@@ -31,17 +31,21 @@ scrape_configs:
 def prometheus_binary() -> str:
     path = shutil.which(PROMETHEUS)
     if path is None:
-        raise ServerError(
-            "prometheus not found on PATH (Debian package 'prometheus', see scripts/apt-packages.txt)"
-        )
+        raise ServerError("prometheus not found on PATH (Debian package 'prometheus', see scripts/apt-packages.txt)")
     return path
 
 
 class Prometheus:
     """``prometheus`` with its own config, TSDB dir and port; ``query`` answers instant vectors."""
 
-    def __init__(self, workdir: Path, target: str = "", job: str = "fashion-classifier",
-                 scrape_configs: str | None = None, binary: str | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        target: str = "",
+        job: str = "fashion-classifier",
+        scrape_configs: str | None = None,
+        binary: str | None = None,
+    ) -> None:
         """One static ``target``, or a whole configuration (``scrape_configs``: service discovery,
         with a ``binary`` that has it: Debian's is built without Kubernetes discovery)."""
         self.workdir = workdir

@@ -58,8 +58,9 @@ def publish_constant(model_dir: Path, tag: str, answer: int = 0) -> str:
 
     bias = np.full(10, -20.0, np.float32)
     bias[answer] = 20.0
-    net = keras.Sequential([keras.Input(shape=(28, 28)), keras.layers.Flatten(),
-                            keras.layers.Dense(10, kernel_initializer="zeros")])
+    net = keras.Sequential(
+        [keras.Input(shape=(28, 28)), keras.layers.Flatten(), keras.layers.Dense(10, kernel_initializer="zeros")]
+    )
     net.layers[-1].bias.assign(bias)
     current = store.current_version(model_dir)
     meta = store.load_metadata(store.current_path(model_dir))

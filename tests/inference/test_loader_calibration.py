@@ -33,9 +33,17 @@ def test_the_threshold_is_read(model_store, value, expected):
     assert load_version(path).low_confidence_below == expected
 
 
-@pytest.mark.parametrize("calibration", [{"low_confidence_below": 1.5}, {"low_confidence_below": -0.1},
-                                         {"low_confidence_below": "high"}, {"low_confidence_below": True},
-                                         {"low_confidence_below": float("nan")}, [0.6]])
+@pytest.mark.parametrize(
+    "calibration",
+    [
+        {"low_confidence_below": 1.5},
+        {"low_confidence_below": -0.1},
+        {"low_confidence_below": "high"},
+        {"low_confidence_below": True},
+        {"low_confidence_below": float("nan")},
+        [0.6],
+    ],
+)
 def test_a_threshold_that_is_no_probability_refuses_the_version(model_store, calibration):
     path = with_calibration(model_store, calibration)
     with pytest.raises(ModelLoadError, match="calibration"):

@@ -440,7 +440,9 @@ def test_the_images_of_one_request_share_a_budget(no_decoding):
     with pytest.raises(ImageError, match="were decoded"):  # within budget: decoding starts (and fails here)
         prepare_image(data, budget)
     assert budget.left == 1_000_000
-    with pytest.raises(UndecodableImage, match="may decode to 12,582,912 pixels in all; this one needs 4,000,000 and "
-                       "1,000,000 are left"):
+    with pytest.raises(
+        UndecodableImage,
+        match="may decode to 12,582,912 pixels in all; this one needs 4,000,000 and 1,000,000 are left",
+    ):
         prepare_image(data, budget)
     assert budget.left == 1_000_000

@@ -42,11 +42,7 @@ def traffic(server, data_dir):
     pngs = [encode(images[i]) for i in range(SINGLE + BATCH)]
     with ThreadPoolExecutor(max_workers=8) as pool:
         singles = list(pool.map(lambda i: _post_image(server.base_url, pngs[i], f"{i}.png"), range(SINGLE)))
-        bad = list(
-            pool.map(
-                lambda i: _post_image(server.base_url, b"\x89PNG\r\n\x1a\n broken", "bad.png"), range(BAD)
-            )
-        )
+        bad = list(pool.map(lambda i: _post_image(server.base_url, b"\x89PNG\r\n\x1a\n broken", "bad.png"), range(BAD)))
     batch = requests.post(
         server.base_url + PREDICT,
         timeout=30,
@@ -102,8 +98,7 @@ def test_prometheus_sees_the_summed_values(prometheus, server, traffic, store_co
     assert prometheus.scalar(f'up{{job="{prometheus.job}"}}') == 1
     prometheus.wait_for("sum(fc_predictions_total)", SINGLE + BATCH)
     by_label = {
-        r["metric"]["label"]: float(r["value"][1])
-        for r in prometheus.query("sum by (label) (fc_predictions_total)")
+        r["metric"]["label"]: float(r["value"][1]) for r in prometheus.query("sum by (label) (fc_predictions_total)")
     }
     assert by_label == {label: float(n) for label, n in traffic["labels"].items()}
     assert prometheus.scalar('sum(fc_predictions_total{source="api"})') == SINGLE + BATCH
@@ -112,18 +107,13 @@ def test_prometheus_sees_the_summed_values(prometheus, server, traffic, store_co
 
     requests_by_status = {
         r["metric"]["status"]: float(r["value"][1])
-        for r in prometheus.query(
-            f'sum by (status) (fc_http_requests_total{{endpoint="{PREDICT}",method="POST"}})'
-        )
+        for r in prometheus.query(f'sum by (status) (fc_http_requests_total{{endpoint="{PREDICT}",method="POST"}})')
     }
     assert requests_by_status == {
         "200": SINGLE + 1,
         **{str(s): float(n) for s, n in traffic["bad_status"].items()},
     }
-    assert (
-        prometheus.scalar(f'sum(fc_http_request_duration_seconds_count{{endpoint="{PREDICT}"}})')
-        == SINGLE + 1 + BAD
-    )
+    assert prometheus.scalar(f'sum(fc_http_request_duration_seconds_count{{endpoint="{PREDICT}"}})') == SINGLE + 1 + BAD
     assert prometheus.scalar('sum(fc_http_requests_total{endpoint="/api/v1/feedback",status="200"})') == 4
 
     version = current_version(store_copy)
@@ -139,8 +129,7 @@ def test_prometheus_sees_the_summed_values(prometheus, server, traffic, store_co
     assert prometheus.scalar(f'sum(fc_feedback_total{{model_version="{version}",correct="true"}})') == 3
     assert prometheus.scalar(f'sum(fc_feedback_total{{model_version="{version}",correct="false"}})') == 1
     live_accuracy = prometheus.scalar(
-        'sum by (model_version) (fc_feedback_total{correct="true"})'
-        " / sum by (model_version) (fc_feedback_total)"
+        'sum by (model_version) (fc_feedback_total{correct="true"}) / sum by (model_version) (fc_feedback_total)'
     )
     assert live_accuracy == pytest.approx(0.75)
     # Scrapes never reach a worker: nothing is in flight, and no request is counted for them.
@@ -155,9 +144,7 @@ def test_exposition_passes_promtool(server, traffic):
     exposition = requests.get(server.metrics_url, timeout=10)
     assert exposition.status_code == 200
     assert exposition.headers["Content-Type"].startswith("text/plain")
-    check = subprocess.run(
-        [promtool, "check", "metrics"], input=exposition.content, capture_output=True, timeout=30
-    )
+    check = subprocess.run([promtool, "check", "metrics"], input=exposition.content, capture_output=True, timeout=30)
     assert check.returncode == 0, (check.stdout + check.stderr).decode()
     for name in (
         "fc_http_requests_total",
@@ -172,8 +159,9 @@ def test_exposition_passes_promtool(server, traffic):
         assert f"\n{name}" in exposition.text, f"{name} missing from /metrics"
 
 
-def test_the_guard_counts_each_version_s_inferences_through_prometheus(prometheus, server, traffic, store_copy,
-                                                                       data_dir):
+def test_the_guard_counts_each_version_s_inferences_through_prometheus(
+    prometheus, server, traffic, store_copy, data_dir
+):
     from fashion_classifier.rollout_guard import prometheus_counts
 
     version = current_version(store_copy)

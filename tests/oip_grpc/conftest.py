@@ -23,9 +23,14 @@ def grpc_server(workdir: Path, model_dir: Path, extra: dict[str, str] | None = N
     """``serve`` with one worker, the SQLite log, gRPC on a free port (``server.env["FC_GRPC_PORT"]``) and
     small limits: 200,000-byte messages, 64 images."""
     port, grpc_port, metrics_port = free_ports(3)
-    env = serve_env(workdir, model_dir, port=port, workers=1, metrics_port=metrics_port,
-                    extra={"FC_GRPC_PORT": str(grpc_port), "FC_MAX_UPLOAD_BYTES": "200000", "FC_MAX_BATCH": "64",
-                           **(extra or {})})
+    env = serve_env(
+        workdir,
+        model_dir,
+        port=port,
+        workers=1,
+        metrics_port=metrics_port,
+        extra={"FC_GRPC_PORT": str(grpc_port), "FC_MAX_UPLOAD_BYTES": "200000", "FC_MAX_BATCH": "64", **(extra or {})},
+    )
     return ServerProcess(serve_command(), env, port, workdir / "serve.log")
 
 

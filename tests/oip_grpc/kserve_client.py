@@ -39,8 +39,10 @@ async def main(target: str, pixels: np.ndarray) -> dict:
             }
     bad = InferInput("pixels", [1, 27, 28], "UINT8")
     bad.set_data_from_numpy(np.zeros((1, 27, 28), np.uint8))
-    for case, request in (("bad shape", InferRequest("fashion", [bad])),
-                          ("unknown model", InferRequest("shoes", [tensor]))):
+    for case, request in (
+        ("bad shape", InferRequest("fashion", [bad])),
+        ("unknown model", InferRequest("shoes", [tensor])),
+    ):
         try:
             await client.infer(request)
             report[case] = "answered"

@@ -23,8 +23,9 @@ def kserve_report(server, images, tmp_path_factory) -> dict:
         pytest.fail(f"{KSERVE_PYTHON} missing: scripts/setup installs KServe's venv (bench/peers-setup kserve)")
     pixels = tmp_path_factory.mktemp("kserve") / "pixels.npy"
     np.save(pixels, images[0][:4])
-    proc = subprocess.run([KSERVE_PYTHON, SCRIPT, grpc_target(server), pixels],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [KSERVE_PYTHON, SCRIPT, grpc_target(server), pixels], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.splitlines()[-1])
 

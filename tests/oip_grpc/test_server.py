@@ -45,8 +45,10 @@ def test_health_checking_for_kubernetes_probes(server):
 def test_reflection_lists_and_describes_the_services(server):
     with grpc.insecure_channel(grpc_target(server)) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-        requests_ = [reflection_pb2.ServerReflectionRequest(list_services=""),
-                     reflection_pb2.ServerReflectionRequest(file_containing_symbol=SERVICE)]
+        requests_ = [
+            reflection_pb2.ServerReflectionRequest(list_services=""),
+            reflection_pb2.ServerReflectionRequest(file_containing_symbol=SERVICE),
+        ]
         listed, described = list(stub.ServerReflectionInfo(iter(requests_), timeout=5))
     names = {s.name for s in listed.list_services_response.service}
     assert {SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
@@ -55,13 +57,22 @@ def test_reflection_lists_and_describes_the_services(server):
     proto = descriptor_pb2.FileDescriptorProto.FromString(described.file_descriptor_response.file_descriptor_proto[0])
     methods = [m.name for m in proto.service[0].method]
     assert proto.package == "inference" and methods == [
-        "ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer"]
+        "ServerLive",
+        "ServerReady",
+        "ModelReady",
+        "ServerMetadata",
+        "ModelMetadata",
+        "ModelInfer",
+    ]
 
 
 def _scrape(server: ServerProcess) -> dict[tuple[str, tuple], float]:
     text = requests.get(server.metrics_url, timeout=5).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def _count(samples: dict, name: str, **labels: str) -> float:
@@ -79,8 +90,12 @@ def test_predictions_are_logged_and_counted_like_rest_ones(server, triton, image
     with pytest.raises(grpc.RpcError):  # an error is counted with its code
         triton._client_stub.ModelInfer(grpcclient.service_pb2.ModelInferRequest(model_name="fashion"))
 
-    settings = dataclasses.replace(Settings(), predlog="sqlite", sqlite_path=Path(server.env["FC_SQLITE_PATH"]),
-                                   spool_dir=Path(server.env["FC_SPOOL_DIR"]))
+    settings = dataclasses.replace(
+        Settings(),
+        predlog="sqlite",
+        sqlite_path=Path(server.env["FC_SQLITE_PATH"]),
+        spool_dir=Path(server.env["FC_SPOOL_DIR"]),
+    )
     log = open_log(settings)
     try:
         deadline = time.monotonic() + 15
@@ -95,12 +110,15 @@ def test_predictions_are_logged_and_counted_like_rest_ones(server, triton, image
     assert all(r.client_hash for r in rows), "the client's address is hashed, as for REST"
 
     after = _scrape(server)
-    grew = [_count(after, name, **labels) - _count(before, name, **labels) for name, labels in (
-        ("fc_grpc_requests_total", {"method": "ModelInfer", "code": "OK"}),
-        ("fc_grpc_requests_total", {"method": "ModelInfer", "code": "INVALID_ARGUMENT"}),
-        ("fc_grpc_request_duration_seconds_count", {"method": "ModelInfer"}),
-        ("fc_predictions_total", {"source": "grpc"}),
-    )]
+    grew = [
+        _count(after, name, **labels) - _count(before, name, **labels)
+        for name, labels in (
+            ("fc_grpc_requests_total", {"method": "ModelInfer", "code": "OK"}),
+            ("fc_grpc_requests_total", {"method": "ModelInfer", "code": "INVALID_ARGUMENT"}),
+            ("fc_grpc_request_duration_seconds_count", {"method": "ModelInfer"}),
+            ("fc_predictions_total", {"source": "grpc"}),
+        )
+    ]
     assert grew == [1, 1, 2, 4]
 
 
@@ -141,11 +159,21 @@ def _slow_call(target: str, streams: int = 1) -> socket.socket:
     def literal(name: str, value: str) -> bytes:  # HPACK: literal header field without indexing, new name
         return b"\x00" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
 
-    headers = b"".join(literal(n, v) for n, v in (
-        (":method", "POST"), (":scheme", "http"), (":path", "/inference.GRPCInferenceService/ModelInfer"),
-        (":authority", target), ("content-type", "application/grpc"), ("te", "trailers")))
-    calls = b"".join(frame(1, 4, stream, headers) + frame(0, 0, stream, b"\x00" + (818).to_bytes(4, "big") + bytes(10))
-                     for stream in range(1, 2 * streams, 2))  # a client's streams have odd ids
+    headers = b"".join(
+        literal(n, v)
+        for n, v in (
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", "/inference.GRPCInferenceService/ModelInfer"),
+            (":authority", target),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        )
+    )
+    calls = b"".join(
+        frame(1, 4, stream, headers) + frame(0, 0, stream, b"\x00" + (818).to_bytes(4, "big") + bytes(10))
+        for stream in range(1, 2 * streams, 2)
+    )  # a client's streams have odd ids
     sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + calls)
     return sock
 
@@ -221,8 +249,12 @@ def test_sigterm_keeps_the_rows_of_the_last_calls_when_the_log_is_slow(store_cop
         blocker.close()
     log_text = server.log_path.read_text()
     assert "they are lost" not in log_text, log_text[-3000:]
-    settings = dataclasses.replace(Settings(), predlog="sqlite", sqlite_path=Path(server.env["FC_SQLITE_PATH"]),
-                                   spool_dir=Path(server.env["FC_SPOOL_DIR"]))
+    settings = dataclasses.replace(
+        Settings(),
+        predlog="sqlite",
+        sqlite_path=Path(server.env["FC_SQLITE_PATH"]),
+        spool_dir=Path(server.env["FC_SPOOL_DIR"]),
+    )
     log = open_log(settings)
     log.start()  # replays what was spooled
     try:

@@ -22,8 +22,12 @@ def _input(array: np.ndarray, datatype: str, name: str = "pixels") -> grpcclient
 
 
 def _rest_probabilities(server, pixels: np.ndarray) -> np.ndarray:
-    body = {"inputs": [{"name": "pixels", "shape": list(pixels.shape), "datatype": "UINT8",
-                        "data": pixels.ravel().tolist()}], "outputs": [{"name": "probabilities"}]}
+    body = {
+        "inputs": [
+            {"name": "pixels", "shape": list(pixels.shape), "datatype": "UINT8", "data": pixels.ravel().tolist()}
+        ],
+        "outputs": [{"name": "probabilities"}],
+    }
     answer = requests.post(f"{server.base_url}/v2/models/fashion/infer", json=body, timeout=10)
     answer.raise_for_status()
     out = answer.json()["outputs"][0]
@@ -118,8 +122,9 @@ def test_typed_contents_get_typed_outputs(triton, images, encode, datatype):
     raw = triton.infer("fashion", [_input(pixels[:2], "UINT8")]).as_numpy("probabilities")
     np.testing.assert_allclose(probs, raw, rtol=1e-5, atol=1e-6)
     assert list(by_name["class"].contents.int64_contents) == probs.argmax(axis=1).tolist()
-    assert [b.decode() for b in by_name["label"].contents.bytes_contents] == \
-        [CLASS_NAMES[k] for k in probs.argmax(axis=1)]
+    assert [b.decode() for b in by_name["label"].contents.bytes_contents] == [
+        CLASS_NAMES[k] for k in probs.argmax(axis=1)
+    ]
     assert len(by_name["prediction_id"].contents.bytes_contents) == 2
 
 
@@ -141,10 +146,14 @@ BAD = {
     "truncated BYTES": (lambda: _raw_request("BYTES", [1], b"\x10\x00"), "truncated BYTES"),
     "not an image": (lambda: _raw_request("BYTES", [1], b"\x05\x00\x00\x00hello"), "element 0"),
     "UINT8 typed above 255": (lambda: _typed_request("UINT8", [1, 784], uint_contents=[256] * 784), "0 to 255"),
-    "typed data in the wrong field": (lambda: _typed_request("FP32", [1, 784], int_contents=[0] * 784),
-                                      "fp32_contents"),
-    "typed count off the shape": (lambda: _typed_request("FP32", [1, 784], fp32_contents=[0.0] * 700),
-                                  "needs 784 values"),
+    "typed data in the wrong field": (
+        lambda: _typed_request("FP32", [1, 784], int_contents=[0] * 784),
+        "fp32_contents",
+    ),
+    "typed count off the shape": (
+        lambda: _typed_request("FP32", [1, 784], fp32_contents=[0.0] * 700),
+        "needs 784 values",
+    ),
     "no inputs": (lambda: service_pb2.ModelInferRequest(model_name="fashion"), "exactly one input"),
 }
 

@@ -10,8 +10,13 @@ from fashion_classifier.config import PROJECT_ROOT
 
 
 def test_the_stubs_are_a_fresh_generation_of_the_published_proto():
-    proc = subprocess.run([PROJECT_ROOT / "scripts" / "grpc-stubs", "--check"], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "PYTHON": sys.executable})
+    proc = subprocess.run(
+        [PROJECT_ROOT / "scripts" / "grpc-stubs", "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -23,6 +28,12 @@ def test_a_changed_stub_is_caught(tmp_path):
         subprocess.run(["cp", "-r", PROJECT_ROOT / part, tree / part], check=True)
     stub = tree / "src/fashion_classifier/oip_grpc/stubs/grpc_predict_v2_pb2.py"
     stub.write_text(stub.read_text().replace("ModelInferRequest", "ModelInferRequestX", 1))
-    proc = subprocess.run([tree / "scripts" / "grpc-stubs", "--check"], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHON": sys.executable}, cwd=tree)
+    proc = subprocess.run(
+        [tree / "scripts" / "grpc-stubs", "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHON": sys.executable},
+        cwd=tree,
+    )
     assert proc.returncode == 1 and "grpc_predict_v2_pb2.py differs" in proc.stderr, proc.stderr

@@ -46,8 +46,9 @@ def test_a_taken_grpc_port_stops_serve_at_startup(store_copy, tmp_path, processe
         taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        server = grpc_server(tmp_path, store_copy, extra={"FC_GRPC_PORT": str(taken.getsockname()[1]),
-                                                          "FC_GRPC_WORKERS": str(processes)})
+        server = grpc_server(
+            tmp_path, store_copy, extra={"FC_GRPC_PORT": str(taken.getsockname()[1]), "FC_GRPC_WORKERS": str(processes)}
+        )
         env = server.env
         proc = subprocess.run(server.command, env=env, capture_output=True, text=True, timeout=90)
     assert proc.returncode != 0
@@ -60,8 +61,9 @@ def test_a_killed_grpc_server_is_replaced(store_copy, tmp_path):
         (first,) = grpc_pids(server.proc.pid)
         os.kill(first, signal.SIGKILL)
         # The first restart waits 1 s; then the new process loads the model and binds the port.
-        wait_for(lambda: grpc_pids(server.proc.pid) not in ([], [first]) and serving(server), 30,
-                 "a new gRPC server serving")
+        wait_for(
+            lambda: grpc_pids(server.proc.pid) not in ([], [first]) and serving(server), 30, "a new gRPC server serving"
+        )
         assert requests.get(f"{server.base_url}/v2/health/ready", timeout=5).status_code == 200
         assert f"the gRPC server (pid {first}) exited" in server.log_path.read_text()
     finally:

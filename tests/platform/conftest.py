@@ -35,14 +35,28 @@ def render_chart(tools: Tools, tmp_path_factory) -> Callable[..., Rendered]:
     out = tmp_path_factory.mktemp("helm")
     cache: dict[tuple, Rendered] = {}
 
-    def render(values: dict[str, Any] | None = None, name: str = "custom", release: str = RELEASE,
-               skip_tests: bool = False, kube_version: str = "1.34.0") -> Rendered:
+    def render(
+        values: dict[str, Any] | None = None,
+        name: str = "custom",
+        release: str = RELEASE,
+        skip_tests: bool = False,
+        kube_version: str = "1.34.0",
+    ) -> Rendered:
         key = (yaml.safe_dump(values or {}), release, skip_tests, kube_version)
         if key not in cache:
             values_file = out / f"{name}-values.yaml"
             values_file.write_text(yaml.safe_dump(values or {}))
-            args = ["template", release, CHART, "--namespace", NAMESPACE, "--kube-version", kube_version,
-                    "-f", values_file]
+            args = [
+                "template",
+                release,
+                CHART,
+                "--namespace",
+                NAMESPACE,
+                "--kube-version",
+                kube_version,
+                "-f",
+                values_file,
+            ]
             if skip_tests:
                 args.append("--skip-tests")
             text = tools.run("helm", *args).stdout
@@ -70,9 +84,16 @@ def render_kustomize(tools: Tools, tmp_path_factory) -> Callable[[str], Rendered
                 path = tree / "overlays" / "under-test"
                 path.mkdir()
                 components = [f"../../components/{c}" for c in target.removeprefix("with:").split("+")]
-                path.joinpath("kustomization.yaml").write_text(yaml.safe_dump({
-                    "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-                    "resources": ["../../base"], "components": components}))
+                path.joinpath("kustomization.yaml").write_text(
+                    yaml.safe_dump(
+                        {
+                            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                            "kind": "Kustomization",
+                            "resources": ["../../base"],
+                            "components": components,
+                        }
+                    )
+                )
             else:
                 path = K8S / ("base" if target == "base" else f"overlays/{target}")
             text = tools.run("kubectl", "kustomize", path).stdout

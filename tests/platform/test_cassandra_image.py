@@ -41,16 +41,26 @@ STOP_BOUND = 30  # seconds from SIGTERM to exit (Kubernetes allows the pod 120)
 
 def _podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """podman with the project's private config and storage (docker/podman-env.sh)."""
-    proc = subprocess.run(["bash", "-c", '. docker/podman-env.sh && exec podman "$@"', "podman", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        ["bash", "-c", '. docker/podman-env.sh && exec podman "$@"', "podman", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
         pytest.fail(f"podman {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
 
 
 def _env_var(name: str) -> str:
-    return subprocess.run(["bash", "-c", f'. docker/podman-env.sh && echo "${name}"'], cwd=ROOT,
-                          capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["bash", "-c", f'. docker/podman-env.sh && echo "${name}"'],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def _free_port() -> int:
@@ -65,8 +75,7 @@ def _env_args(env: dict[str, str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    proc = subprocess.run([ROOT / "scripts" / "image-build", "cassandra"], capture_output=True, text=True,
-                          timeout=1800)
+    proc = subprocess.run([ROOT / "scripts" / "image-build", "cassandra"], capture_output=True, text=True, timeout=1800)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"scripts/image-build cassandra exited {proc.returncode}:\n{output[-6000:]}"
     print(output.strip().splitlines()[-1])  # "image-build: <image>: <size> MB"
@@ -77,9 +86,17 @@ def image() -> str:
 def pod(image: str, render_chart) -> dict:
     """The chart's Cassandra pod spec, rendered with this image and the test's cluster settings."""
     repository, tag = image.rsplit(":", 1)
-    rendered = render_chart({"cassandra": {"image": {"repository": repository, "tag": tag},
-                                           "clusterName": CLUSTER_NAME, "datacenter": DC, "rack": RACK}},
-                            name="cassandra-image")
+    rendered = render_chart(
+        {
+            "cassandra": {
+                "image": {"repository": repository, "tag": tag},
+                "clusterName": CLUSTER_NAME,
+                "datacenter": DC,
+                "rack": RACK,
+            }
+        },
+        name="cassandra-image",
+    )
     spec = rendered.get("StatefulSet", "fashion-classifier-cassandra")["spec"]["template"]["spec"]
     for container in spec["initContainers"] + spec["containers"]:
         assert container["image"] == image, "the image name must be all the chart needs"
@@ -116,8 +133,19 @@ def test_cassandra_image_runs_the_charts_pod(image: str, pod: dict, capsys):
         assert init_env["CASSANDRA_AUTH"] == "true", "the chart's default is authentication on"
         assert init_env["CASSANDRA_SEEDS"] == next(e["value"] for e in main["env"] if e["name"] == "CASSANDRA_SEEDS")
         init_env["CASSANDRA_SEEDS"] = POD_IP
-        _podman("run", "--rm", "--network=none", *hardening, "-v", f"{volumes['config']}:/config:U",
-                *_env_args(init_env), "--entrypoint", init["command"][0], image, *init["command"][1:])
+        _podman(
+            "run",
+            "--rm",
+            "--network=none",
+            *hardening,
+            "-v",
+            f"{volumes['config']}:/config:U",
+            *_env_args(init_env),
+            "--entrypoint",
+            init["command"][0],
+            image,
+            *init["command"][1:],
+        )
 
         # The main container's environment as rendered, plus what a pod has and this host lacks:
         # its IP (the downward API's status.podIP), seeds that resolve (the pods' DNS names do not
@@ -139,10 +167,24 @@ def test_cassandra_image_runs_the_charts_pod(image: str, pod: dict, capsys):
         assert env["CASSANDRA_CLUSTER_NAME"] == CLUSTER_NAME and env["CASSANDRA_DC"] == DC
         assert env["CASSANDRA_ENDPOINT_SNITCH"] == "GossipingPropertyFileSnitch"
         started = time.monotonic()
-        _podman("run", "-d", "--name", run_id, "--network=host", *hardening,
-                "-v", f"{volumes['config']}:{mounts['config']}:U", "-v", f"{volumes['data']}:{mounts['data']}:U",
-                "-v", f"{volumes['logs']}:{mounts['logs']}:U", "--tmpfs", f"{mounts['tmp']}:rw,exec,size=256m",
-                *_env_args(env), image)
+        _podman(
+            "run",
+            "-d",
+            "--name",
+            run_id,
+            "--network=host",
+            *hardening,
+            "-v",
+            f"{volumes['config']}:{mounts['config']}:U",
+            "-v",
+            f"{volumes['data']}:{mounts['data']}:U",
+            "-v",
+            f"{volumes['logs']}:{mounts['logs']}:U",
+            "--tmpfs",
+            f"{mounts['tmp']}:rw,exec,size=256m",
+            *_env_args(env),
+            image,
+        )
 
         _wait_for_cql(run_id, started)
         with capsys.disabled():
@@ -198,8 +240,13 @@ def _wait_for_cql(container: str, started: float) -> None:
 def _check_cql(env: dict[str, str]) -> None:
     """system.local has the values given through the environment; a write and a read work."""
     profile = ExecutionProfile(load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=DC), request_timeout=30)
-    cluster = Cluster([POD_IP], port=9042, protocol_version=5, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-                      auth_provider=PlainTextAuthProvider("cassandra", "cassandra"))
+    cluster = Cluster(
+        [POD_IP],
+        port=9042,
+        protocol_version=5,
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+        auth_provider=PlainTextAuthProvider("cassandra", "cassandra"),
+    )
     try:
         deadline = time.monotonic() + 60
         while True:  # the default superuser appears just after CQL opens
@@ -212,14 +259,16 @@ def _check_cql(env: dict[str, str]) -> None:
                 time.sleep(2)
         local = session.execute(
             "SELECT cluster_name, data_center, rack, tokens, listen_address, broadcast_address, rpc_address,"
-            " release_version FROM system.local").one()
+            " release_version FROM system.local"
+        ).one()
         assert (local.cluster_name, local.data_center, local.rack) == (CLUSTER_NAME, DC, RACK)
         assert len(local.tokens) == NUM_TOKENS
         assert str(local.listen_address) == str(local.broadcast_address) == str(local.rpc_address) == POD_IP
         assert local.release_version == _env_var("CASSANDRA_VERSION")
 
-        session.execute(f"CREATE KEYSPACE image_test WITH replication = "
-                        f"{{'class': 'NetworkTopologyStrategy', '{DC}': 1}}")
+        session.execute(
+            f"CREATE KEYSPACE image_test WITH replication = {{'class': 'NetworkTopologyStrategy', '{DC}': 1}}"
+        )
         session.execute("CREATE TABLE image_test.kv (k text PRIMARY KEY, v int)")
         session.execute("INSERT INTO image_test.kv (k, v) VALUES (%s, %s)", ("answer", 42))
         assert session.execute("SELECT v FROM image_test.kv WHERE k = %s", ("answer",)).one().v == 42

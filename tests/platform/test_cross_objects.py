@@ -15,14 +15,32 @@ from fashion_classifier.config import Settings
 
 WORKLOADS = ("Deployment", "StatefulSet", "Job", "Pod")
 CONTRACT_METRICS = {
-    "fc_http_requests_total", "fc_http_request_duration_seconds", "fc_http_requests_in_flight",
-    "fc_predictions_total", "fc_prediction_confidence", "fc_model_info", "fc_model_load_seconds",
-    "fc_model_candidate_info", "fc_rollout_moves", "fc_inference_duration_seconds", "fc_inference_errors_total",
-    "fc_model_reloads_total", "fc_model_load_failures_total", "fc_model_ready", "fc_feedback_total",
-    "fc_predlog_queue_depth", "fc_predlog_spool_rows", "fc_predlog_spool_bytes",
-    "fc_predlog_written_rows_total", "fc_predlog_write_errors_total", "fc_predlog_spooled_rows_total",
-    "fc_predlog_replayed_rows_total", "fc_predlog_connected", "fc_build_info",
-    "fc_grpc_requests_total", "fc_grpc_request_duration_seconds",
+    "fc_http_requests_total",
+    "fc_http_request_duration_seconds",
+    "fc_http_requests_in_flight",
+    "fc_predictions_total",
+    "fc_prediction_confidence",
+    "fc_model_info",
+    "fc_model_load_seconds",
+    "fc_model_candidate_info",
+    "fc_rollout_moves",
+    "fc_inference_duration_seconds",
+    "fc_inference_errors_total",
+    "fc_model_reloads_total",
+    "fc_model_load_failures_total",
+    "fc_model_ready",
+    "fc_feedback_total",
+    "fc_predlog_queue_depth",
+    "fc_predlog_spool_rows",
+    "fc_predlog_spool_bytes",
+    "fc_predlog_written_rows_total",
+    "fc_predlog_write_errors_total",
+    "fc_predlog_spooled_rows_total",
+    "fc_predlog_replayed_rows_total",
+    "fc_predlog_connected",
+    "fc_build_info",
+    "fc_grpc_requests_total",
+    "fc_grpc_request_duration_seconds",
 }
 
 
@@ -50,8 +68,12 @@ def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
         return False
     for expr in selector.get("matchExpressions", []):
         key, op, values = expr["key"], expr["operator"], expr.get("values", [])
-        ok = {"In": labels.get(key) in values, "NotIn": labels.get(key) not in values,
-              "Exists": key in labels, "DoesNotExist": key not in labels}[op]
+        ok = {
+            "In": labels.get(key) in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[op]
         if not ok:
             return False
     return True
@@ -62,8 +84,11 @@ def selected(r: Rendered, selector: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def container_ports(obj: dict[str, Any]) -> dict[str, int]:
-    return {p.get("name", str(p["containerPort"])): p["containerPort"]
-            for c in containers(obj, init=False) for p in c.get("ports", [])}
+    return {
+        p.get("name", str(p["containerPort"])): p["containerPort"]
+        for c in containers(obj, init=False)
+        for p in c.get("ports", [])
+    }
 
 
 def test_workload_selectors_match_their_pod_labels(rendered):
@@ -121,8 +146,9 @@ def test_claims_exist(rendered):
 
 def test_config_maps_secrets_and_service_accounts_exist(rendered):
     config_maps = {c["metadata"]["name"] for c in rendered.of_kind("ConfigMap")}
-    secrets = {s["metadata"]["name"]: {**s.get("data", {}), **s.get("stringData", {})}
-               for s in rendered.of_kind("Secret")}
+    secrets = {
+        s["metadata"]["name"]: {**s.get("data", {}), **s.get("stringData", {})} for s in rendered.of_kind("Secret")
+    }
     # Made by the kustomize base's ensure-secrets Job, or by the user (existingSecret values).
     secrets.update({name: dict.fromkeys(keys) for name, keys in rendered.runtime_secrets().items()})
     secrets.update({name: dict.fromkeys(keys) for name, keys in EXTERNAL_SECRETS.items()})
@@ -231,15 +257,21 @@ def test_grpc_port_is_the_setting_on_the_pods_the_service_and_the_policy(rendere
     policies = [p for p in rendered.of_kind("NetworkPolicy") if matches(p["spec"]["podSelector"], pod_labels(deploy))]
 
     def rules_admitting(name: str) -> list[dict[str, Any]]:
-        return [rule for p in policies for rule in p["spec"]["ingress"]
-                if any(q["port"] == name for q in rule["ports"])]
+        return [
+            rule for p in policies for rule in p["spec"]["ingress"] if any(q["port"] == name for q in rule["ports"])
+        ]
 
     if not grpc:
         assert "grpc" not in ports and "grpc" not in service and not rules_admitting("grpc")
         return
     assert ports["grpc"] == grpc and grpc not in (ports["http"], ports["metrics"])
-    assert service["grpc"] == {"name": "grpc", "port": grpc, "targetPort": "grpc", "protocol": "TCP",
-                               "appProtocol": "kubernetes.io/h2c"}
+    assert service["grpc"] == {
+        "name": "grpc",
+        "port": grpc,
+        "targetPort": "grpc",
+        "protocol": "TCP",
+        "appProtocol": "kubernetes.io/h2c",
+    }
     if policies:
         assert rules_admitting("grpc") == rules_admitting("http") != [], "gRPC is admitted as http is"
 
@@ -276,12 +308,20 @@ def test_pods_sharing_a_read_write_once_claim_share_a_node(rendered):
     """An RWO volume attaches to one node: every pod mounting one must be sent to the node of the
     others (required podAffinity on the hostname whose selector matches all of them), and must
     match that selector itself, or the first pod would wait for a partner forever."""
-    rwo = {c["metadata"]["name"] for c in rendered.of_kind("PersistentVolumeClaim")
-           if c["spec"]["accessModes"] != ["ReadWriteMany"]}
+    rwo = {
+        c["metadata"]["name"]
+        for c in rendered.of_kind("PersistentVolumeClaim")
+        if c["spec"]["accessModes"] != ["ReadWriteMany"]
+    }
     for claim in rwo:
-        sharing = [w for w in workloads(rendered)
-                   if any(v.get("persistentVolumeClaim", {}).get("claimName") == claim
-                          for v in pod_template(w)["spec"].get("volumes", []))]
+        sharing = [
+            w
+            for w in workloads(rendered)
+            if any(
+                v.get("persistentVolumeClaim", {}).get("claimName") == claim
+                for v in pod_template(w)["spec"].get("volumes", [])
+            )
+        ]
         if len(sharing) < 2 and not any(w["kind"] == "Deployment" for w in sharing):
             continue
         for w in sharing:
@@ -296,8 +336,11 @@ def test_pods_sharing_a_read_write_once_claim_share_a_node(rendered):
 
 def test_classifier_spreads_over_nodes_on_read_write_many(rendered):
     deploy = rendered.get("Deployment", _fullname(rendered))
-    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod_template(deploy)["spec"]["volumes"]
-              if "persistentVolumeClaim" in v}
+    claims = {
+        v["persistentVolumeClaim"]["claimName"]
+        for v in pod_template(deploy)["spec"]["volumes"]
+        if "persistentVolumeClaim" in v
+    }
     modes = {c["metadata"]["name"]: c["spec"]["accessModes"] for c in rendered.of_kind("PersistentVolumeClaim")}
     if any(modes[c] != ["ReadWriteMany"] for c in claims):
         return
@@ -306,8 +349,9 @@ def test_classifier_spreads_over_nodes_on_read_write_many(rendered):
     assert spreads and all(matches(s["labelSelector"], pod_labels(deploy)) for s in spreads)
     own = VALUES_MATRIX.get(rendered.name.removeprefix("helm:"), {}).get("topologySpreadConstraints")
     if not own:  # the chart's: over hostnames, never blocking scheduling
-        assert [(s["topologyKey"], s["whenUnsatisfiable"]) for s in spreads] == \
-            [("kubernetes.io/hostname", "ScheduleAnyway")]
+        assert [(s["topologyKey"], s["whenUnsatisfiable"]) for s in spreads] == [
+            ("kubernetes.io/hostname", "ScheduleAnyway")
+        ]
 
 
 def test_spool_is_shared_but_sqlite_stays_per_pod(rendered):
@@ -322,11 +366,17 @@ def test_spool_is_shared_but_sqlite_stays_per_pod(rendered):
         return
     assert _claim_at(deploy, config["FC_SPOOL_DIR"]) == spool["metadata"]["name"]
     models = rendered.get("PersistentVolumeClaim", f"{fullname}-models")
-    assert spool["spec"]["accessModes"] == (["ReadWriteMany"] if models["spec"]["accessModes"] == ["ReadWriteMany"]
-                                            else ["ReadWriteOnce"])
-    users = [w["metadata"]["name"] for w in workloads(rendered)
-             if any(v.get("persistentVolumeClaim", {}).get("claimName") == spool["metadata"]["name"]
-                    for v in pod_template(w)["spec"].get("volumes", []))]
+    assert spool["spec"]["accessModes"] == (
+        ["ReadWriteMany"] if models["spec"]["accessModes"] == ["ReadWriteMany"] else ["ReadWriteOnce"]
+    )
+    users = [
+        w["metadata"]["name"]
+        for w in workloads(rendered)
+        if any(
+            v.get("persistentVolumeClaim", {}).get("claimName") == spool["metadata"]["name"]
+            for v in pod_template(w)["spec"].get("volumes", [])
+        )
+    ]
     assert users == [fullname]
     if "FC_SQLITE_PATH" in config:
         mounts = sorted((m["mountPath"] for m in containers(deploy, init=False)[0]["volumeMounts"]), key=len)
@@ -368,10 +418,17 @@ def test_network_policies_let_the_right_pods_in(rendered):
     assert (cassandra_policy is None) == (sts is None), "a policy for Cassandra exactly when the release runs it"
     if sts is not None:
         assert matches(cassandra_policy["spec"]["podSelector"], pod_labels(sts))
-        cql_sources = [peer["podSelector"] for rule in cassandra_policy["spec"]["ingress"]
-                       if any(p["port"] == "cql" for p in rule["ports"]) for peer in rule["from"]]
-        allowed = {w["metadata"]["name"] for w in workloads(rendered)
-                   if any(matches(sel, pod_labels(w)) for sel in cql_sources)}
+        cql_sources = [
+            peer["podSelector"]
+            for rule in cassandra_policy["spec"]["ingress"]
+            if any(p["port"] == "cql" for p in rule["ports"])
+            for peer in rule["from"]
+        ]
+        allowed = {
+            w["metadata"]["name"]
+            for w in workloads(rendered)
+            if any(matches(sel, pod_labels(w)) for sel in cql_sources)
+        }
         assert {fullname, f"{fullname}-cassandra"} <= allowed
         assert f"{fullname}-train" not in allowed, "training does not need Cassandra"
     for policy in policies:
@@ -381,16 +438,24 @@ def test_network_policies_let_the_right_pods_in(rendered):
                 assert any(port["port"] in container_ports(t) for t in targets), policy["metadata"]["name"]
     # The metrics port: only from named namespaces (Prometheus's), never from anywhere.
     classifier = rendered.get("Deployment", fullname)
-    metrics_rules = [(p, rule) for p in policies if matches(p["spec"]["podSelector"], pod_labels(classifier))
-                     for rule in p["spec"]["ingress"] if any(port["port"] == "metrics" for port in rule["ports"])]
+    metrics_rules = [
+        (p, rule)
+        for p in policies
+        if matches(p["spec"]["podSelector"], pod_labels(classifier))
+        for rule in p["spec"]["ingress"]
+        if any(port["port"] == "metrics" for port in rule["ports"])
+    ]
     for policy, rule in metrics_rules:
         name = policy["metadata"]["name"]
         assert rule.get("from"), f"{name}: the metrics port is open to every source"
         for peer in rule["from"]:
             assert set(peer) == {"namespaceSelector"}, f"{name}: metrics open to {peer}"
             selector, key = peer["namespaceSelector"], "kubernetes.io/metadata.name"
-            named = [e for e in selector.get("matchExpressions", [])
-                     if e["key"] == key and e["operator"] == "In" and e["values"]]
+            named = [
+                e
+                for e in selector.get("matchExpressions", [])
+                if e["key"] == key and e["operator"] == "In" and e["values"]
+            ]
             assert key in selector.get("matchLabels", {}) or named, f"{name}: metrics open to {peer}"
 
 
@@ -399,8 +464,7 @@ def test_service_monitor_scrapes_the_classifier_service(rendered):
     deploy = rendered.get("Deployment", fullname)
     for sm in rendered.of_kind("ServiceMonitor"):
         assert sm["metadata"]["labels"].get("release") == "kube-prometheus-stack"
-        services = [s for s in rendered.of_kind("Service")
-                    if matches(sm["spec"]["selector"], s["metadata"]["labels"])]
+        services = [s for s in rendered.of_kind("Service") if matches(sm["spec"]["selector"], s["metadata"]["labels"])]
         # Its own headless Service, selecting the classifier pods, on the metrics port only.
         assert [s["metadata"]["name"] for s in services] == [f"{fullname}-metrics"]
         [svc] = services
@@ -442,9 +506,14 @@ def test_alerts_and_dashboard_use_contract_metrics(rendered):
         assert rule["metadata"]["labels"].get("release") == "kube-prometheus-stack"
         exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
         alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
-        assert {"FashionClassifierHighErrorRate", "FashionClassifierHighLatency",
-                "FashionClassifierPredlogSpoolGrowing", "FashionClassifierModelLoadFailures",
-                "FashionClassifierCandidateWorse", "FashionClassifierCandidateWithdrawn"} <= alerts
+        assert {
+            "FashionClassifierHighErrorRate",
+            "FashionClassifierHighLatency",
+            "FashionClassifierPredlogSpoolGrowing",
+            "FashionClassifierModelLoadFailures",
+            "FashionClassifierCandidateWorse",
+            "FashionClassifierCandidateWithdrawn",
+        } <= alerts
         _assert_contract_metrics(exprs)
     for cm in rendered.of_kind("ConfigMap"):
         if cm["metadata"].get("labels", {}).get("grafana_dashboard") == "1":

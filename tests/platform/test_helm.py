@@ -45,8 +45,10 @@ def test_helm_lint_strict(tools, tmp_path, name):
         ({"cassandra": {"maxHeapSize": "half"}}, "maxHeapSize"),
         ({"resouces": {}}, "resouces"),
         ({"cassandra": {"enabled": False}}, "externalCassandra.hosts is empty"),
-        ({"cassandra": {"enabled": False}, "externalCassandra": {"hosts": ["c1"], "tls": {"caSecret": "ca"}}},
-         "tls.enabled is false"),
+        (
+            {"cassandra": {"enabled": False}, "externalCassandra": {"hosts": ["c1"], "tls": {"caSecret": "ca"}}},
+            "tls.enabled is false",
+        ),
         ({"externalCassandra": {"hosts": ["bad host"]}}, "hosts"),
         ({"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "minReplicas"),
         ({"metrics": {"prometheusNamespaces": ["Monitoring"]}}, "prometheusNamespaces"),
@@ -54,8 +56,10 @@ def test_helm_lint_strict(tools, tmp_path, name):
         ({"cassandra": {"repair": {"enabled": True, "schedule": "weekly"}}}, "schedule"),
         # 1 prediction/s for 90 days on RF 2 of 2 nodes: 2.17 GiB a node, within 60 % of 3.62 GiB.
         ({"cassandra": {"persistence": {"size": "3700Mi"}}}, "ask for at least 3.62 GiB"),
-        ({"cassandra": {"persistence": {"sizing": {"predictionsPerSecond": 50, "rowBytes": 300}}}},
-         "each node keeps 108.63 GiB"),
+        (
+            {"cassandra": {"persistence": {"sizing": {"predictionsPerSecond": 50, "rowBytes": 300}}}},
+            "each node keeps 108.63 GiB",
+        ),
         ({"cassandra": {"ttlDays": 0}}, "no cassandra.persistence.size can hold them"),
         ({"model": {"candidate": {"version": "v1", "mode": "blue-green"}}}, "mode"),
         ({"model": {"candidate": {"version": "v1", "weight": 101}}}, "weight"),
@@ -63,27 +67,52 @@ def test_helm_lint_strict(tools, tmp_path, name):
         ({"training": {"publishAs": "canary", "candidateWeight": -1}}, "candidateWeight"),
         ({"training": {"publishAs": "canary"}, "model": {"candidate": {"version": "v1"}}}, "not both"),
         ({"model": {"guard": {"enabled": True}}, "config": {"predlog": "sqlite"}}, "needs config.predlog cassandra"),
-        ({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
-                                         "labelSelector": {"matchLabels": {"a": "b"}}}]},
-         "need modelStore.accessMode ReadWriteMany"),
+        (
+            {
+                "topologySpreadConstraints": [
+                    {
+                        "maxSkew": 1,
+                        "topologyKey": "zone",
+                        "whenUnsatisfiable": "DoNotSchedule",
+                        "labelSelector": {"matchLabels": {"a": "b"}},
+                    }
+                ]
+            },
+            "need modelStore.accessMode ReadWriteMany",
+        ),
         ({"extraEnv": [{"value": "no name"}]}, "name"),
         ({"config": {"logFormat": "logfmt"}}, "logFormat"),
         ({"httpRoute": {"enabled": True}}, "needs httpRoute.parentRefs"),
-        ({"autoscaling": {"keda": {"enabled": True, "prometheusUrl": "http://p:9090"}},
-          "metrics": {"serviceMonitor": {"enabled": False}}}, "needs metrics.serviceMonitor.enabled"),
-        ({"cassandra": {"enabled": False}, "externalCassandra": {"hosts": ["c1"], "tls": {"enabled": True}}},
-         "needs externalCassandra.tls.caSecret"),
+        (
+            {
+                "autoscaling": {"keda": {"enabled": True, "prometheusUrl": "http://p:9090"}},
+                "metrics": {"serviceMonitor": {"enabled": False}},
+            },
+            "needs metrics.serviceMonitor.enabled",
+        ),
+        (
+            {"cassandra": {"enabled": False}, "externalCassandra": {"hosts": ["c1"], "tls": {"enabled": True}}},
+            "needs externalCassandra.tls.caSecret",
+        ),
         ({"externalCassandra": {"hosts": ["c1:9042"]}}, "hosts"),
         ({"podLabels": {"app.kubernetes.io/component": "x"}}, "is the chart's own label"),
         ({"podLabels": {"fashion-classifier/cassandra-client": "false"}}, "is the chart's own label"),
         ({"podAnnotations": {"checksum/config": "x"}}, "is the chart's own annotation"),
         ({"config": {"extraEnv": {"FC_LOG_FORMAT": "json"}}}, "FC_LOG_FORMAT is set by the chart"),
-        ({"modelStore": {"accessMode": "ReadWriteMany"},
-          "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}]},
-         "labelSelector"),
+        (
+            {
+                "modelStore": {"accessMode": "ReadWriteMany"},
+                "topologySpreadConstraints": [
+                    {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}
+                ],
+            },
+            "labelSelector",
+        ),
         ({"autoscaling": {"keda": {"enabled": True}}}, "needs autoscaling.keda.prometheusUrl"),
-        ({"autoscaling": {"enabled": False, "keda": {"enabled": True, "prometheusUrl": "http://p:9090"}}},
-         "needs autoscaling.enabled"),
+        (
+            {"autoscaling": {"enabled": False, "keda": {"enabled": True, "prometheusUrl": "http://p:9090"}}},
+            "needs autoscaling.enabled",
+        ),
         ({"extraVolumeMounts": [{"name": "x", "mountPath": "relative"}]}, "mountPath"),
         ({"affinity": {"nodeAfinity": {}}}, "nodeAfinity"),
         ({"serviceAccount": {"name": "Not_A_Name"}}, "name"),
@@ -113,11 +142,27 @@ def test_chart_refuses_bad_values(tools, tmp_path, values, message):
 def test_defaults_render_the_platform(render_chart):
     r = render_chart({}, name="defaults")
     kinds = sorted({d["kind"] for d in r.docs})
-    assert kinds == sorted([
-        "ConfigMap", "CronJob", "Deployment", "HorizontalPodAutoscaler", "Job", "NetworkPolicy",
-        "PersistentVolumeClaim", "Pod", "PodDisruptionBudget", "PrometheusRule", "Role", "RoleBinding", "Secret",
-        "Service", "ServiceAccount", "ServiceMonitor", "StatefulSet",
-    ])
+    assert kinds == sorted(
+        [
+            "ConfigMap",
+            "CronJob",
+            "Deployment",
+            "HorizontalPodAutoscaler",
+            "Job",
+            "NetworkPolicy",
+            "PersistentVolumeClaim",
+            "Pod",
+            "PodDisruptionBudget",
+            "PrometheusRule",
+            "Role",
+            "RoleBinding",
+            "Secret",
+            "Service",
+            "ServiceAccount",
+            "ServiceMonitor",
+            "StatefulSet",
+        ]
+    )
     assert all(d["metadata"].get("namespace") == NAMESPACE for d in r.docs)
     sts = r.get("StatefulSet", "fashion-classifier-cassandra")
     assert sts["spec"]["replicas"] == 2
@@ -144,7 +189,9 @@ def test_three_cassandra_nodes(render_chart):
 def test_cassandra_pods_get_a_node_each_unless_the_cluster_has_one(render_chart):
     def anti_affinity(r: Rendered) -> dict:
         return r.get("StatefulSet", "fashion-classifier-cassandra")["spec"]["template"]["spec"]["affinity"][
-            "podAntiAffinity"]
+            "podAntiAffinity"
+        ]
+
     [term] = anti_affinity(render_chart({}, name="defaults"))["requiredDuringSchedulingIgnoredDuringExecution"]
     assert term["topologyKey"] == "kubernetes.io/hostname"
     assert term["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "cassandra"
@@ -154,9 +201,10 @@ def test_cassandra_pods_get_a_node_each_unless_the_cluster_has_one(render_chart)
 
 def test_cassandra_logs_to_stdout_only(render_chart):
     init = render_chart({}, name="defaults").get("StatefulSet", "fashion-classifier-cassandra")["spec"]["template"][
-        "spec"]["initContainers"][0]
+        "spec"
+    ]["initContainers"][0]
     script = init["command"][-1]
-    logback = script[script.index("<configuration>"):script.index("</configuration>")]
+    logback = script[script.index("<configuration>") : script.index("</configuration>")]
     assert "ConsoleAppender" in logback and "FileAppender" not in logback
 
 
@@ -172,13 +220,25 @@ def test_repair_cronjob_may_only_exec_into_the_cassandra_pods(render_chart):
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == name and pod["automountServiceAccountToken"] is True
-    assert pod["containers"][0]["command"] == ["fashion-classifier", "cluster", "cassandra-repair",
-                                               "fashion-classifier-cassandra"]
+    assert pod["containers"][0]["command"] == [
+        "fashion-classifier",
+        "cluster",
+        "cassandra-repair",
+        "fashion-classifier-cassandra",
+    ]
     assert r.get("Role", name)["rules"] == [
-        {"apiGroups": ["apps"], "resources": ["statefulsets"], "resourceNames": ["fashion-classifier-cassandra"],
-         "verbs": ["get"]},
-        {"apiGroups": [""], "resources": ["pods/exec"],
-         "resourceNames": [f"fashion-classifier-cassandra-{i}" for i in range(3)], "verbs": ["get", "create"]},
+        {
+            "apiGroups": ["apps"],
+            "resources": ["statefulsets"],
+            "resourceNames": ["fashion-classifier-cassandra"],
+            "verbs": ["get"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["pods/exec"],
+            "resourceNames": [f"fashion-classifier-cassandra-{i}" for i in range(3)],
+            "verbs": ["get", "create"],
+        },
     ]
     binding = r.get("RoleBinding", name)
     assert binding["roleRef"]["name"] == name and binding["subjects"][0]["name"] == name
@@ -204,11 +264,18 @@ def test_metrics_port_is_admitted_from_the_prometheus_namespaces_only(render_cha
         return [rule for rule in policy["spec"]["ingress"] if any(p["port"] == "metrics" for p in rule["ports"])]
 
     [default] = metrics_rules(render_chart({}, name="defaults"))
-    assert default["from"] == [{"namespaceSelector": {"matchExpressions": [
-        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["monitoring"]}]}}]
+    assert default["from"] == [
+        {
+            "namespaceSelector": {
+                "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["monitoring"]}]
+            }
+        }
+    ]
     two = render_chart({"metrics": {"prometheusNamespaces": ["monitoring", "observability"]}}, name="prom-ns")
     assert metrics_rules(two)[0]["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == [
-        "monitoring", "observability"]
+        "monitoring",
+        "observability",
+    ]
     assert metrics_rules(render_chart({"metrics": {"prometheusNamespaces": []}}, name="prom-ns-none")) == []
 
 
@@ -216,8 +283,7 @@ def test_metrics_service_comes_with_the_service_monitor(render_chart):
     r = render_chart({}, name="defaults")
     service = r.get("Service", "fashion-classifier-metrics")
     assert service["spec"]["clusterIP"] == "None"
-    assert [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [
-        ("metrics", 9464, "metrics")]
+    assert [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [("metrics", 9464, "metrics")]
     assert [p["name"] for p in r.get("Service", "fashion-classifier")["spec"]["ports"]] == ["http", "grpc"]
     off = render_chart({"metrics": {"serviceMonitor": {"enabled": False}}}, name="no-service-monitor")
     assert off.get("Service", "fashion-classifier-metrics") is None and not off.of_kind("ServiceMonitor")
@@ -231,8 +297,9 @@ def _grpc(r: Rendered) -> tuple[str, dict | None, dict | None, list[dict]]:
     classifier NetworkPolicy's port entries for it."""
     [container] = r.get("Deployment", "fashion-classifier")["spec"]["template"]["spec"]["containers"]
     container_port = next((p for p in container["ports"] if p["name"] == "grpc"), None)
-    service_port = next((p for p in r.get("Service", "fashion-classifier")["spec"]["ports"] if p["name"] == "grpc"),
-                        None)
+    service_port = next(
+        (p for p in r.get("Service", "fashion-classifier")["spec"]["ports"] if p["name"] == "grpc"), None
+    )
     policy = r.get("NetworkPolicy", "fashion-classifier")
     admitted = [p for rule in policy["spec"]["ingress"] for p in rule["ports"] if p["port"] == "grpc"]
     return _configmap(r)["FC_GRPC_PORT"], container_port, service_port, admitted
@@ -243,11 +310,17 @@ def test_grpc_is_on_by_default_and_off_at_zero(render_chart):
     env, container_port, service_port, admitted = _grpc(r)
     assert env == "8081"
     assert container_port == {"name": "grpc", "containerPort": 8081, "protocol": "TCP"}
-    assert service_port == {"name": "grpc", "port": 8081, "targetPort": "grpc", "protocol": "TCP",
-                            "appProtocol": "kubernetes.io/h2c"}
+    assert service_port == {
+        "name": "grpc",
+        "port": 8081,
+        "targetPort": "grpc",
+        "protocol": "TCP",
+        "appProtocol": "kubernetes.io/h2c",
+    }
     # From anywhere, in the same rule as http (no `from`), unlike the metrics port.
-    [open_rule] = [rule for rule in r.get("NetworkPolicy", "fashion-classifier")["spec"]["ingress"]
-                   if "from" not in rule]
+    [open_rule] = [
+        rule for rule in r.get("NetworkPolicy", "fashion-classifier")["spec"]["ingress"] if "from" not in rule
+    ]
     assert open_rule["ports"] == [{"port": "http", "protocol": "TCP"}, {"port": "grpc", "protocol": "TCP"}]
     assert admitted == [{"port": "grpc", "protocol": "TCP"}]
     # HTTP probes stay HTTP.
@@ -262,8 +335,10 @@ def test_grpc_is_on_by_default_and_off_at_zero(render_chart):
     assert [p["name"] for p in off.get("Service", "fashion-classifier")["spec"]["ports"]] == ["http"]
     # A NodePort Service: the fixed node port stays on http; gRPC gets one of Kubernetes' choosing.
     nodeport = render_chart(VALUES_MATRIX["nodeport-plain-training-job"], name="nodeport-plain-training-job")
-    assert [(p["name"], p.get("nodePort")) for p in nodeport.get("Service", "fashion-classifier")["spec"]["ports"]] \
-        == [("http", 30080), ("grpc", None)]
+    assert [(p["name"], p.get("nodePort")) for p in nodeport.get("Service", "fashion-classifier")["spec"]["ports"]] == [
+        ("http", 30080),
+        ("grpc", None),
+    ]
 
 
 def _secret(r: Rendered, name: str) -> dict[str, str]:
@@ -273,8 +348,11 @@ def _secret(r: Rendered, name: str) -> dict[str, str]:
 
 
 def _secret_refs(container: dict) -> dict[str, str]:
-    return {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env") or []
-            if "secretKeyRef" in e.get("valueFrom", {})}
+    return {
+        e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+        for e in container.get("env") or []
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
 
 
 def test_cassandra_auth_is_on_by_default(render_chart):
@@ -368,8 +446,17 @@ def test_a_candidate_is_set_by_a_hook_after_the_training_run(render_chart):
     assert int(annotations["helm.sh/hook-weight"]) > int(train)
     pod = job["spec"]["template"]
     (container,) = pod["spec"]["containers"]
-    assert container["command"] == ["fashion-classifier", "model", "canary", "20261124T181829Z-mlp-b4dd",
-                                    "--weight", "25", "--model-dir", "/models", "--unless-withdrawn"]
+    assert container["command"] == [
+        "fashion-classifier",
+        "model",
+        "canary",
+        "20261124T181829Z-mlp-b4dd",
+        "--weight",
+        "25",
+        "--model-dir",
+        "/models",
+        "--unless-withdrawn",
+    ]
     models = [m for m in container["volumeMounts"] if m["name"] == "models"]
     assert models == [{"name": "models", "mountPath": "/models"}]  # writable, unlike the classifier's
     assert pod["spec"]["initContainers"][0]["command"][0] == "fc-seed-model"  # a fresh store has the image's versions
@@ -390,9 +477,13 @@ def test_the_guard_judges_the_candidate_on_a_schedule(render_chart):
     command = container["command"]
     assert command[:3] == ["fashion-classifier", "model", "guard"]
     options = dict(zip(command[3::2], command[4::2], strict=True))
-    assert options == {"--margin": "5", "--min-feedback": "30", "--window": "1h",
-                       "--prometheus-url": "http://prometheus-operated.monitoring:9090",
-                       "--prometheus-selector": f'namespace="{NAMESPACE}",service="fashion-classifier-metrics"'}
+    assert options == {
+        "--margin": "5",
+        "--min-feedback": "30",
+        "--window": "1h",
+        "--prometheus-url": "http://prometheus-operated.monitoring:9090",
+        "--prometheus-selector": f'namespace="{NAMESPACE}",service="fashion-classifier-metrics"',
+    }
     # The settings' PROMETHEUS_MULTIPROC_DIR is writable (prometheus_client writes there when it is set).
     assert {"name": "metrics", "mountPath": "/run/prometheus"} in container["volumeMounts"]
     assert {"name": "models", "mountPath": "/models"} in container["volumeMounts"]  # writable: it withdraws
@@ -401,7 +492,8 @@ def test_the_guard_judges_the_candidate_on_a_schedule(render_chart):
     assert any(pod["metadata"]["labels"].get(k) != v for k, v in selector.items())  # never a Service endpoint
     plain = render_chart({"model": {"guard": {"enabled": True}}}, name="guard-accuracy-only")
     command = plain.get("CronJob", "fashion-classifier-guard")["spec"]["jobTemplate"]["spec"]["template"]["spec"][
-        "containers"][0]["command"]
+        "containers"
+    ][0]["command"]
     assert "--prometheus-url" not in command and "--prometheus-selector" not in command
 
 
@@ -433,7 +525,8 @@ def test_other_release_name_prefixes_every_object(render_chart):
     names = {d["metadata"]["name"] for d in r.docs}
     assert all(n.startswith("demo-fashion-classifier") for n in names), names
     assert _configmap(r, "demo-fashion-classifier")["FC_CASSANDRA_HOSTS"].startswith(
-        "demo-fashion-classifier-cassandra-0.demo-fashion-classifier-cassandra")
+        "demo-fashion-classifier-cassandra-0.demo-fashion-classifier-cassandra"
+    )
 
 
 def test_helm_tests_make_a_real_prediction(render_chart):
@@ -458,8 +551,17 @@ def _notes(tools, tmp_path, *values: str) -> str:
         shutil.copy(chart / "templates" / "NOTES.txt", chart / "files" / "NOTES.txt")
         probe = 'notes: {{ tpl (.Files.Get "files/NOTES.txt") . | quote }}\n'
         (chart / "templates" / "notes-probe.yaml").write_text(probe)
-    proc = tools.run("helm", "template", "fashion-classifier", chart, "--namespace", NAMESPACE,
-                     "--show-only", "templates/notes-probe.yaml", *values)
+    proc = tools.run(
+        "helm",
+        "template",
+        "fashion-classifier",
+        chart,
+        "--namespace",
+        NAMESPACE,
+        "--show-only",
+        "templates/notes-probe.yaml",
+        *values,
+    )
     return yaml.safe_load(proc.stdout)["notes"]
 
 
@@ -539,8 +641,10 @@ def test_extension_points_reach_the_classifier_pods(render_chart):
 def test_a_users_affinity_keeps_the_read_write_once_colocation(render_chart):
     node_pool = VALUES_MATRIX["extension-points"]["affinity"]
     own_term = {"topologyKey": "topology.kubernetes.io/zone", "labelSelector": {"matchLabels": {"cache": "warm"}}}
-    r = render_chart({"affinity": {**node_pool, "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-        own_term]}}}, name="affinity-rwo")
+    r = render_chart(
+        {"affinity": {**node_pool, "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [own_term]}}},
+        name="affinity-rwo",
+    )
     affinity = r.get("Deployment", "fashion-classifier")["spec"]["template"]["spec"]["affinity"]
     assert affinity["nodeAffinity"] == node_pool["nodeAffinity"]
     terms = affinity["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
@@ -555,31 +659,44 @@ def test_an_external_cassandra_gets_its_hosts_tls_and_superuser(render_chart):
     assert r.get("StatefulSet", "fashion-classifier-cassandra") is None
     config = _configmap(r)
     assert {k: config[k] for k in config if k.startswith("FC_CASSANDRA_") and k != "FC_CASSANDRA_TTL_DAYS"} == {
-        "FC_CASSANDRA_HOSTS": "demo-dc1-service.k8ssandra-operator.svc", "FC_CASSANDRA_PORT": "9042",
-        "FC_CASSANDRA_KEYSPACE": "fashion", "FC_CASSANDRA_LOCAL_DC": "dc1", "FC_CASSANDRA_REPLICATION": "3",
-        "FC_CASSANDRA_MANAGE_AUTH": "false", "FC_CASSANDRA_TLS": "true",
-        "FC_CASSANDRA_CA_FILE": "/etc/fashion-classifier/cassandra-ca/ca.crt"}
+        "FC_CASSANDRA_HOSTS": "demo-dc1-service.k8ssandra-operator.svc",
+        "FC_CASSANDRA_PORT": "9042",
+        "FC_CASSANDRA_KEYSPACE": "fashion",
+        "FC_CASSANDRA_LOCAL_DC": "dc1",
+        "FC_CASSANDRA_REPLICATION": "3",
+        "FC_CASSANDRA_MANAGE_AUTH": "false",
+        "FC_CASSANDRA_TLS": "true",
+        "FC_CASSANDRA_CA_FILE": "/etc/fashion-classifier/cassandra-ca/ca.crt",
+    }
     # The migration logs in as K8ssandra's superuser and creates the application role, whose
     # Secret the chart generates; there is no admin Secret of the chart's.
     migrate = r.get("Job", "fashion-classifier-migrate")["spec"]["template"]["spec"]
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in migrate["containers"][0]["env"]}
-    assert refs == {"FC_CASSANDRA_USERNAME": "demo-superuser", "FC_CASSANDRA_PASSWORD": "demo-superuser",
-                    "FC_CASSANDRA_APP_USERNAME": "fashion-classifier-cassandra-app",
-                    "FC_CASSANDRA_APP_PASSWORD": "fashion-classifier-cassandra-app"}
+    assert refs == {
+        "FC_CASSANDRA_USERNAME": "demo-superuser",
+        "FC_CASSANDRA_PASSWORD": "demo-superuser",
+        "FC_CASSANDRA_APP_USERNAME": "fashion-classifier-cassandra-app",
+        "FC_CASSANDRA_APP_PASSWORD": "fashion-classifier-cassandra-app",
+    }
     assert {s["metadata"]["name"] for s in r.of_kind("Secret")} >= {"fashion-classifier-cassandra-app"}
     assert r.get("Secret", "fashion-classifier-cassandra-admin") is None
     # Every pod that talks to Cassandra mounts the CA where FC_CASSANDRA_CA_FILE points.
-    clients = [r.get("Deployment", "fashion-classifier")["spec"]["template"]["spec"], migrate,
-               r.get("CronJob", "fashion-classifier-guard")["spec"]["jobTemplate"]["spec"]["template"]["spec"]]
+    clients = [
+        r.get("Deployment", "fashion-classifier")["spec"]["template"]["spec"],
+        migrate,
+        r.get("CronJob", "fashion-classifier-guard")["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+    ]
     for pod in clients:
         [volume] = [v for v in pod["volumes"] if v["name"] == "cassandra-ca"]
         assert volume["secret"] == {"secretName": "demo-client-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
         mounts = [m for c in pod["containers"] for m in c["volumeMounts"] if m["name"] == "cassandra-ca"]
-        assert mounts == [{"name": "cassandra-ca", "mountPath": "/etc/fashion-classifier/cassandra-ca",
-                           "readOnly": True}]
+        assert mounts == [
+            {"name": "cassandra-ca", "mountPath": "/etc/fashion-classifier/cassandra-ca", "readOnly": True}
+        ]
     # Without a Secret: no authentication, no role Secrets.
-    plain = render_chart({"cassandra": {"enabled": False}, "externalCassandra": {"hosts": ["10.0.0.5"]}},
-                         name="external-plain")
+    plain = render_chart(
+        {"cassandra": {"enabled": False}, "externalCassandra": {"hosts": ["10.0.0.5"]}}, name="external-plain"
+    )
     assert not plain.of_kind("Secret") or all("cassandra" not in s["metadata"]["name"] for s in plain.of_kind("Secret"))
     assert "FC_CASSANDRA_TLS" not in _configmap(plain)
 
@@ -589,11 +706,20 @@ def test_uploads_pass_the_ingress_and_the_route_reaches_the_service(render_chart
     ingress = r.get("Ingress", "fashion-classifier")
     assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "10485760"
     assert _configmap(r)["FC_MAX_UPLOAD_BYTES"] == "10485760"
-    own = render_chart({"ingress": {"enabled": True, "annotations": {
-        "nginx.ingress.kubernetes.io/proxy-body-size": "1m", "team": "x"}}, "config": {"maxUploadBytes": 2048}},
-        name="ingress-own-limit")
+    own = render_chart(
+        {
+            "ingress": {
+                "enabled": True,
+                "annotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "1m", "team": "x"},
+            },
+            "config": {"maxUploadBytes": 2048},
+        },
+        name="ingress-own-limit",
+    )
     assert own.get("Ingress", "fashion-classifier")["metadata"]["annotations"] == {
-        "nginx.ingress.kubernetes.io/proxy-body-size": "1m", "team": "x"}
+        "nginx.ingress.kubernetes.io/proxy-body-size": "1m",
+        "team": "x",
+    }
     assert _configmap(own)["FC_MAX_UPLOAD_BYTES"] == "2048"
     route = render_chart(VALUES_MATRIX["httproute-keda"], name="httproute-keda").get("HTTPRoute", "fashion-classifier")
     assert route["spec"]["parentRefs"] == VALUES_MATRIX["httproute-keda"]["httpRoute"]["parentRefs"]
@@ -606,7 +732,9 @@ def test_requests_are_one_cpu_per_worker_and_keda_replaces_the_hpa(render_chart)
     [container] = r.get("Deployment", "fashion-classifier")["spec"]["template"]["spec"]["containers"]
     assert container["resources"]["requests"]["cpu"] == str(_configmap(r)["FC_WORKERS"]) == "1"
     assert r.get("HorizontalPodAutoscaler", "fashion-classifier")["spec"]["metrics"][0]["resource"]["target"] == {
-        "type": "Utilization", "averageUtilization": 70}
+        "type": "Utilization",
+        "averageUtilization": 70,
+    }
     keda = render_chart(VALUES_MATRIX["httproute-keda"], name="httproute-keda")
     assert keda.get("HorizontalPodAutoscaler", "fashion-classifier") is None
     scaled = keda.get("ScaledObject", "fashion-classifier")["spec"]

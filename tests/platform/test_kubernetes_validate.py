@@ -31,8 +31,9 @@ def test_rendered_objects_match_the_kubernetes_schema(tools, rendered, version):
 def test_validator_rejects_a_broken_manifest(tools, tmp_path):
     """The check above would pass vacuously if the validator accepted anything."""
     bad = tmp_path / "bad.yaml"
-    bad.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec:\n"
-                   "  ports:\n    - port: 80\n      protocl: TCP\n")
+    bad.write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec:\n  ports:\n    - port: 80\n      protocl: TCP\n"
+    )
     proc = tools.run("kubernetes-validate", "--strict", "-k", KUBERNETES_VERSIONS[-1], bad, check=False)
     assert proc.returncode != 0
     assert "protocl" in proc.stdout + proc.stderr

@@ -17,10 +17,18 @@ from k8s_support import ROOT
 # Secrets: Helm renders them (randAlphaNum, kept by lookup); kustomize cannot, so a Job of the base
 # creates them at run time (`fashion-classifier cluster ensure-secrets`).
 SECRETS_JOB = "fashion-classifier-secrets"
-ONLY_IN_KUSTOMIZE = {("Namespace", "fashion-classifier"), ("ServiceAccount", SECRETS_JOB), ("Role", SECRETS_JOB),
-                     ("RoleBinding", SECRETS_JOB), ("Job", SECRETS_JOB)}
-RANDOM_SECRETS = {"fashion-classifier-cassandra-admin", "fashion-classifier-cassandra-app",
-                  "fashion-classifier-api-token"}
+ONLY_IN_KUSTOMIZE = {
+    ("Namespace", "fashion-classifier"),
+    ("ServiceAccount", SECRETS_JOB),
+    ("Role", SECRETS_JOB),
+    ("RoleBinding", SECRETS_JOB),
+    ("Job", SECRETS_JOB),
+}
+RANDOM_SECRETS = {
+    "fashion-classifier-cassandra-admin",
+    "fashion-classifier-cassandra-app",
+    "fashion-classifier-api-token",
+}
 # Annotations that exist for Helm's sake alone.
 HELM_ONLY_ANNOTATIONS = ("checksum/config",)
 
@@ -28,8 +36,13 @@ HELM_ONLY_ANNOTATIONS = ("checksum/config",)
 def test_generated_manifests_are_current(tools):
     """The committed copies are what scripts/render-manifests makes of their sources (CI's drift check):
     the chart's files/ from monitoring/, and k8s/base/rendered/ from the chart."""
-    proc = subprocess.run([ROOT / "scripts" / "render-manifests", "--check"], capture_output=True, text=True,
-                          env={**os.environ, "HELM": tools.path("helm"), "PYTHON": sys.executable}, timeout=120)
+    proc = subprocess.run(
+        [ROOT / "scripts" / "render-manifests", "--check"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HELM": tools.path("helm"), "PYTHON": sys.executable},
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -57,8 +70,10 @@ def test_same_objects(render_chart, render_kustomize):
     made = render_kustomize("base").runtime_secrets()
     assert set(made) == RANDOM_SECRETS
     for _, name in only_helm:
-        assert set(helm[("Secret", name)].get("data", {})) | set(helm[("Secret", name)].get("stringData", {})) \
-            == made[name], name
+        assert (
+            set(helm[("Secret", name)].get("data", {})) | set(helm[("Secret", name)].get("stringData", {}))
+            == made[name]
+        ), name
 
 
 def test_same_specs(render_chart, render_kustomize):
@@ -73,8 +88,13 @@ def test_same_selector_and_component_labels(render_chart, render_kustomize):
     kustomize = _objects(render_kustomize("base").docs)
     for key in set(helm) & set(kustomize):
         h, k = helm[key]["metadata"]["labels"], kustomize[key]["metadata"]["labels"]
-        for label in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
-                      "release", "grafana_dashboard"):
+        for label in (
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/component",
+            "release",
+            "grafana_dashboard",
+        ):
             assert h.get(label) == k.get(label), f"{key}: label {label}"
 
 
@@ -90,8 +110,9 @@ def test_overlays_differ_from_base_only_as_documented(render_chart, render_kusto
     assert minikube[("Service", "fashion-classifier")]["spec"]["type"] == "NodePort"
     # Both have one node: the Cassandra pods may share it, as the chart's antiAffinity=preferred has it.
     sts = ("StatefulSet", "fashion-classifier-cassandra")
-    one_node = _objects(render_chart({"cassandra": {"antiAffinity": "preferred"}}, name="one-node",
-                                     skip_tests=True).docs)[sts]
+    one_node = _objects(
+        render_chart({"cassandra": {"antiAffinity": "preferred"}}, name="one-node", skip_tests=True).docs
+    )[sts]
     for overlay in (kind, minikube):
         changed = {k for k in overlay if _comparable(overlay[k]) != _comparable(base[k])}
         assert changed <= {("Deployment", "fashion-classifier"), ("Service", "fashion-classifier"), sts}

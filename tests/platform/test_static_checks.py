@@ -114,8 +114,11 @@ def test_dashboard_queries_parse_and_follow_the_pod_variable(tools, tmp_path):
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert all(f'container="{container["name"]}"' in e for e in resources)
     filled = [e.replace("$__rate_interval", "1m").replace("$namespace", "ns").replace("$pod", ".*") for e in exprs]
-    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"panel:query{i}", "expr": e}
-                                                        for i, e in enumerate(filled)]}]}
+    rules = {
+        "groups": [
+            {"name": "dashboard", "rules": [{"record": f"panel:query{i}", "expr": e} for i, e in enumerate(filled)]}
+        ]
+    }
     file = tmp_path / "dashboard-queries.yaml"
     file.write_text(yaml.safe_dump(rules))
     proc = tools.run("promtool", "check", "rules", file)
@@ -132,8 +135,18 @@ def test_rendered_prometheus_rules_pass_promtool(tools, tmp_path, target, render
 
 
 def _checkov(tools, *args, skips=CHECKOV_SKIPS):
-    proc = tools.run("checkov", *args, "--skip-download", "--quiet", "--compact", "-o", "json",
-                     "--skip-check", ",".join(skips), check=False)
+    proc = tools.run(
+        "checkov",
+        *args,
+        "--skip-download",
+        "--quiet",
+        "--compact",
+        "-o",
+        "json",
+        "--skip-check",
+        ",".join(skips),
+        check=False,
+    )
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     reports = json.loads(proc.stdout)
     reports = reports if isinstance(reports, list) else [reports]
@@ -164,8 +177,9 @@ def test_checkov_rendered_chart(tools, render_chart, name):
     skips = dict(CHECKOV_SKIPS)
     if not VALUES_MATRIX[name].get("networkPolicy", {"enabled": True})["enabled"]:
         skips["CKV2_K8S_6"] = "pods without a NetworkPolicy: this values set turns them off"
-    failed, passed = _checkov(tools, "-f", render_chart(VALUES_MATRIX[name], name=name).file,
-                              "--framework", "kubernetes", skips=skips)
+    failed, passed = _checkov(
+        tools, "-f", render_chart(VALUES_MATRIX[name], name=name).file, "--framework", "kubernetes", skips=skips
+    )
     assert not failed, failed
     assert passed > 50
 

@@ -38,9 +38,13 @@ def test_rwo_default_puts_classifier_and_training_on_one_node(render_chart):
         assert template["metadata"]["labels"][COLOCATION_LABEL] == "true"
         # One selector for both: the release's pods carrying the label, whatever their component,
         # so the training pod may be the first on a node and the classifier pods follow it.
-        assert _hostname_term(template["spec"])["labelSelector"] == {"matchLabels": {
-            "app.kubernetes.io/name": "fashion-classifier", "app.kubernetes.io/instance": "fashion-classifier",
-            COLOCATION_LABEL: "true"}}
+        assert _hostname_term(template["spec"])["labelSelector"] == {
+            "matchLabels": {
+                "app.kubernetes.io/name": "fashion-classifier",
+                "app.kubernetes.io/instance": "fashion-classifier",
+                COLOCATION_LABEL: "true",
+            }
+        }
         assert "topologySpreadConstraints" not in template["spec"]
     # Another release in the namespace is never an anchor.
     other = render_chart({}, name="demo", release="demo")
@@ -83,13 +87,20 @@ def test_spool_claim_defaults(render_chart):
 
 
 def test_spool_claim_follows_the_model_store_class(render_chart):
-    r = render_chart({"modelStore": {"accessMode": "ReadWriteMany", "storageClassName": "nfs"},
-                      "spool": {"persistence": {"size": "5Gi"}}}, name="spool-class")
+    r = render_chart(
+        {
+            "modelStore": {"accessMode": "ReadWriteMany", "storageClassName": "nfs"},
+            "spool": {"persistence": {"size": "5Gi"}},
+        },
+        name="spool-class",
+    )
     claim = r.get("PersistentVolumeClaim", "fashion-classifier-spool")
     assert claim["spec"]["storageClassName"] == "nfs"
     assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
-    own = render_chart({"modelStore": {"storageClassName": "nfs"},
-                        "spool": {"persistence": {"storageClassName": "local-ssd"}}}, name="spool-own-class")
+    own = render_chart(
+        {"modelStore": {"storageClassName": "nfs"}, "spool": {"persistence": {"storageClassName": "local-ssd"}}},
+        name="spool-own-class",
+    )
     assert own.get("PersistentVolumeClaim", "fashion-classifier-spool")["spec"]["storageClassName"] == "local-ssd"
     # ReadWriteOncePod is no mode for a claim several pods share: the spool is ReadWriteOnce then.
     rwop = render_chart({"modelStore": {"accessMode": "ReadWriteOncePod"}}, name="rwop")
@@ -106,12 +117,16 @@ def test_spool_without_persistence_is_an_emptydir(render_chart):
 
 
 def test_sqlite_log_stays_in_the_pods_own_volume(render_chart):
-    r = render_chart({"config": {"predlog": "sqlite"}, "cassandra": {"enabled": False},
-                      "networkPolicy": {"enabled": False}}, name="sqlite-spool-claim")
+    r = render_chart(
+        {"config": {"predlog": "sqlite"}, "cassandra": {"enabled": False}, "networkPolicy": {"enabled": False}},
+        name="sqlite-spool-claim",
+    )
     data = r.get("ConfigMap", "fashion-classifier")["data"]
     assert data["FC_SQLITE_PATH"] == "/var/lib/fashion-classifier/predictions.sqlite3"
-    mounts = {m["mountPath"]: m["name"] for m in _pod_spec(r, "Deployment", "fashion-classifier")
-              ["containers"][0]["volumeMounts"]}
+    mounts = {
+        m["mountPath"]: m["name"]
+        for m in _pod_spec(r, "Deployment", "fashion-classifier")["containers"][0]["volumeMounts"]
+    }
     assert mounts["/var/lib/fashion-classifier"] == "state"
     assert mounts[data["FC_SPOOL_DIR"]] == "spool"
 
@@ -134,8 +149,7 @@ def test_training_data_from_a_host_path(render_chart):
 
 
 def test_training_data_from_a_claim(render_chart):
-    r = render_chart({"training": {"data": {"existingClaim": "fashion-mnist", "subPath": "v1/raw"}}},
-                     name="data-claim")
+    r = render_chart({"training": {"data": {"existingClaim": "fashion-mnist", "subPath": "v1/raw"}}}, name="data-claim")
     spec = _pod_spec(r, "Job", "fashion-classifier-train")
     [mount] = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "data"]
     assert mount == {"name": "data", "mountPath": "/data", "readOnly": True, "subPath": "v1/raw"}
@@ -167,9 +181,17 @@ def test_chart_refuses_bad_training_data(tools, tmp_path, data, message):
 
 def _release(r: Rendered) -> Release:
     hooks = [d for d in r.docs if "helm.sh/hook" in (d["metadata"].get("annotations") or {})]
-    return Release(name="fashion-classifier", namespace=NAMESPACE, revision=1, status="deployed",
-                   chart="fashion-classifier-0.1.0", app_version="0.1.0", values={},
-                   objects=[d for d in r.docs if d not in hooks], hooks=hooks)
+    return Release(
+        name="fashion-classifier",
+        namespace=NAMESPACE,
+        revision=1,
+        status="deployed",
+        chart="fashion-classifier-0.1.0",
+        app_version="0.1.0",
+        values={},
+        objects=[d for d in r.docs if d not in hooks],
+        hooks=hooks,
+    )
 
 
 def test_cluster_train_jobs_keep_the_placement_and_the_data(render_chart):
@@ -194,13 +216,18 @@ def _same_specs(helm: Rendered, kustomize: Rendered) -> None:
 
 
 def test_kustomize_read_write_many_component_matches_the_chart(render_chart, render_kustomize):
-    _same_specs(render_chart({"modelStore": {"accessMode": "ReadWriteMany"}}, name="rwx", skip_tests=True),
-                render_kustomize("with:read-write-many"))
+    _same_specs(
+        render_chart({"modelStore": {"accessMode": "ReadWriteMany"}}, name="rwx", skip_tests=True),
+        render_kustomize("with:read-write-many"),
+    )
 
 
 def test_kustomize_training_data_component_matches_the_chart(render_chart, render_kustomize):
-    helm = render_chart({"training": {"data": {"existingClaim": "fashion-classifier-training-data"}}},
-                        name="data-component", skip_tests=True)
+    helm = render_chart(
+        {"training": {"data": {"existingClaim": "fashion-classifier-training-data"}}},
+        name="data-component",
+        skip_tests=True,
+    )
     kustomize = render_kustomize("with:training-data")
     _same_specs(helm, kustomize)
     assert _env(_pod_spec(kustomize, "Job", "fashion-classifier-train")["containers"][0])["FC_DATA_DIR"] == "/data"

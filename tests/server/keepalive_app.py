@@ -14,8 +14,6 @@ import os
 def app(environ, start_response):  # noqa: ANN001, ANN201 - WSGI signature
     path = environ["PATH_INFO"]
     read = 0 if path == "/ignore-body" else len(environ["wsgi.input"].read())
-    body = json.dumps(
-        {"path": path, "port": int(environ["REMOTE_PORT"]), "pid": os.getpid(), "read": read}
-    ).encode()
+    body = json.dumps({"path": path, "port": int(environ["REMOTE_PORT"]), "pid": os.getpid(), "read": read}).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]

@@ -53,8 +53,9 @@ def test_a_declared_body_over_the_limit_is_refused_from_the_head():
 
 
 def test_a_chunked_body_over_the_limit_is_refused_when_it_passes_it():
-    framed, _ = scan_all(HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + b"200\r\n" + b"a" * 512 + b"\r\n" + b"400\r\n",
-                         max_body=1000)
+    framed, _ = scan_all(
+        HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + b"200\r\n" + b"a" * 512 + b"\r\n" + b"400\r\n", max_body=1000
+    )
     assert framed.body_too_large
 
 

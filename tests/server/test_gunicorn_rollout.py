@@ -54,8 +54,12 @@ class Client(threading.Thread):
                 break
             if conn is None or n % 100 == 0:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-            conn.request("POST", "/v2/models/fashion/infer", BODY,
-                         {"Content-Type": "application/json", "X-Request-ID": request_id})
+            conn.request(
+                "POST",
+                "/v2/models/fashion/infer",
+                BODY,
+                {"Content-Type": "application/json", "X-Request-ID": request_id},
+            )
             response = conn.getresponse()
             body = response.read()
             version = json.loads(body).get("model_version") if response.status == 200 else None
@@ -131,15 +135,28 @@ def test_the_guard_withdraws_a_broken_candidate_and_every_worker_follows(model_s
         by_version = Counter()
         for i in range(100):
             k = i % len(images)
-            body = json.dumps({"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 28, 28],
-                                           "data": (images[k] / 255.0).ravel().tolist()}]})
+            body = json.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "pixels",
+                            "datatype": "FP32",
+                            "shape": [1, 28, 28],
+                            "data": (images[k] / 255.0).ravel().tolist(),
+                        }
+                    ]
+                }
+            )
             conn.request("POST", "/v2/models/fashion/infer", body, {"X-Session-ID": f"user-{i}"})
             answer = json.loads(conn.getresponse().read())
             by_version[answer["model_version"]] += 1
             prediction_id = next(o for o in answer["outputs"] if o["name"] == "prediction_id")["data"][0]
-            conn.request("POST", "/api/v1/feedback", json.dumps({"prediction_id": prediction_id,
-                                                                 "true_label": int(labels[k])}),
-                         {"Content-Type": "application/json"})
+            conn.request(
+                "POST",
+                "/api/v1/feedback",
+                json.dumps({"prediction_id": prediction_id, "true_label": int(labels[k])}),
+                {"Content-Type": "application/json"},
+            )
             response = conn.getresponse()
             assert response.status == 200, response.read()
             response.read()
@@ -152,7 +169,10 @@ def test_the_guard_withdraws_a_broken_candidate_and_every_worker_follows(model_s
 
         guard = subprocess.run(
             [*serve_command()[:-1], "model", "guard", "--model-dir", str(model_store)],
-            env=server.env, capture_output=True, text=True, timeout=60,
+            env=server.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert guard.returncode == 0, guard.stderr
         assert f"candidate {broken} withdrawn: live accuracy" in guard.stdout, guard.stdout
@@ -176,8 +196,12 @@ def test_the_guard_withdraws_a_broken_candidate_and_every_worker_follows(model_s
 
 def _moves(server) -> dict[str, float]:
     text = requests.get(server.metrics_url, timeout=5).text
-    return {s.labels["action"]: s.value for family in text_string_to_metric_families(text)
-            for s in family.samples if s.name == "fc_rollout_moves"}
+    return {
+        s.labels["action"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "fc_rollout_moves"
+    }
 
 
 def _feedback_rows(database: Path) -> int:

@@ -114,8 +114,10 @@ def test_serve_end_to_end(server, model_store, png):
     response = predict(base, b"\x89PNG\r\n\x1a\n" + bytes(300_000), "big.png")
     assert response.status_code == 413 and "200,000 bytes" in response.json()["error"]
     # Requests gunicorn's own parser refuses get JSON too, not its HTML page.
-    for raw in (send(server.host, server.port, "GET", "/" + "a" * 9000, {}, b""),
-                send(server.host, server.port, "GET", "/", {"X-Big": "b" * 9000}, b"")):
+    for raw in (
+        send(server.host, server.port, "GET", "/" + "a" * 9000, {}, b""),
+        send(server.host, server.port, "GET", "/", {"X-Big": "b" * 9000}, b""),
+    ):
         assert raw.status in (400, 414, 431), raw
         assert raw.headers["content-type"] == "application/json" and json.loads(raw.body)["error"]
     assert sorted(server.worker_pids()) == sorted(workers)
@@ -155,7 +157,7 @@ def test_a_body_that_stops_arriving_gets_a_json_408(server):
     with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
         sock.sendall(
             b"POST /v2/models/fashion/infer HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 100\r\n\r\n{\"inputs\""
+            b'Content-Length: 100\r\n\r\n{"inputs"'
         )
         raw = b""
         while chunk := sock.recv(65536):

@@ -33,14 +33,21 @@ def _parse(line: str) -> dict:
 
 def test_every_line_of_a_real_server_is_json(shipped_store, tmp_path):
     port = free_port(HOST)
-    env = serve_env(tmp_path, shipped_store, port=port, workers=2, metrics_port=free_port(HOST),
-                    extra={"FC_HOST": HOST, "FC_LOG_FORMAT": "json", "FC_ACCESS_LOG": "-"})
+    env = serve_env(
+        tmp_path,
+        shipped_store,
+        port=port,
+        workers=2,
+        metrics_port=free_port(HOST),
+        extra={"FC_HOST": HOST, "FC_LOG_FORMAT": "json", "FC_ACCESS_LOG": "-"},
+    )
     # stdout (the access log) and stderr (everything else) both go to this file.
     server = ServerProcess(serve_command(), env, port, tmp_path / "serve.log", host=HOST)
     server.start(timeout=60, workers=2)
     try:
-        response = requests.get(f"{server.base_url}/v2/health/live?probe=1", headers={"X-Request-Id": 'req-"42"'},
-                                timeout=10)
+        response = requests.get(
+            f"{server.base_url}/v2/health/live?probe=1", headers={"X-Request-Id": 'req-"42"'}, timeout=10
+        )
         assert response.status_code == 200
         assert requests.get(f"{server.base_url}/no/such/page", timeout=10).status_code == 404
     finally:

@@ -37,11 +37,23 @@ def start(tmp_path):
         env = {k: v for k, v in os.environ.items() if not k.startswith("FC_") and k != "PROMETHEUS_MULTIPROC_DIR"}
         port = free_port()
         # No metrics port (FC_METRICS_PORT=0): servers started side by side would share its default.
-        env.update(FC_HOST="127.0.0.1", FC_PORT=str(port), FC_METRICS_PORT="0", FC_WORKERS="1",
-                   PYTHONUNBUFFERED="1", **env_extra)
+        env.update(
+            FC_HOST="127.0.0.1",
+            FC_PORT=str(port),
+            FC_METRICS_PORT="0",
+            FC_WORKERS="1",
+            PYTHONUNBUFFERED="1",
+            **env_extra,
+        )
         command = [
-            sys.executable, "-m", "gunicorn", "-c", "python:fashion_classifier.server.gunicorn_conf",
-            "--pythonpath", str(TESTS_DIR), "server.keepalive_app:app",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:fashion_classifier.server.gunicorn_conf",
+            "--pythonpath",
+            str(TESTS_DIR),
+            "server.keepalive_app:app",
         ]
         server = ServerProcess(command, env, port, tmp_path / f"gunicorn-{len(servers)}.log")
         servers.append(server)
@@ -119,10 +131,13 @@ def test_pipelined_requests_are_answered_in_order(start):
         assert rest == b"" and _closed_by_server(sock, 5)
 
 
-@pytest.mark.parametrize(("request_bytes", "why"), [
-    (_request("/c", close=True), "Connection: close"),
-    (_request("/c", version="1.0"), "HTTP/1.0 without keep-alive"),
-])
+@pytest.mark.parametrize(
+    ("request_bytes", "why"),
+    [
+        (_request("/c", close=True), "Connection: close"),
+        (_request("/c", version="1.0"), "HTTP/1.0 without keep-alive"),
+    ],
+)
 def test_connection_closes_when_the_client_asks(start, request_bytes, why):
     server = start()
     with _connect(server) as sock:
@@ -360,8 +375,10 @@ def test_the_gunicorn_internals_the_worker_relies_on_keep_their_shape(tmp_path):
         base.Worker.__init__: ["age", "ppid", "sockets", "app", "timeout", "cfg", "log"],
         base.Worker.handle_error: ["req", "client", "addr", "exc"],
     }
-    leading = {fn.__qualname__: [p for p in inspect.signature(fn).parameters if p != "self"][: len(names)]
-               for fn, names in expected.items()}
+    leading = {
+        fn.__qualname__: [p for p in inspect.signature(fn).parameters if p != "self"][: len(names)]
+        for fn, names in expected.items()
+    }
     assert leading == {fn.__qualname__: names for fn, names in expected.items()}
     # The parser reads from the `unreader` the connection replaces with its own feed.
     parser = ghttp.get_parser(Config(), (), ("127.0.0.1", 1))
@@ -377,6 +394,15 @@ def test_the_gunicorn_internals_the_worker_relies_on_keep_their_shape(tmp_path):
         assert callable(worker.notify) and callable(worker.init_process) and callable(worker.load_wsgi)
     finally:
         worker.tmp.close()
-    for setting in ("graceful_timeout", "is_ssl", "keepalive", "limit_request_field_size", "limit_request_fields",
-                    "limit_request_line", "post_request", "pre_request", "worker_connections"):
+    for setting in (
+        "graceful_timeout",
+        "is_ssl",
+        "keepalive",
+        "limit_request_field_size",
+        "limit_request_fields",
+        "limit_request_line",
+        "post_request",
+        "pre_request",
+        "worker_connections",
+    ):
         assert hasattr(cfg, setting), setting

@@ -33,8 +33,9 @@ COMMIT = "0123abc"  # what the Dockerfile would set from its REVISION build argu
 
 @pytest.fixture(scope="module")
 def server(shipped_store, tmp_path_factory):
-    srv = start_serve(tmp_path_factory.mktemp("metrics-port"), shipped_store, workers=2,
-                      extra_env={"FC_BUILD_COMMIT": COMMIT})
+    srv = start_serve(
+        tmp_path_factory.mktemp("metrics-port"), shipped_store, workers=2, extra_env={"FC_BUILD_COMMIT": COMMIT}
+    )
     yield srv
     srv.stop()
 
@@ -176,8 +177,13 @@ def test_metrics_port_zero_serves_no_metrics(shipped_store, tmp_path):
 def test_the_same_port_for_app_and_metrics_is_refused(shipped_store, tmp_path):
     port = free_port()
     with pytest.raises(ServerError) as raised:
-        start_serve(tmp_path, shipped_store, workers=1,
-                    extra_env={"FC_PORT": str(port), "FC_METRICS_PORT": str(port)}, timeout=30)
+        start_serve(
+            tmp_path,
+            shipped_store,
+            workers=1,
+            extra_env={"FC_PORT": str(port), "FC_METRICS_PORT": str(port)},
+            timeout=30,
+        )
     assert "must differ from FC_PORT" in str(raised.value)
 
 

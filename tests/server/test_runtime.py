@@ -54,8 +54,14 @@ def test_the_cpu_quota_of_cgroup_v2_is_the_smallest_on_the_way_up(tmp_path):
     proc = tmp_path / "proc-cgroup"
     proc.write_text("0::/kubepods/pod1/c1\n")
     cgroups = tmp_path / "cgroup"
-    _tree(cgroups, {"kubepods/cpu.max": "max 100000\n", "kubepods/pod1/cpu.max": "150000 100000\n",
-                    "kubepods/pod1/c1/cpu.max": "max 100000\n"})
+    _tree(
+        cgroups,
+        {
+            "kubepods/cpu.max": "max 100000\n",
+            "kubepods/pod1/cpu.max": "150000 100000\n",
+            "kubepods/pod1/c1/cpu.max": "max 100000\n",
+        },
+    )
     assert runtime.cpu_quota(cgroups, proc) == 1.5
     assert runtime.cpu_count(cgroups, proc) == min(2, len(os.sched_getaffinity(0)))  # rounded up
     (cgroups / "kubepods/pod1/cpu.max").write_text("max 100000\n")
@@ -99,8 +105,13 @@ def test_serving_starts_one_worker_per_cpu_its_cgroup_quota_allows(tmp_path):
         code = "import fashion_classifier.server.gunicorn_conf as conf; print(conf.workers)"
         env = {**os.environ, runtime.MULTIPROC_ENV: str(tmp_path / "prom")}
         env.pop("FC_WORKERS", None)
-        inside = subprocess.run(["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$0" -c "$1"',
-                                 sys.executable, code], env=env, capture_output=True, text=True, timeout=60)
+        inside = subprocess.run(
+            ["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$0" -c "$1"', sys.executable, code],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert inside.returncode == 0, inside.stderr
         assert inside.stdout.split()[-1] == "1"
         outside = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)

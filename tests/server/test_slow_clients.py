@@ -27,8 +27,14 @@ WORKER_TIMEOUT = 8
 @pytest.fixture
 def server(shipped_store, tmp_path):
     port = free_port()
-    env = serve_env(tmp_path, shipped_store, port=port, workers=2, predlog="off",
-                    extra={"FC_TIMEOUT": str(WORKER_TIMEOUT), "FC_KEEPALIVE": "60"})
+    env = serve_env(
+        tmp_path,
+        shipped_store,
+        port=port,
+        workers=2,
+        predlog="off",
+        extra={"FC_TIMEOUT": str(WORKER_TIMEOUT), "FC_KEEPALIVE": "60"},
+    )
     proc = ServerProcess([*serve_command()], env, port, tmp_path / "serve.log").start(timeout=60, workers=2)
     yield proc
     proc.stop()
@@ -58,12 +64,26 @@ def read_response(sock: socket.socket, buf: bytearray) -> tuple[int, bool]:
 
 def batch_request(images: np.ndarray) -> bytes:
     raw = images.astype(np.uint8).tobytes()
-    header = json.dumps({"inputs": [{"name": "pixels", "shape": list(images.shape), "datatype": "UINT8",
-                                     "parameters": {"binary_data_size": len(raw)}}]}).encode()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "pixels",
+                    "shape": list(images.shape),
+                    "datatype": "UINT8",
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ]
+        }
+    ).encode()
     return (
-        f"POST /v2/models/fashion/infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
-        f"Inference-Header-Content-Length: {len(header)}\r\nContent-Length: {len(header) + len(raw)}\r\n\r\n"
-    ).encode() + header + raw
+        (
+            f"POST /v2/models/fashion/infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
+            f"Inference-Header-Content-Length: {len(header)}\r\nContent-Length: {len(header) + len(raw)}\r\n\r\n"
+        ).encode()
+        + header
+        + raw
+    )
 
 
 class Adversaries:
@@ -133,11 +153,27 @@ def test_trickling_idle_and_pipelining_clients_do_not_slow_a_normal_client(serve
     workers = sorted(server.worker_pids())
     adversaries = Adversaries(server, np.resize(sample_images[0], (256, 28, 28)))
     adversaries.start()
-    tensor = json.dumps({"inputs": [{"name": "pixels", "shape": [1, 28, 28], "datatype": "FP32",
-                                     "data": (sample_images[0][1] / 255.0).round(4).tolist()}]})
+    tensor = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "pixels",
+                    "shape": [1, 28, 28],
+                    "datatype": "FP32",
+                    "data": (sample_images[0][1] / 255.0).round(4).tolist(),
+                }
+            ]
+        }
+    )
     boundary = "b0undary"
-    upload = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
-              f"Content-Type: image/png\r\n\r\n").encode() + png(1) + f"\r\n--{boundary}--\r\n".encode()
+    upload = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + png(1)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     latencies, statuses = [], []
     try:
         conn = http.client.HTTPConnection(server.host, server.port, timeout=10)

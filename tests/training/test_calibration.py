@@ -102,7 +102,9 @@ def test_threshold_is_the_lowest_confidence_that_reaches_the_precision():
     labels = np.where(right, 0, 1)
     # >= 0.7: 5/5; >= 0.5: 5/6; >= 0.45: 6/7 = 0.857; >= 0.4: 6/8.
     assert low_confidence_threshold(probs, labels, precision=0.97) == {
-        "threshold": 0.7, "precision_above": 1.0, "coverage_above": 5 / 8,
+        "threshold": 0.7,
+        "precision_above": 1.0,
+        "coverage_above": 5 / 8,
     }
     found = low_confidence_threshold(probs, labels, precision=0.85)
     assert found == {"threshold": 0.45, "precision_above": pytest.approx(6 / 7), "coverage_above": 7 / 8}

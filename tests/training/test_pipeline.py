@@ -11,9 +11,25 @@ from fashion_classifier.artifacts import store
 
 
 def _train(model_dir, data_dir, *extra):
-    cmd = [sys.executable, "-m", "fashion_classifier.cli", "train", "--model-dir", str(model_dir),
-           "--data-dir", str(data_dir), "--limit", "3000", "--arch", "mlp", "--epochs", "2", "--quiet", "--json",
-           *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fashion_classifier.cli",
+        "train",
+        "--model-dir",
+        str(model_dir),
+        "--data-dir",
+        str(data_dir),
+        "--limit",
+        "3000",
+        "--arch",
+        "mlp",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--json",
+        *extra,
+    ]
     # later flags win in argparse, so extra can override --arch and --epochs
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -94,8 +110,16 @@ def test_robustness_is_measured_on_the_export(trained):
     _, meta = trained
     robust = meta["robustness"]
     assert robust["examples"] == 3000
-    assert set(robust["accuracy"]) == {"clean", "mirrored", "shifted", "scaled", "rotated", "contrast", "noise",
-                                       "photo"}
+    assert set(robust["accuracy"]) == {
+        "clean",
+        "mirrored",
+        "shifted",
+        "scaled",
+        "rotated",
+        "contrast",
+        "noise",
+        "photo",
+    }
     assert robust["accuracy"]["clean"] == pytest.approx(meta["test_accuracy"], abs=0.001)  # LiteRT vs Keras
     assert robust["accuracy"]["mirrored"] < robust["accuracy"]["clean"]  # the MLP has no invariance
 

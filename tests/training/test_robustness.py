@@ -71,8 +71,12 @@ def test_shifted_moves_each_image_by_up_to_3_pixels_with_zero_fill(variants, cle
     shifts = []
     for moved, original in zip(variants["shifted"], clean, strict=True):
         padded = np.pad(original, 3)
-        found = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)
-                 if np.array_equal(moved, padded[3 - dy : 31 - dy, 3 - dx : 31 - dx])]
+        found = [
+            (dy, dx)
+            for dy in range(-3, 4)
+            for dx in range(-3, 4)
+            if np.array_equal(moved, padded[3 - dy : 31 - dy, 3 - dx : 31 - dx])
+        ]
         assert found, "not a zero-filled shift of the clean image within ±3 px"
         shifts.append(found[0])
     dy, dx = np.array(shifts).T
@@ -104,8 +108,7 @@ def test_rotated_is_clean_turned_by_a_small_angle(variants, clean):
     best = []
     for turned, original in zip(variants["rotated"][:40], clean[:40], strict=True):
         im = Image.fromarray(original, mode="F")
-        errors = [np.abs(np.asarray(im.rotate(a, resample=Image.Resampling.BILINEAR)) - turned).max()
-                  for a in angles]
+        errors = [np.abs(np.asarray(im.rotate(a, resample=Image.Resampling.BILINEAR)) - turned).max() for a in angles]
         best.append(angles[int(np.argmin(errors))])
         assert min(errors) < 0.1
     best = np.array(best)
@@ -147,8 +150,7 @@ def scored(shipped_store, dataset):
     (mlp,) = (shipped_store / store.VERSIONS).glob("*-mlp-*")
     path = mlp / store.TFLITE
     n = 500
-    return robustness.evaluate(lambda x: export.tflite_probabilities(path, x),
-                               dataset.x_test[:n], dataset.y_test[:n])
+    return robustness.evaluate(lambda x: export.tflite_probabilities(path, x), dataset.x_test[:n], dataset.y_test[:n])
 
 
 def test_evaluate_the_shipped_mlp(scored):
@@ -165,8 +167,19 @@ def test_evaluate_the_shipped_mlp(scored):
 
 
 def test_cli_prints_the_table_and_json(model_store, data_dir):
-    base = [sys.executable, "-m", "fashion_classifier.cli", "evaluate", "--robustness",
-            "--model-dir", str(model_store), "--data-dir", str(data_dir), "--limit", "100"]
+    base = [
+        sys.executable,
+        "-m",
+        "fashion_classifier.cli",
+        "evaluate",
+        "--robustness",
+        "--model-dir",
+        str(model_store),
+        "--data-dir",
+        str(data_dir),
+        "--limit",
+        "100",
+    ]
     done = subprocess.run(base, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     version = store.current_version(model_store)
@@ -183,7 +196,9 @@ def test_cli_prints_the_table_and_json(model_store, data_dir):
 
 def test_runs_without_tensorflow():
     # Serving machines have no TensorFlow: the benchmark and the evaluate command must not load it.
-    code = ("import sys; import fashion_classifier.training.robustness, fashion_classifier.cli.model_commands; "
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    code = (
+        "import sys; import fashion_classifier.training.robustness, fashion_classifier.cli.model_commands; "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -54,4 +54,3 @@ def client(app):
 @pytest.fixture
 def state(app):
     return app.extensions[EXTENSION]
-

@@ -115,14 +115,10 @@ def test_generated_bad_requests_get_4xx_json(server, assets):
     with ThreadPoolExecutor(max_workers=4) as pool:
         answers = list(pool.map(lambda r: exchange(server, r), cases))
     failures = [
-        f"{why}\n    {req.describe()}"
-        for req, resp in zip(cases, answers, strict=True)
-        if (why := problem(req, resp))
+        f"{why}\n    {req.describe()}" for req, resp in zip(cases, answers, strict=True) if (why := problem(req, resp))
     ]
     statuses = Counter(a.status for a in answers if isinstance(a, RawResponse))
-    assert not failures, f"{len(failures)} of {len(cases)} requests broke the contract:\n" + "\n".join(
-        failures[:25]
-    )
+    assert not failures, f"{len(failures)} of {len(cases)} requests broke the contract:\n" + "\n".join(failures[:25])
     # The generator must really produce bad requests: nearly all are refused.
     refused = sum(n for status, n in statuses.items() if 400 <= status < 500)
     assert refused >= 0.9 * len(cases), statuses

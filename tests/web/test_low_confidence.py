@@ -20,8 +20,16 @@ from fashion_classifier.inference.predictor import Predictor
 from fashion_classifier.web.state import EXTENSION
 
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
-ROBUSTNESS = {"clean": 0.93, "contrast": 0.91, "mirrored": 0.92, "noise": 0.9, "photo": 0.905,
-              "rotated": 0.89, "scaled": 0.915, "shifted": 0.9}
+ROBUSTNESS = {
+    "clean": 0.93,
+    "contrast": 0.91,
+    "mirrored": 0.92,
+    "noise": 0.9,
+    "photo": 0.905,
+    "rotated": 0.89,
+    "scaled": 0.915,
+    "shifted": 0.9,
+}
 
 
 def split_threshold(confidence: np.ndarray) -> float:
@@ -44,9 +52,16 @@ def calibrated(model_store, confidences, make_app):
     meta = store.load_metadata(path)
     threshold = split_threshold(confidences)
     meta["calibration"] = {
-        "method": "temperature scaling", "temperature": 1.234, "validation_examples": 6000, "bins": 15,
-        "ece_before": 0.0311, "ece_after": 0.0123, "precision_target": 0.97,
-        "low_confidence_below": threshold, "precision_above": 0.9712, "coverage_above": 0.8634,
+        "method": "temperature scaling",
+        "temperature": 1.234,
+        "validation_examples": 6000,
+        "bins": 15,
+        "ece_before": 0.0311,
+        "ece_after": 0.0123,
+        "precision_target": 0.97,
+        "low_confidence_below": threshold,
+        "precision_above": 0.9712,
+        "coverage_above": 0.8634,
     }
     meta["robustness"] = {"seed": 2026, "examples": 10000, "accuracy": ROBUSTNESS}
     store.write_metadata(path, meta)
@@ -135,9 +150,13 @@ def test_model_card_shows_calibration_and_robustness(calibrated, confidences):
     client = calibrated.test_client()
     html = client.get("/model").get_data(as_text=True)
     section = re.search(r'id="calibration".*?</section>', html, re.S).group(0)
-    for element, value in (("temperature", "1.234"), ("ece-before", "0.0311"), ("ece-after", "0.0123"),
-                           ("low-confidence-below", f"{split_threshold(confidences):.3f}"),
-                           ("coverage-above", "0.8634")):
+    for element, value in (
+        ("temperature", "1.234"),
+        ("ece-before", "0.0311"),
+        ("ece-after", "0.0123"),
+        ("low-confidence-below", f"{split_threshold(confidences):.3f}"),
+        ("coverage-above", "0.8634"),
+    ):
         assert re.search(rf'id="{element}">\s*{re.escape(value)}', section), element
     assert "0.9712" in section and "6,000" in section and "temperature scaling" in section
     assert 'src="/model/reliability_diagram.png"' in section
@@ -146,8 +165,10 @@ def test_model_card_shows_calibration_and_robustness(calibrated, confidences):
     table = re.search(r'id="robustness-table".*?</table>', html, re.S).group(0)
     rows = re.findall(r"<tr><td>(\w+).*?<td class=\"num\">([0-9.]+)</td>", table, re.S)
     # The benchmark's order, not metadata.json's sorted keys.
-    assert rows == [(name, f"{ROBUSTNESS[name]:.4f}") for name in
-                    ("clean", "mirrored", "shifted", "scaled", "rotated", "contrast", "noise", "photo")]
+    assert rows == [
+        (name, f"{ROBUSTNESS[name]:.4f}")
+        for name in ("clean", "mirrored", "shifted", "scaled", "rotated", "contrast", "noise", "photo")
+    ]
     assert "10,000 test images per variant, seed 2026" in html
 
 

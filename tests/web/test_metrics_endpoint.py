@@ -153,7 +153,6 @@ def test_no_metric_label_shadows_a_scrape_target_label():
 
     from fashion_classifier.predlog import metrics as predlog_metrics  # noqa: F401 - registers its metrics
 
-    names = {name for collector in list(REGISTRY._collector_to_names)
-             for name in getattr(collector, "_labelnames", ())}
+    names = {name for collector in list(REGISTRY._collector_to_names) for name in getattr(collector, "_labelnames", ())}
     assert "endpoint" in names
     assert not names & {"namespace", "pod", "service", "job", "instance", "container"}

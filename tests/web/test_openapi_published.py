@@ -63,8 +63,10 @@ def _follows(spec: dict, theirs: dict, ours: dict, sends: bool, where: str) -> l
         missing = {f for f in theirs_required - ours_required if (name, f) not in EXTENSION_EXEMPT}
         problems += [f"{where}.{f}: the protocol requires the server to send it" for f in sorted(missing)]
     else:
-        problems += [f"{where}.{f}: required of clients, optional in the protocol"
-                     for f in sorted(ours_required - theirs_required)]
+        problems += [
+            f"{where}.{f}: required of clients, optional in the protocol"
+            for f in sorted(ours_required - theirs_required)
+        ]
     return problems
 
 
@@ -74,8 +76,12 @@ def _json_schema(content: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def test_every_published_operation_is_documented(published):
     ours = {(path, method) for path, item in OURS["paths"].items() for method in item}
-    expected = {(_our_path(path), method) for path, item in published["paths"].items() for method in item
-                if method in ("get", "post")}
+    expected = {
+        (_our_path(path), method)
+        for path, item in published["paths"].items()
+        for method in item
+        if method in ("get", "post")
+    }
     assert len(expected) == 6 and expected <= ours, sorted(expected - ours)
 
 
@@ -89,15 +95,20 @@ def test_request_and_response_schemas_follow_the_published_ones(published):
             where = f"{method.upper()} {_our_path(path)}"
             theirs_body = _json_schema(op.get("requestBody", {}).get("content"))
             if theirs_body is not None:
-                problems += _follows(published, theirs_body, _json_schema(mine["requestBody"]["content"]), False,
-                                     f"{where} request")
+                problems += _follows(
+                    published, theirs_body, _json_schema(mine["requestBody"]["content"]), False, f"{where} request"
+                )
             for status, response in op.get("responses", {}).items():
                 theirs_schema = _json_schema(response.get("content"))
                 # A published error this server never answers (GET /v2 cannot fail) is not documented.
                 if theirs_schema is not None and status in mine["responses"]:
-                    problems += _follows(published, theirs_schema,
-                                         _json_schema(mine["responses"][status]["content"]), True,
-                                         f"{where} {status}")
+                    problems += _follows(
+                        published,
+                        theirs_schema,
+                        _json_schema(mine["responses"][status]["content"]),
+                        True,
+                        f"{where} {status}",
+                    )
     assert problems == []
 
 

@@ -80,10 +80,7 @@ def _app_routes(app) -> set[tuple[str, str]]:
 
 def _documented(document: dict) -> set[tuple[str, str]]:
     return {
-        (method, path)
-        for path, item in document.get("paths", {}).items()
-        for method in item
-        if method in HTTP_METHODS
+        (method, path) for path, item in document.get("paths", {}).items() for method in item if method in HTTP_METHODS
     }
 
 
@@ -93,9 +90,7 @@ def test_document_is_openapi_3(document):
 
 
 def test_every_api_route_is_documented(schema_app, document):
-    undocumented = sorted(
-        r for r in _app_routes(schema_app) - _documented(document) if r[1].startswith(API_PREFIXES)
-    )
+    undocumented = sorted(r for r in _app_routes(schema_app) - _documented(document) if r[1].startswith(API_PREFIXES))
     assert not undocumented, f"routes missing from /openapi.json: {undocumented}"
 
 
@@ -139,6 +134,4 @@ def test_responses_conform_to_the_document(openapi_schema, document):
             except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - report every operation
                 failures.append(f"{operation.label} ({mode}): {exc}")
     assert checked, "the document has no operations"
-    assert not failures, f"{len(failures)} of {checked} runs failed:\n" + "\n\n".join(
-        f[:3000] for f in failures
-    )
+    assert not failures, f"{len(failures)} of {checked} runs failed:\n" + "\n\n".join(f[:3000] for f in failures)

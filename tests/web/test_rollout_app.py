@@ -109,8 +109,10 @@ def _predictions(version, arm):
 
 
 def _shadow(version):
-    return sum(REGISTRY.get_sample_value("fc_shadow_predictions_total", {"model_version": version, "agreed": a}) or 0
-               for a in ("true", "false"))
+    return sum(
+        REGISTRY.get_sample_value("fc_shadow_predictions_total", {"model_version": version, "agreed": a}) or 0
+        for a in ("true", "false")
+    )
 
 
 def test_the_model_card_compares_the_arms_during_a_rollout(client, state, model_store, candidate, png):
@@ -122,7 +124,7 @@ def test_the_model_card_compares_the_arms_during_a_rollout(client, state, model_
     state.predlog.flush()
     page = client.get("/model").get_data(as_text=True)
     assert 'id="rollout"' in page and f"<strong>{candidate}</strong>" in page and "for 100 % of requests" in page
-    row = page[page.index('id="arms"'):]
+    row = page[page.index('id="arms"') :]
     assert "candidate</td><td>" + candidate in row and "100.0 %" in row
 
 

@@ -20,8 +20,7 @@ def test_html_pages_carry_the_policy(client, path):
 
 
 def test_the_result_page_has_the_policy_and_no_script(client, png):
-    response = client.post("/", data={"file": (io.BytesIO(png(0)), "boot.png")},
-                           content_type="multipart/form-data")
+    response = client.post("/", data={"file": (io.BytesIO(png(0)), "boot.png")}, content_type="multipart/form-data")
     assert response.status_code == 200 and response.mimetype == "text/html"
     assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
     assert b"<script" not in response.data
@@ -35,8 +34,11 @@ def test_json_answers_are_not_sniffed_and_carry_no_page_policy(client):
 
 
 def test_prediction_answers_from_the_fast_path_are_not_sniffed(client, sample_images):
-    body = {"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "UINT8",
-                        "data": sample_images[0][0].ravel().tolist()}]}
+    body = {
+        "inputs": [
+            {"name": "pixels", "shape": [1, 784], "datatype": "UINT8", "data": sample_images[0][0].ravel().tolist()}
+        ]
+    }
     response = client.post("/v2/models/fashion/infer", json=body)
     assert response.status_code == 200
     assert response.headers["X-Content-Type-Options"] == "nosniff"

@@ -27,8 +27,14 @@ def to_tflite(model, path: Path, temperature: float = 1.0) -> None:  # model: ke
     # Converting a Keras model (not a tf.function capturing it) makes the converter freeze the
     # weights into constants; a captured Keras 3 model becomes READ_VARIABLE ops that LiteRT
     # cannot run.
-    serving = keras.Sequential([keras.Input(shape=(28, 28), name="pixels"), model,
-                                keras.layers.Rescaling(1.0 / temperature), keras.layers.Softmax()])
+    serving = keras.Sequential(
+        [
+            keras.Input(shape=(28, 28), name="pixels"),
+            model,
+            keras.layers.Rescaling(1.0 / temperature),
+            keras.layers.Softmax(),
+        ]
+    )
     Path(path).write_bytes(tf.lite.TFLiteConverter.from_keras_model(serving).convert())
 
 

@@ -123,8 +123,9 @@ def promote(model_dir: Path) -> Candidate:
         return candidate
 
 
-def withdraw(model_dir: Path, reason: str = "rollback", why: str | None = None,
-             expected: Candidate | None = None) -> Candidate:
+def withdraw(
+    model_dir: Path, reason: str = "rollback", why: str | None = None, expected: Candidate | None = None
+) -> Candidate:
     """Stop serving the candidate (only if it is still ``expected``, when given); the current
     version answers everything again."""
     with _moving(model_dir):
@@ -152,8 +153,12 @@ def rollback(model_dir: Path) -> str:
             raise store.ArtifactError(f"no candidate is set in {model_dir}, and {current} was not promoted from one")
         previous = str(promoted["previous"])
         store.set_current(model_dir, previous)
-        _record(model_dir, "demote", Candidate(current, str(promoted.get("mode")), 0.0, str(promoted.get("since"))),
-                previous=previous)
+        _record(
+            model_dir,
+            "demote",
+            Candidate(current, str(promoted.get("mode")), 0.0, str(promoted.get("since"))),
+            previous=previous,
+        )
         return f"{previous} is the current version again; {current} is no longer served"
 
 
@@ -164,7 +169,7 @@ def history(model_dir: Path, limit: int | None = 20) -> list[dict[str, Any]]:
     except FileNotFoundError:
         return []
     moves = []
-    for line in lines[-limit if limit else 0:]:
+    for line in lines[-limit if limit else 0 :]:
         try:
             move = json.loads(line)
         except ValueError:

@@ -44,11 +44,19 @@ def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("cluster and release")
     g.add_argument("-n", "--namespace", help="namespace of the release (default: FC_NAMESPACE, fashion-classifier)")
     g.add_argument("--release", help="Helm release name (default: FC_RELEASE, fashion-classifier)")
-    g.add_argument("--kubeconfig", default=None,
-                   help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, else in-cluster config)")
+    g.add_argument(
+        "--kubeconfig",
+        default=None,
+        help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, else in-cluster config)",
+    )
     g.add_argument("--context", default=None, help="kubeconfig context (default: its current context)")
-    g.add_argument("--request-timeout", type=argtypes.seconds(allow_zero=False), default=10.0, metavar="SECONDS",
-                   help="timeout of each API request (default: %(default)s)")
+    g.add_argument(
+        "--request-timeout",
+        type=argtypes.seconds(allow_zero=False),
+        default=10.0,
+        metavar="SECONDS",
+        help="timeout of each API request (default: %(default)s)",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,12 +76,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--arch", choices=ARCHITECTURES, help="architecture (default: the release's training.arch)")
     p.add_argument("--epochs", type=argtypes.whole_number(1), help="epochs (default: the release's training.epochs)")
-    p.add_argument("--retries", type=argtypes.whole_number(0, 1000), metavar="N",
-                   help="pods to retry with after a failure (the Job's backoffLimit; default: the release's)")
-    p.add_argument("--label", type=_label, action="append", default=[], metavar="KEY=VALUE",
-                   help="extra label on the Job and its pod (repeatable)")
-    p.add_argument("--timeout", type=argtypes.seconds(allow_zero=False), default=7200.0, metavar="SECONDS",
-                   help="stop following after this long; the Job goes on (default: %(default)s)")
+    p.add_argument(
+        "--retries",
+        type=argtypes.whole_number(0, 1000),
+        metavar="N",
+        help="pods to retry with after a failure (the Job's backoffLimit; default: the release's)",
+    )
+    p.add_argument(
+        "--label",
+        type=_label,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra label on the Job and its pod (repeatable)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=argtypes.seconds(allow_zero=False),
+        default=7200.0,
+        metavar="SECONDS",
+        help="stop following after this long; the Job goes on (default: %(default)s)",
+    )
     p.add_argument("--no-logs", action="store_true", help="don't stream the training logs")
     _common(p)
     p.set_defaults(handler=cmd_train)
@@ -96,8 +119,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("replicas", type=argtypes.whole_number(0, 1000), help="number of classifier pods")
     p.add_argument("--no-wait", action="store_true", help="return once the change is made")
-    p.add_argument("--timeout", type=argtypes.seconds(allow_zero=False), default=300.0, metavar="SECONDS",
-                   help="how long to wait for the pods (default: %(default)s)")
+    p.add_argument(
+        "--timeout",
+        type=argtypes.seconds(allow_zero=False),
+        default=300.0,
+        metavar="SECONDS",
+        help="how long to wait for the pods (default: %(default)s)",
+    )
     _common(p)
     p.set_defaults(handler=cmd_scale)
 
@@ -109,8 +137,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "restart: pods hot-reload them.",
     )
     p.add_argument("--restart", action="store_true", help="restart the pods, one at a time")
-    p.add_argument("--timeout", type=argtypes.seconds(allow_zero=False), default=600.0, metavar="SECONDS",
-                   help="how long to wait (default: %(default)s)")
+    p.add_argument(
+        "--timeout",
+        type=argtypes.seconds(allow_zero=False),
+        default=600.0,
+        metavar="SECONDS",
+        help="how long to wait (default: %(default)s)",
+    )
     _common(p)
     p.set_defaults(handler=cmd_rollout)
 
@@ -121,10 +154,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with its model store mounted writable (the classifier pods mount it read-only), and show its output. "
         "The classifier pods follow a move within their reload interval. Options of this command go before ACTION.",
     )
-    p.add_argument("model_args", nargs=argparse.REMAINDER, metavar="ACTION [ARGS]",
-                   help="as for `fashion-classifier model` (without --model-dir), e.g. canary VERSION --weight 10")
-    p.add_argument("--timeout", type=argtypes.seconds(allow_zero=False), default=300.0, metavar="SECONDS",
-                   help="stop following after this long; the Job goes on (default: %(default)s)")
+    p.add_argument(
+        "model_args",
+        nargs=argparse.REMAINDER,
+        metavar="ACTION [ARGS]",
+        help="as for `fashion-classifier model` (without --model-dir), e.g. canary VERSION --weight 10",
+    )
+    p.add_argument(
+        "--timeout",
+        type=argtypes.seconds(allow_zero=False),
+        default=300.0,
+        metavar="SECONDS",
+        help="stop following after this long; the Job goes on (default: %(default)s)",
+    )
     _common(p)
     p.set_defaults(handler=cmd_model)
 
@@ -135,10 +177,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pairs and a random 32-character value for each bare KEY. Existing Secrets are left as they are. "
         "Needs get and create on Secrets; the release need not exist.",
     )
-    p.add_argument("secrets", nargs="+", metavar="NAME:KEY[=VALUE][,KEY[=VALUE]...]",
-                   help="e.g. fashion-classifier-cassandra-app:username=fc_app,password")
-    p.add_argument("--label", type=_label, action="append", default=[], metavar="KEY=VALUE",
-                   help="label of the Secrets created (repeatable)")
+    p.add_argument(
+        "secrets",
+        nargs="+",
+        metavar="NAME:KEY[=VALUE][,KEY[=VALUE]...]",
+        help="e.g. fashion-classifier-cassandra-app:username=fc_app,password",
+    )
+    p.add_argument(
+        "--label",
+        type=_label,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="label of the Secrets created (repeatable)",
+    )
     _common(p)
     p.set_defaults(handler=cmd_ensure_secrets)
 
@@ -211,17 +263,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     def operation(cluster: Cluster, rel: Release) -> int:
         job = training.build_job(rel, args.arch, args.epochs, dict(args.label), args.retries)
         name = job["metadata"]["name"]
-        cluster.call(f"create a Job in namespace {rel.namespace!r}", cluster.batch.create_namespaced_job,
-                     rel.namespace, job)
-        _emit(f"job {name} created in namespace {rel.namespace} ({training.describe(job)}, "
-              f"release {rel.name} revision {rel.revision})")
+        cluster.call(
+            f"create a Job in namespace {rel.namespace!r}", cluster.batch.create_namespaced_job, rel.namespace, job
+        )
+        _emit(
+            f"job {name} created in namespace {rel.namespace} ({training.describe(job)}, "
+            f"release {rel.name} revision {rel.revision})"
+        )
         outcome = follow.follow_job(cluster, rel.namespace, name, _emit, args.timeout, follow_logs=not args.no_logs)
         if not outcome.succeeded:
             print(f"job {name} failed after {outcome.seconds:.0f}s: {outcome.reason}", file=sys.stderr)
             return EXIT_FAILED
         version = outcome.model_version or (
             f"unknown (the pod reported none: kubectl -n {rel.namespace} logs job/{name}, "
-            "or fashion-classifier cluster status)")
+            "or fashion-classifier cluster status)"
+        )
         _emit(f"job {name} succeeded in {outcome.seconds:.0f}s; new model version: {version}")
         return 0
 
@@ -245,9 +301,15 @@ def _check_model_args(model_args: list[str]) -> None:
 
 
 # This command's own options, which may also follow ACTION (they are not `model` options).
-_MODEL_OWN_OPTIONS = {"-n": "namespace", "--namespace": "namespace", "--release": "release",
-                      "--kubeconfig": "kubeconfig", "--context": "context", "--timeout": "timeout",
-                      "--request-timeout": "request_timeout"}
+_MODEL_OWN_OPTIONS = {
+    "-n": "namespace",
+    "--namespace": "namespace",
+    "--release": "release",
+    "--kubeconfig": "kubeconfig",
+    "--context": "context",
+    "--timeout": "timeout",
+    "--request-timeout": "request_timeout",
+}
 
 
 def _take_own_options(args: argparse.Namespace) -> None:
@@ -281,8 +343,9 @@ def cmd_model(args: argparse.Namespace) -> int:
     def operation(cluster: Cluster, rel: Release) -> int:
         job = model_jobs.build_job(rel, args.model_args)
         name = job["metadata"]["name"]
-        cluster.call(f"create a Job in namespace {rel.namespace!r}", cluster.batch.create_namespaced_job,
-                     rel.namespace, job)
+        cluster.call(
+            f"create a Job in namespace {rel.namespace!r}", cluster.batch.create_namespaced_job, rel.namespace, job
+        )
         _emit(f"job {name} created in namespace {rel.namespace}: fashion-classifier model {' '.join(args.model_args)}")
         outcome = follow.follow_job(cluster, rel.namespace, name, _emit, args.timeout)
         if not outcome.succeeded:
@@ -314,8 +377,10 @@ def cmd_scale(args: argparse.Namespace) -> int:
 def cmd_rollout(args: argparse.Namespace) -> int:
     def operation(cluster: Cluster, rel: Release) -> int:
         result = rollout.rollout(cluster, rel, _emit, restart=args.restart, timeout=args.timeout)
-        _emit(f"deployment {result.deployment}: rollout complete, revision {result.revision}, "
-              f"{result.replicas} pods{' (restarted)' if result.restarted else ''}")
+        _emit(
+            f"deployment {result.deployment}: rollout complete, revision {result.revision}, "
+            f"{result.replicas} pods{' (restarted)' if result.restarted else ''}"
+        )
         return 0
 
     return _run(args, operation)

@@ -31,39 +31,65 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model and publish it as a new version",
-                       description="Train on Fashion-MNIST, evaluate, export to TFLite, publish atomically.")
+    p = sub.add_parser(
+        "train",
+        help="train a model and publish it as a new version",
+        description="Train on Fashion-MNIST, evaluate, export to TFLite, publish atomically.",
+    )
     _store_args(p)
     _data_args(p)
-    p.add_argument("--arch", default=DEFAULT_ARCHITECTURE, choices=ARCHITECTURES,
-                   help=f"architecture (default: {DEFAULT_ARCHITECTURE}; mlp is the TensorFlow tutorial's)")
+    p.add_argument(
+        "--arch",
+        default=DEFAULT_ARCHITECTURE,
+        choices=ARCHITECTURES,
+        help=f"architecture (default: {DEFAULT_ARCHITECTURE}; mlp is the TensorFlow tutorial's)",
+    )
     p.add_argument("--epochs", type=POSITIVE, help="epochs (default: FC_EPOCHS, else compact 24, cnn and mlp 15)")
-    p.add_argument("--batch-size", type=POSITIVE,
-                   help="batch size (default: FC_BATCH_SIZE, else mlp 32, compact and cnn 64)")
+    p.add_argument(
+        "--batch-size", type=POSITIVE, help="batch size (default: FC_BATCH_SIZE, else mlp 32, compact and cnn 64)"
+    )
     p.add_argument("--seed", type=int, help="random seed (default: FC_SEED, 42)")
     p.add_argument("--keep", type=POSITIVE, help="versions to keep (default: FC_KEEP_VERSIONS, 5)")
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     p.add_argument("--json", action="store_true", help="print the published metadata as JSON at the end")
-    p.add_argument("--publish-as", choices=("current", "canary", "shadow"), default="current",
-                   help="make the new version current (default), or a rollout's candidate beside the current "
-                   "one (docs/rollouts.md)")
-    p.add_argument("--weight", type=argtypes.percent, default=10.0, metavar="PERCENT",
-                   help="with --publish-as canary: the share of requests it answers (default: 10)")
+    p.add_argument(
+        "--publish-as",
+        choices=("current", "canary", "shadow"),
+        default="current",
+        help="make the new version current (default), or a rollout's candidate beside the current "
+        "one (docs/rollouts.md)",
+    )
+    p.add_argument(
+        "--weight",
+        type=argtypes.percent,
+        default=10.0,
+        metavar="PERCENT",
+        help="with --publish-as canary: the share of requests it answers (default: 10)",
+    )
     p.set_defaults(handler=cmd_train)
 
-    p = sub.add_parser("evaluate", help="evaluate the current (or a given) version on the test set",
-                       description="Re-evaluate a published version's serving export on the test set.")
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate the current (or a given) version on the test set",
+        description="Re-evaluate a published version's serving export on the test set.",
+    )
     _store_args(p)
     _data_args(p)
     p.add_argument("--version", help="version id (default: the current one)")
-    p.add_argument("--robustness", action="store_true",
-                   help="accuracy on seeded variants of the test set (mirrored, shifted, scaled, rotated, "
-                   "contrast, noise, photo round trip) instead of the per-class report")
+    p.add_argument(
+        "--robustness",
+        action="store_true",
+        help="accuracy on seeded variants of the test set (mirrored, shifted, scaled, rotated, "
+        "contrast, noise, photo round trip) instead of the per-class report",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="classify image files with the current model",
-                       description="Classify one or more image files (png, jpg, gif, bmp) locally.")
+    p = sub.add_parser(
+        "predict",
+        help="classify image files with the current model",
+        description="Classify one or more image files (png, jpg, gif, bmp) locally.",
+    )
     _store_args(p)
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--json", action="store_true", help="print JSON lines")
@@ -74,8 +100,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_versions)
 
     p = sub.add_parser("config", help="print the effective settings (FC_* environment variables)")
-    p.add_argument("--markdown", action="store_true",
-                   help="print every variable's default and meaning as a Markdown table instead")
+    p.add_argument(
+        "--markdown", action="store_true", help="print every variable's default and meaning as a Markdown table instead"
+    )
     p.set_defaults(handler=cmd_config)
 
 
@@ -102,8 +129,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         from fashion_classifier.training.pipeline import TrainOptions, dump, train
     except ImportError as exc:
-        raise CliError(f"training needs TensorFlow: pip install 'fashion-classifier[train]' ({exc})",
-                       EXIT_UNAVAILABLE) from None
+        raise CliError(
+            f"training needs TensorFlow: pip install 'fashion-classifier[train]' ({exc})", EXIT_UNAVAILABLE
+        ) from None
     from fashion_classifier.artifacts.export import ExportError
     from fashion_classifier.artifacts.store import ArtifactError
 
@@ -149,8 +177,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         scores = evaluate_version(dataset, path)
     except store.ArtifactError as exc:
         raise CliError(str(exc), EXIT_UNAVAILABLE) from None
-    result = {"version": meta["version"], "architecture": meta.get("architecture"),
-              "test_examples": len(dataset.y_test), **scores}
+    result = {
+        "version": meta["version"],
+        "architecture": meta.get("architecture"),
+        "test_examples": len(dataset.y_test),
+        **scores,
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -167,8 +199,10 @@ def _print_robustness(meta: dict, result: dict, as_json: bool) -> int:
     if as_json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"version {result['version']} ({result['architecture']}) on {result['examples']:,} test images, "
-          f"variants seeded with {result['seed']}")
+    print(
+        f"version {result['version']} ({result['architecture']}) on {result['examples']:,} test images, "
+        f"variants seeded with {result['seed']}"
+    )
     print(f"  {'variant':<10} {'accuracy':>8}")
     for variant, accuracy in result["accuracy"].items():
         print(f"  {variant:<10} {accuracy:>8.4f}")

@@ -28,8 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser("canary", help="answer a share of requests with VERSION")
     p.add_argument("version", metavar="VERSION")
-    p.add_argument("--weight", type=argtypes.percent, required=True, metavar="PERCENT",
-                   help="share of requests the candidate answers, 0-100")
+    p.add_argument(
+        "--weight",
+        type=argtypes.percent,
+        required=True,
+        metavar="PERCENT",
+        help="share of requests the candidate answers, 0-100",
+    )
     p.set_defaults(handler=cmd_canary)
 
     p = commands.add_parser("shadow", help="let VERSION predict every request beside the current one, unseen")
@@ -37,9 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_shadow)
 
     for action in (commands.choices["canary"], commands.choices["shadow"]):
-        action.add_argument("--unless-withdrawn", action="store_true",
-                            help="do nothing if the guard withdrew VERSION before (the chart's hook, which "
-                            "repeats its values on every upgrade)")
+        action.add_argument(
+            "--unless-withdrawn",
+            action="store_true",
+            help="do nothing if the guard withdrew VERSION before (the chart's hook, which "
+            "repeats its values on every upgrade)",
+        )
 
     p = commands.add_parser("promote", help="make the candidate the current version")
     p.set_defaults(handler=cmd_promote)
@@ -54,45 +62,96 @@ def register(sub: argparse._SubParsersAction) -> None:
     for action in commands.choices.values():
         action.add_argument("--model-dir", type=Path, help="model store (default: FC_MODEL_DIR, else ./model)")
 
-    p = commands.add_parser("report", help="compare the versions that answered over a time window, from the log",
-                            description="Per version and arm: predictions, live accuracy from feedback (95 % Wilson "
-                            "interval), latency p50/p99; per shadow: agreement with the served class and its own "
-                            "accuracy on the same feedback. Reads the configured prediction log (FC_PREDLOG).")
-    p.add_argument("--since", type=argtypes.duration, default=3600.0, metavar="DURATION",
-                   help="the window: the last 90s, 30m, 2h, 1d (default: 1h)")
-    p.add_argument("--max-rows", type=argtypes.whole_number(1, 10_000_000), default=200_000,
-                   help="rows read at most, newest first (default: 200,000)")
-    p.add_argument("--metrics-url", metavar="URL",
-                   help="a server's /metrics (the gunicorn master's port): adds each version's failed inferences")
+    p = commands.add_parser(
+        "report",
+        help="compare the versions that answered over a time window, from the log",
+        description="Per version and arm: predictions, live accuracy from feedback (95 % Wilson "
+        "interval), latency p50/p99; per shadow: agreement with the served class and its own "
+        "accuracy on the same feedback. Reads the configured prediction log (FC_PREDLOG).",
+    )
+    p.add_argument(
+        "--since",
+        type=argtypes.duration,
+        default=3600.0,
+        metavar="DURATION",
+        help="the window: the last 90s, 30m, 2h, 1d (default: 1h)",
+    )
+    p.add_argument(
+        "--max-rows",
+        type=argtypes.whole_number(1, 10_000_000),
+        default=200_000,
+        help="rows read at most, newest first (default: 200,000)",
+    )
+    p.add_argument(
+        "--metrics-url",
+        metavar="URL",
+        help="a server's /metrics (the gunicorn master's port): adds each version's failed inferences",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--wait", type=argtypes.seconds(), default=30.0,
-                   help="seconds to wait for the prediction log to connect (default: 30)")
+    p.add_argument(
+        "--wait",
+        type=argtypes.seconds(),
+        default=30.0,
+        help="seconds to wait for the prediction log to connect (default: 30)",
+    )
     p.set_defaults(handler=cmd_report)
 
     p = commands.add_parser(
-        "guard", help="withdraw the candidate when it is measurably worse than the current version",
+        "guard",
+        help="withdraw the candidate when it is measurably worse than the current version",
         description="Judge the candidate on the prediction log since it was set (live accuracy from feedback) "
         "and, with --prometheus-url or --metrics-url, on failed inferences; withdraw it (an auto-rollback) "
-        "when it is worse by more than the margins. Once, or every --every. The rules: docs/rollouts.md.")
+        "when it is worse by more than the margins. Once, or every --every. The rules: docs/rollouts.md.",
+    )
     p.add_argument("--model-dir", type=Path, help="model store (default: FC_MODEL_DIR, else ./model)")
-    p.add_argument("--every", type=argtypes.duration, metavar="DURATION",
-                   help="judge again at this interval until interrupted (default: once)")
-    p.add_argument("--margin", type=argtypes.percent, default=5.0, metavar="POINTS",
-                   help="accuracy points the candidate may lose (default: 5)")
-    p.add_argument("--min-feedback", type=argtypes.whole_number(1), default=30,
-                   help="answers of feedback each version needs before it is judged (default: 30)")
-    p.add_argument("--window", type=argtypes.duration, default=3600.0, metavar="DURATION",
-                   help="evidence from this long back at most (default: 1h)")
+    p.add_argument(
+        "--every",
+        type=argtypes.duration,
+        metavar="DURATION",
+        help="judge again at this interval until interrupted (default: once)",
+    )
+    p.add_argument(
+        "--margin",
+        type=argtypes.percent,
+        default=5.0,
+        metavar="POINTS",
+        help="accuracy points the candidate may lose (default: 5)",
+    )
+    p.add_argument(
+        "--min-feedback",
+        type=argtypes.whole_number(1),
+        default=30,
+        help="answers of feedback each version needs before it is judged (default: 30)",
+    )
+    p.add_argument(
+        "--window",
+        type=argtypes.duration,
+        default=3600.0,
+        metavar="DURATION",
+        help="evidence from this long back at most (default: 1h)",
+    )
     failures = p.add_mutually_exclusive_group()
-    failures.add_argument("--prometheus-url", metavar="URL",
-                          help="a Prometheus server: also withdraw a candidate whose inferences fail more often, "
-                          "counted over every pod in the window")
-    failures.add_argument("--metrics-url", metavar="URL",
-                          help="one server's /metrics instead: its failed inferences since it started")
-    p.add_argument("--wait", type=argtypes.seconds(), default=30.0,
-                   help="seconds to wait for the prediction log to connect (default: 30)")
-    p.add_argument("--prometheus-selector", default="", metavar="MATCHERS",
-                   help='label matchers for the release\'s series, e.g. namespace="fc" (default: all)')
+    failures.add_argument(
+        "--prometheus-url",
+        metavar="URL",
+        help="a Prometheus server: also withdraw a candidate whose inferences fail more often, "
+        "counted over every pod in the window",
+    )
+    failures.add_argument(
+        "--metrics-url", metavar="URL", help="one server's /metrics instead: its failed inferences since it started"
+    )
+    p.add_argument(
+        "--wait",
+        type=argtypes.seconds(),
+        default=30.0,
+        help="seconds to wait for the prediction log to connect (default: 30)",
+    )
+    p.add_argument(
+        "--prometheus-selector",
+        default="",
+        metavar="MATCHERS",
+        help='label matchers for the release\'s series, e.g. namespace="fc" (default: all)',
+    )
     p.set_defaults(handler=cmd_guard)
 
 
@@ -132,8 +191,10 @@ def _set(args: argparse.Namespace, mode: str, weight: float) -> int:
         return 0
     withdrawn = _move(rollout.last_withdrawal_by_guard, model_dir, args.version) if args.unless_withdrawn else None
     if withdrawn is not None:
-        print(f"{args.version} was withdrawn by the guard at {withdrawn.get('at')}: no candidate set "
-              f"(set it again without --unless-withdrawn)")
+        print(
+            f"{args.version} was withdrawn by the guard at {withdrawn.get('at')}: no candidate set "
+            f"(set it again without --unless-withdrawn)"
+        )
         return 0
     candidate = _move(rollout.set_candidate, model_dir, args.version, mode, weight)
     print(f"candidate {candidate.describe()}")
@@ -164,8 +225,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     auto = rollout.count_moves(model_dir)[rollout.AUTO_ROLLBACK]
     moves = rollout.history(model_dir, limit=5)
     if args.json:
-        print(json.dumps({"current": current, "candidate": candidate and vars(candidate), "moves": moves,
-                          "auto_rollbacks": auto}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "current": current,
+                    "candidate": candidate and vars(candidate),
+                    "moves": moves,
+                    "auto_rollbacks": auto,
+                },
+                indent=2,
+            )
+        )
         return 0
     print(f"current    {current or '(none)'}")
     print(f"candidate  {candidate.describe() if candidate else '(none)'}")
@@ -231,42 +301,69 @@ def _interval(bounds: tuple[float, float] | None) -> str:
 
 
 def _report_text(report, errors: dict[str, float] | None) -> str:
-    lines = [f"{report.start:%Y-%m-%d %H:%M:%S} to {report.end:%H:%M:%S} UTC: {report.rows:,} predictions"
-             + (" (the newest only: --max-rows reached)" if report.truncated else "")]
+    lines = [
+        f"{report.start:%Y-%m-%d %H:%M:%S} to {report.end:%H:%M:%S} UTC: {report.rows:,} predictions"
+        + (" (the newest only: --max-rows reached)" if report.truncated else "")
+    ]
     if not report.arms:
         return lines[0]
-    lines.append(f"  {'arm':<10} {'version':<34} {'answered':>9} {'feedback':>9} {'accuracy [95 % CI]':>26} "
-                 f"{'p50 ms':>7} {'p99 ms':>7}" + (f" {'errors':>7}" if errors is not None else ""))
+    lines.append(
+        f"  {'arm':<10} {'version':<34} {'answered':>9} {'feedback':>9} {'accuracy [95 % CI]':>26} "
+        f"{'p50 ms':>7} {'p99 ms':>7}" + (f" {'errors':>7}" if errors is not None else "")
+    )
     for arm in report.arms:
         accuracy = _percent(arm.accuracy) + _interval(arm.accuracy_interval)
-        line = (f"  {arm.arm or '-':<10} {arm.model_version:<34} {arm.predictions:>9,} {arm.feedback:>9,} "
-                f"{accuracy:>26} {arm.latency_p50_ms:>7.2f} {arm.latency_p99_ms:>7.2f}")
+        line = (
+            f"  {arm.arm or '-':<10} {arm.model_version:<34} {arm.predictions:>9,} {arm.feedback:>9,} "
+            f"{accuracy:>26} {arm.latency_p50_ms:>7.2f} {arm.latency_p99_ms:>7.2f}"
+        )
         if errors is not None:
             line += f" {errors.get(arm.model_version, 0):>7.0f}"
         lines.append(line)
     for shadow in report.shadows:
-        lines.append(f"  shadow {shadow.model_version} beside {shadow.served_by}: agreed on "
-                     f"{_percent(shadow.agreement)} of {shadow.compared:,}; right on "
-                     f"{_percent(shadow.accuracy)}{_interval(shadow.accuracy_interval)} of {shadow.feedback:,} "
-                     "with feedback")
+        lines.append(
+            f"  shadow {shadow.model_version} beside {shadow.served_by}: agreed on "
+            f"{_percent(shadow.agreement)} of {shadow.compared:,}; right on "
+            f"{_percent(shadow.accuracy)}{_interval(shadow.accuracy_interval)} of {shadow.feedback:,} "
+            "with feedback"
+        )
     return "\n".join(lines)
 
 
 def _report_json(report, errors: dict[str, float] | None) -> dict:
     def arm_json(arm) -> dict:
-        out = {"model_version": arm.model_version, "arm": arm.arm, "predictions": arm.predictions,
-               "feedback": arm.feedback, "accuracy": arm.accuracy, "accuracy_interval": arm.accuracy_interval,
-               "latency_p50_ms": arm.latency_p50_ms, "latency_p99_ms": arm.latency_p99_ms}
+        out = {
+            "model_version": arm.model_version,
+            "arm": arm.arm,
+            "predictions": arm.predictions,
+            "feedback": arm.feedback,
+            "accuracy": arm.accuracy,
+            "accuracy_interval": arm.accuracy_interval,
+            "latency_p50_ms": arm.latency_p50_ms,
+            "latency_p99_ms": arm.latency_p99_ms,
+        }
         if errors is not None:
             out["inference_errors"] = errors.get(arm.model_version, 0)
         return out
 
     return {
-        "start": report.start.isoformat(), "end": report.end.isoformat(), "rows": report.rows,
-        "truncated": report.truncated, "arms": [arm_json(arm) for arm in report.arms],
-        "shadows": [{"model_version": s.model_version, "served_by": s.served_by, "compared": s.compared,
-                     "agreement": s.agreement, "feedback": s.feedback, "accuracy": s.accuracy,
-                     "accuracy_interval": s.accuracy_interval} for s in report.shadows],
+        "start": report.start.isoformat(),
+        "end": report.end.isoformat(),
+        "rows": report.rows,
+        "truncated": report.truncated,
+        "arms": [arm_json(arm) for arm in report.arms],
+        "shadows": [
+            {
+                "model_version": s.model_version,
+                "served_by": s.served_by,
+                "compared": s.compared,
+                "agreement": s.agreement,
+                "feedback": s.feedback,
+                "accuracy": s.accuracy,
+                "accuracy_interval": s.accuracy_interval,
+            }
+            for s in report.shadows
+        ],
     }
 
 

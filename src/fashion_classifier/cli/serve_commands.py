@@ -27,8 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--host", help="address to bind (default: FC_HOST, 127.0.0.1)")
     p.add_argument("--port", type=whole_number(0, 65535), help="port (default: FC_PORT, 8000)")
-    p.add_argument("--grpc-port", type=whole_number(0, 65535),
-                   help="port of the gRPC Open Inference Protocol (default: FC_GRPC_PORT, 0 = off; 8081 as KServe)")
+    p.add_argument(
+        "--grpc-port",
+        type=whole_number(0, 65535),
+        help="port of the gRPC Open Inference Protocol (default: FC_GRPC_PORT, 0 = off; 8081 as KServe)",
+    )
     p.add_argument("--workers", type=whole_number(1), help="worker processes (default: FC_WORKERS, else one per CPU)")
     p.add_argument("--model-dir", help="model store (default: FC_MODEL_DIR, else ./model)")
     p.set_defaults(handler=cmd_serve)
@@ -55,15 +58,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except store.ArtifactError as exc:
         raise CliError(str(exc), EXIT_UNAVAILABLE) from None
     if version is None:
-        _say(settings, f"no model in {settings.model_dir} yet; not ready until `fashion-classifier train` "
-             "publishes one", warning=True)
+        _say(
+            settings,
+            f"no model in {settings.model_dir} yet; not ready until `fashion-classifier train` publishes one",
+            warning=True,
+        )
     runtime.pin_threads()
     runtime.prepare_metrics_dir()
     workers = settings.workers or runtime.cpu_count()
     metrics = f"http://{settings.host}:{settings.metrics_port}/metrics" if settings.metrics_port else "off"
     grpc = f"{settings.host}:{settings.grpc_port}" if settings.grpc_port else "off"
-    _say(settings, f"http://{settings.host}:{settings.port} ({workers} workers, model {version or 'none yet'}, "
-         f"prediction log {settings.predlog}, metrics {metrics}, gRPC {grpc})")
+    _say(
+        settings,
+        f"http://{settings.host}:{settings.port} ({workers} workers, model {version or 'none yet'}, "
+        f"prediction log {settings.predlog}, metrics {metrics}, gRPC {grpc})",
+    )
     argv = [sys.executable, "-m", "gunicorn", "--config", CONFIG, APP]
     # exec: gunicorn's master takes this process's place, so signals (Ctrl-C, SIGTERM from
     # Kubernetes) reach it directly and shut down gracefully.

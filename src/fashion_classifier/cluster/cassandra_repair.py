@@ -23,11 +23,13 @@ ERROR_CHANNEL = 3  # of the exec protocol: where the API server sends the Status
 COMMAND = ["/bin/bash", "-c", 'MAX_HEAP_SIZE=128M HEAP_NEWSIZE=32M exec nodetool repair -pr "$@"', "repair"]
 
 
-def repair(cluster: Cluster, namespace: str, statefulset: str, keyspaces: list[str],
-           emit: Callable[[str], None]) -> None:
+def repair(
+    cluster: Cluster, namespace: str, statefulset: str, keyspaces: list[str], emit: Callable[[str], None]
+) -> None:
     """Repair each pod's primary ranges in turn; OperationFailed names the pods that failed."""
-    sts = cluster.call(f"read StatefulSet {statefulset}", cluster.apps.read_namespaced_stateful_set,
-                       statefulset, namespace)
+    sts = cluster.call(
+        f"read StatefulSet {statefulset}", cluster.apps.read_namespaced_stateful_set, statefulset, namespace
+    )
     replicas = int(sts.spec.replicas or 0)
     failed = []
     for index in range(replicas):
@@ -47,8 +49,17 @@ def _exec(cluster: Cluster, namespace: str, pod: str, command: list[str], emit: 
     from kubernetes.stream import stream
 
     resp = cluster.call(
-        f"exec into pod {pod}", stream, cluster.core.connect_get_namespaced_pod_exec, pod, namespace,
-        container=CONTAINER, command=command, stdin=False, stdout=True, stderr=True, tty=False,
+        f"exec into pod {pod}",
+        stream,
+        cluster.core.connect_get_namespaced_pod_exec,
+        pod,
+        namespace,
+        container=CONTAINER,
+        command=command,
+        stdin=False,
+        stdout=True,
+        stderr=True,
+        tty=False,
         _preload_content=False,
     )
     try:
@@ -56,8 +67,10 @@ def _exec(cluster: Cluster, namespace: str, pod: str, command: list[str], emit: 
             running = resp.is_open()
             if running:
                 resp.update(timeout=5)
-            for text in (resp.read_stdout() if resp.peek_stdout() else "",
-                         resp.read_stderr() if resp.peek_stderr() else ""):
+            for text in (
+                resp.read_stdout() if resp.peek_stdout() else "",
+                resp.read_stderr() if resp.peek_stderr() else "",
+            ):
                 for line in text.splitlines():
                     emit(f"  {line}")
             if not running:  # and what arrived with the close has been shown

@@ -91,8 +91,9 @@ class Cluster:
         except ApiException as exc:
             raise self._api_error(what, exc) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise NoCluster(f"no cluster: cannot reach the API server {self.host} to {what} "
-                            f"({_root_cause(exc)})") from None
+            raise NoCluster(
+                f"no cluster: cannot reach the API server {self.host} to {what} ({_root_cause(exc)})"
+            ) from None
 
     def _api_error(self, what: str, exc: Any) -> ClusterError:
         message = _api_message(exc)
@@ -100,8 +101,10 @@ class Cluster:
         if refused is not None:  # exec: the API server's answer to the websocket upgrade
             exc.status, message = refused
         if exc.status == 401:
-            return Forbidden(f"unauthorized: the API server {self.host} rejected the credentials of "
-                             f"context {self.context!r} (trying to {what})")
+            return Forbidden(
+                f"unauthorized: the API server {self.host} rejected the credentials of "
+                f"context {self.context!r} (trying to {what})"
+            )
         if exc.status == 403:
             return Forbidden(f"forbidden: not allowed to {what} (RBAC): {message}")
         if exc.status == 404:

@@ -44,8 +44,12 @@ class LogFollower(threading.Thread):
             response = self.cluster.call(
                 f"read the logs of pod {self.pod}",
                 self.cluster.core.read_namespaced_pod_log,
-                self.pod, self.namespace, container=self.container, follow=True,
-                _preload_content=False, _request_timeout=(self.cluster.timeout, 86400),
+                self.pod,
+                self.namespace,
+                container=self.container,
+                follow=True,
+                _preload_content=False,
+                _request_timeout=(self.cluster.timeout, 86400),
             )
             pending = b""
             for chunk in response.stream(4096):
@@ -105,16 +109,27 @@ def _termination(pod: Any) -> tuple[int | None, str | None]:
     return None, None
 
 
-def follow_job(cluster: Cluster, namespace: str, name: str, emit: Emit, timeout: float,
-               follow_logs: bool = True, interval: float = 1.0) -> JobOutcome:
+def follow_job(
+    cluster: Cluster,
+    namespace: str,
+    name: str,
+    emit: Emit,
+    timeout: float,
+    follow_logs: bool = True,
+    interval: float = 1.0,
+) -> JobOutcome:
     """Report the Job's pods until it completes or fails; OperationFailed after ``timeout`` s."""
     start = time.monotonic()
     phases: dict[str, str] = {}
     followers: dict[str, LogFollower] = {}
     while True:
         job = cluster.call(f"read Job {name}", cluster.batch.read_namespaced_job, name, namespace)
-        pods = cluster.call(f"list the pods of Job {name}", cluster.core.list_namespaced_pod, namespace,
-                            label_selector=f"job-name={name}").items
+        pods = cluster.call(
+            f"list the pods of Job {name}",
+            cluster.core.list_namespaced_pod,
+            namespace,
+            label_selector=f"job-name={name}",
+        ).items
         pods.sort(key=lambda p: p.metadata.creation_timestamp)
         for pod in pods:
             summary = _pod_summary(pod)
@@ -130,8 +145,10 @@ def follow_job(cluster: Cluster, namespace: str, name: str, emit: Emit, timeout:
         if done is not None:
             break
         if time.monotonic() - start > timeout:
-            raise OperationFailed(f"Job {name} still running after {timeout:g}s; it goes on in the cluster: "
-                                  f"kubectl -n {namespace} get job {name}")
+            raise OperationFailed(
+                f"Job {name} still running after {timeout:g}s; it goes on in the cluster: "
+                f"kubectl -n {namespace} get job {name}"
+            )
         time.sleep(interval)
     for follower in followers.values():
         # The container has ended, so its log stream ends too; don't hang on a stuck connection.

@@ -51,16 +51,22 @@ def build_job(release: Release, args: list[str], now: datetime | None = None) ->
         "imagePullPolicy": source.get("imagePullPolicy", "IfNotPresent"),
         "command": command,
         "envFrom": source.get("envFrom", []),
-        "env": [*(e for e in source.get("env", []) if e["name"] not in _OWN_ENV),
-                # The root filesystem is read-only: the log's spool (report, guard) goes to /tmp.
-                {"name": "FC_SPOOL_DIR", "value": "/tmp/spool"}, {"name": "HOME", "value": "/tmp"}],
+        "env": [
+            *(e for e in source.get("env", []) if e["name"] not in _OWN_ENV),
+            # The root filesystem is read-only: the log's spool (report, guard) goes to /tmp.
+            {"name": "FC_SPOOL_DIR", "value": "/tmp/spool"},
+            {"name": "HOME", "value": "/tmp"},
+        ],
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
         "securityContext": source.get("securityContext", {}),
         "volumeMounts": [{"name": "models", "mountPath": MODEL_DIR}, {"name": "tmp", "mountPath": "/tmp"}],
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    spec.update(containers=[container], volumes=[store, {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-                restartPolicy="Never")
+    spec.update(
+        containers=[container],
+        volumes=[store, {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        restartPolicy="Never",
+    )
     spec.pop("initContainers", None)
     labels = dict(pod.get("metadata", {}).get("labels") or {})
     labels[COMPONENT] = COMPONENT_VALUE
@@ -74,10 +80,11 @@ def build_job(release: Release, args: list[str], now: datetime | None = None) ->
         "metadata": {
             "name": name,
             "namespace": release.namespace,
-            "labels": {**{k: v for k, v in labels.items() if k.startswith("app.kubernetes.io/")},
-                       "app.kubernetes.io/managed-by": MANAGED_BY},
+            "labels": {
+                **{k: v for k, v in labels.items() if k.startswith("app.kubernetes.io/")},
+                "app.kubernetes.io/managed-by": MANAGED_BY,
+            },
             "annotations": {CREATED_BY: f"fashion-classifier cluster model {' '.join(args[:1])}".strip()},
         },
-        "spec": {"backoffLimit": 0, "activeDeadlineSeconds": 3600, "ttlSecondsAfterFinished": 600,
-                 "template": pod},
+        "spec": {"backoffLimit": 0, "activeDeadlineSeconds": 3600, "ttlSecondsAfterFinished": 600, "template": pod},
     }

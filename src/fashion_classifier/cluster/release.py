@@ -49,8 +49,11 @@ class Release:
         """Names of the HorizontalPodAutoscalers that own ``deployment``'s replica count: the
         release's own, and the one KEDA makes for each of its ScaledObjects (``keda-hpa-<name>``
         unless the ScaledObject names it)."""
-        names = [obj["metadata"]["name"] for obj in self.all("HorizontalPodAutoscaler")
-                 if obj["spec"]["scaleTargetRef"].get("name") == deployment]
+        names = [
+            obj["metadata"]["name"]
+            for obj in self.all("HorizontalPodAutoscaler")
+            if obj["spec"]["scaleTargetRef"].get("name") == deployment
+        ]
         for obj in self.all("ScaledObject"):
             if obj["spec"]["scaleTargetRef"].get("name") == deployment:
                 advanced = obj["spec"].get("advanced") or {}
@@ -62,8 +65,10 @@ class Release:
     def deployment_name(self) -> str:
         deployment = self.find("Deployment", "classifier")
         if deployment is None:
-            raise NotFound(f"release {self.name!r} has no classifier Deployment: is it a fashion-classifier release "
-                           f"(chart {self.chart})?")
+            raise NotFound(
+                f"release {self.name!r} has no classifier Deployment: is it a fashion-classifier release "
+                f"(chart {self.chart})?"
+            )
         return str(deployment["metadata"]["name"])
 
 
@@ -110,8 +115,10 @@ def load(cluster: Cluster, namespace: str, name: str) -> Release:
     ).items
     records = [s for s in secrets if s.type == "helm.sh/release.v1" and s.data and "release" in s.data]
     if not records:
-        raise ReleaseNotFound(f"release {name!r} not found in namespace {namespace!r} "
-                              f"(helm list -n {namespace}; or pass --release/--namespace)")
+        raise ReleaseNotFound(
+            f"release {name!r} not found in namespace {namespace!r} "
+            f"(helm list -n {namespace}; or pass --release/--namespace)"
+        )
 
     def revision(secret: Any) -> int:
         return int((secret.metadata.labels or {}).get("version", "0"))

@@ -39,8 +39,9 @@ def rollout(cluster: Cluster, release: Release, emit: Emit, restart: bool = Fals
     def done() -> Rollout | None:
         d = cluster.call(f"read Deployment {name}", cluster.apps.read_namespaced_deployment, name, ns)
         s, want = d.status, d.spec.replicas or 0
-        progress = (f"{s.updated_replicas or 0}/{want} updated, {s.ready_replicas or 0} ready, "
-                    f"{s.replicas or 0} in total")
+        progress = (
+            f"{s.updated_replicas or 0}/{want} updated, {s.ready_replicas or 0} ready, {s.replicas or 0} in total"
+        )
         if progress not in last:
             last.append(progress)
             emit(f"deployment {name}: {progress}")

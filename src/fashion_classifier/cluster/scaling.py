@@ -19,15 +19,20 @@ from fashion_classifier.cluster.waiting import wait_for
 def _autoscaler(cluster: Cluster, release: Release, deployment: str) -> Any | None:
     for name in release.autoscalers(deployment):
         try:
-            return cluster.call(f"read HorizontalPodAutoscaler {name}",
-                                cluster.autoscaling.read_namespaced_horizontal_pod_autoscaler, name, release.namespace)
+            return cluster.call(
+                f"read HorizontalPodAutoscaler {name}",
+                cluster.autoscaling.read_namespaced_horizontal_pod_autoscaler,
+                name,
+                release.namespace,
+            )
         except NotFound:
             continue
     return None
 
 
-def scale(cluster: Cluster, release: Release, replicas: int, emit: Emit, wait: bool = True,
-          timeout: float = 300) -> int:
+def scale(
+    cluster: Cluster, release: Release, replicas: int, emit: Emit, wait: bool = True, timeout: float = 300
+) -> int:
     """Set the classifier's replica count; with ``wait``, until that many pods are ready. Returns it."""
     name, ns = release.deployment_name, release.namespace
     hpa = _autoscaler(cluster, release, name)
@@ -37,10 +42,16 @@ def scale(cluster: Cluster, release: Release, replicas: int, emit: Emit, wait: b
             raise Refused(
                 f"the HorizontalPodAutoscaler {hpa.metadata.name} keeps {name} between {low} and {high} "
                 f"replicas and would undo {replicas}: helm upgrade {release.name} ... "
-                f"--set autoscaling.minReplicas=...,autoscaling.maxReplicas=... (or autoscaling.enabled=false)")
+                f"--set autoscaling.minReplicas=...,autoscaling.maxReplicas=... (or autoscaling.enabled=false)"
+            )
         emit(f"note: the HorizontalPodAutoscaler {hpa.metadata.name} ({low}-{high}) may change the count later")
-    cluster.call(f"scale Deployment {name}", cluster.apps.patch_namespaced_deployment_scale, name, ns,
-                 {"spec": {"replicas": replicas}})
+    cluster.call(
+        f"scale Deployment {name}",
+        cluster.apps.patch_namespaced_deployment_scale,
+        name,
+        ns,
+        {"spec": {"replicas": replicas}},
+    )
     emit(f"deployment {name}: scaled to {replicas}")
     if not wait:
         return replicas

@@ -45,10 +45,16 @@ def _ready(pod: Any) -> bool:
 
 def _pods(cluster: Cluster, namespace: str, selector: dict[str, str]) -> list[PodLine]:
     label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
-    items = cluster.call(f"list pods in namespace {namespace!r}", cluster.core.list_namespaced_pod, namespace,
-                         label_selector=label_selector).items
-    return sorted((PodLine(p.metadata.name, p.status.phase or "Unknown", _ready(p), p.spec.node_name or "-")
-                   for p in items), key=lambda line: line.name)
+    items = cluster.call(
+        f"list pods in namespace {namespace!r}",
+        cluster.core.list_namespaced_pod,
+        namespace,
+        label_selector=label_selector,
+    ).items
+    return sorted(
+        (PodLine(p.metadata.name, p.status.phase or "Unknown", _ready(p), p.spec.node_name or "-") for p in items),
+        key=lambda line: line.name,
+    )
 
 
 def _model_name(release: Release) -> str:
@@ -63,8 +69,12 @@ def _served_version(cluster: Cluster, namespace: str, pod: str, model: str) -> s
         # Raw bytes: with its content preloaded, the client turns a JSON answer into the repr of
         # a Python dict (single quotes), which is no longer JSON.
         response = cluster.call(
-            f"ask pod {pod} for its model", cluster.core.connect_get_namespaced_pod_proxy_with_path,
-            f"{pod}:{SERVING_PORT}", namespace, f"v2/models/{model}", _request_timeout=3,
+            f"ask pod {pod} for its model",
+            cluster.core.connect_get_namespaced_pod_proxy_with_path,
+            f"{pod}:{SERVING_PORT}",
+            namespace,
+            f"v2/models/{model}",
+            _request_timeout=3,
             _preload_content=False,
         )
     except ClusterError:
@@ -77,8 +87,10 @@ def _served_version(cluster: Cluster, namespace: str, pod: str, model: str) -> s
 
 
 def _workload(cluster: Cluster, kind: str, name: str, namespace: str) -> Any | None:
-    read = {"Deployment": cluster.apps.read_namespaced_deployment,
-            "StatefulSet": cluster.apps.read_namespaced_stateful_set}[kind]
+    read = {
+        "Deployment": cluster.apps.read_namespaced_deployment,
+        "StatefulSet": cluster.apps.read_namespaced_stateful_set,
+    }[kind]
     try:
         return cluster.call(f"read {kind} {name}", read, name, namespace)
     except NotFound:
@@ -89,8 +101,10 @@ def collect(cluster: Cluster, release: Release, model_versions: bool = True) -> 
     ns = release.namespace
     status = ReleaseStatus(release)
     out = status.lines
-    out.append(f"release {release.name} (namespace {ns}): revision {release.revision}, {release.status}, "
-               f"chart {release.chart}, app {release.app_version}")
+    out.append(
+        f"release {release.name} (namespace {ns}): revision {release.revision}, {release.status}, "
+        f"chart {release.chart}, app {release.app_version}"
+    )
     for kind in ("Deployment", "StatefulSet"):
         for obj in release.all(kind):
             name = obj["metadata"]["name"]
@@ -99,34 +113,48 @@ def collect(cluster: Cluster, release: Release, model_versions: bool = True) -> 
                 out.append(f"{kind.lower()} {name}: missing")
                 continue
             s = live.status
-            out.append(f"{kind.lower()} {name}: {s.ready_replicas or 0}/{live.spec.replicas} ready, "
-                       f"{s.updated_replicas or 0} up to date, {s.available_replicas or 0} available"
-                       if kind == "Deployment" else
-                       f"{kind.lower()} {name}: {s.ready_replicas or 0}/{live.spec.replicas} ready")
+            out.append(
+                f"{kind.lower()} {name}: {s.ready_replicas or 0}/{live.spec.replicas} ready, "
+                f"{s.updated_replicas or 0} up to date, {s.available_replicas or 0} available"
+                if kind == "Deployment"
+                else f"{kind.lower()} {name}: {s.ready_replicas or 0}/{live.spec.replicas} ready"
+            )
     classifier = release.find("Deployment", "classifier")
     for name in release.autoscalers(classifier["metadata"]["name"]) if classifier else []:
         try:
-            hpa = cluster.call(f"read HorizontalPodAutoscaler {name}",
-                               cluster.autoscaling.read_namespaced_horizontal_pod_autoscaler, name, ns)
-            out.append(f"autoscaler {name}: {hpa.spec.min_replicas}-{hpa.spec.max_replicas} replicas, "
-                       f"currently {hpa.status.current_replicas}, desired {hpa.status.desired_replicas}")
+            hpa = cluster.call(
+                f"read HorizontalPodAutoscaler {name}",
+                cluster.autoscaling.read_namespaced_horizontal_pod_autoscaler,
+                name,
+                ns,
+            )
+            out.append(
+                f"autoscaler {name}: {hpa.spec.min_replicas}-{hpa.spec.max_replicas} replicas, "
+                f"currently {hpa.status.current_replicas}, desired {hpa.status.desired_replicas}"
+            )
         except NotFound:
             out.append(f"autoscaler {name}: missing")
     for obj in release.all("PodDisruptionBudget"):
         name = obj["metadata"]["name"]
         try:
-            pdb = cluster.call(f"read PodDisruptionBudget {name}",
-                               cluster.policy.read_namespaced_pod_disruption_budget, name, ns)
-            out.append(f"disruption budget {name}: {pdb.status.current_healthy}/{pdb.status.expected_pods} "
-                       f"healthy, {pdb.status.disruptions_allowed} disruptions allowed")
+            pdb = cluster.call(
+                f"read PodDisruptionBudget {name}", cluster.policy.read_namespaced_pod_disruption_budget, name, ns
+            )
+            out.append(
+                f"disruption budget {name}: {pdb.status.current_healthy}/{pdb.status.expected_pods} "
+                f"healthy, {pdb.status.disruptions_allowed} disruptions allowed"
+            )
         except NotFound:
             out.append(f"disruption budget {name}: missing")
     for obj in release.all("Service"):
         name = obj["metadata"]["name"]
         # EndpointSlices, not the Endpoints API (deprecated since 1.33).
-        slices = cluster.call(f"list the EndpointSlices of Service {name}",
-                              cluster.discovery.list_namespaced_endpoint_slice, ns,
-                              label_selector=f"kubernetes.io/service-name={name}").items
+        slices = cluster.call(
+            f"list the EndpointSlices of Service {name}",
+            cluster.discovery.list_namespaced_endpoint_slice,
+            ns,
+            label_selector=f"kubernetes.io/service-name={name}",
+        ).items
         ready = sum(1 for s in slices for e in s.endpoints or [] if e.conditions and e.conditions.ready)
         out.append(f"service {name}: {ready} ready endpoint{'s' if ready != 1 else ''}")
 
@@ -143,8 +171,10 @@ def collect(cluster: Cluster, release: Release, model_versions: bool = True) -> 
     cassandra = release.find("StatefulSet", "cassandra")
     if cassandra is not None:
         status.cassandra_pods = _pods(cluster, ns, cassandra["spec"]["selector"]["matchLabels"])
-    for title, pods, show_model in (("classifier pods", status.classifier_pods, model_versions),
-                                    ("cassandra pods", status.cassandra_pods, False)):
+    for title, pods, show_model in (
+        ("classifier pods", status.classifier_pods, model_versions),
+        ("cassandra pods", status.cassandra_pods, False),
+    ):
         if deployment is None and title.startswith("classifier"):
             continue
         if title.startswith("cassandra") and cassandra is None:

@@ -48,7 +48,7 @@ def _set_option(args: list[str], option: str, value: str) -> list[str]:
     out = list(args)
     if option in out:
         i = out.index(option)
-        out[i + 1: i + 2] = [value]
+        out[i + 1 : i + 2] = [value]
     else:
         out += [option, value]
     return out
@@ -58,14 +58,21 @@ def _option(args: list[str], option: str, default: str) -> str:
     return args[args.index(option) + 1] if option in args and args.index(option) + 1 < len(args) else default
 
 
-def build_job(release: Release, arch: str | None = None, epochs: int | None = None,
-              labels: dict[str, str] | None = None, retries: int | None = None,
-              now: datetime | None = None) -> dict[str, Any]:
+def build_job(
+    release: Release,
+    arch: str | None = None,
+    epochs: int | None = None,
+    labels: dict[str, str] | None = None,
+    retries: int | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """The Job manifest (a dict for the API) of a new training run of ``release``."""
     template = release.find("Job", "training", include_hooks=True)
     if template is None:
-        raise NotFound(f"release {release.name!r} renders no training Job (training.enabled is false): "
-                       f"helm upgrade {release.name} ... --set training.enabled=true")
+        raise NotFound(
+            f"release {release.name!r} renders no training Job (training.enabled is false): "
+            f"helm upgrade {release.name} ... --set training.enabled=true"
+        )
     job = copy.deepcopy(template)
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
     base = str(job["metadata"]["name"])

@@ -258,9 +258,7 @@ def _jpeg_multi_scan(data: bytes) -> bool:
         fill = _FILL.match(data, pos)
         junk += fill.end() - pos - 1
         if junk > MAX_JPEG_JUNK:
-            raise OverBudget(
-                f"JPEG with more than {MAX_JPEG_JUNK:,} stray bytes between markers exceeds the limit"
-            )
+            raise OverBudget(f"JPEG with more than {MAX_JPEG_JUNK:,} stray bytes between markers exceeds the limit")
         pos = fill.end()
         if pos >= end:
             return False

@@ -75,7 +75,8 @@ class ModelHolder:
             candidate = self._obtain(CANDIDATE_ARM, wanted.version, serving) if wanted else None
             new = Serving(current, candidate, wanted.mode if candidate else None, wanted.weight if candidate else 0.0)
             if serving is not None and (
-                serving.current is new.current and serving.candidate is new.candidate
+                serving.current is new.current
+                and serving.candidate is new.candidate
                 and (serving.mode, serving.weight) == (new.mode, new.weight)
             ):
                 return False

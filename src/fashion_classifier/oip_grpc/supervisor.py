@@ -142,8 +142,9 @@ class GrpcSupervisor:
             return delay
         if time.monotonic() - started >= STEADY:
             delay = BACKOFF[0]
-        self._log.error("the gRPC server (pid %s) exited (status %s); restarting in %.0f s",
-                        proc.pid, proc.returncode, delay)
+        self._log.error(
+            "the gRPC server (pid %s) exited (status %s); restarting in %.0f s", proc.pid, proc.returncode, delay
+        )
         if self._stopping.wait(delay):
             return delay
         new, read = self._launch()
@@ -183,6 +184,7 @@ class GrpcSupervisor:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
 
 def check_port_free(host: str, port: int) -> None:
     """StartError when something listens on ``host:port``: the servers bind it with SO_REUSEPORT,

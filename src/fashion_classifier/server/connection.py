@@ -51,11 +51,28 @@ class RequestFeed(Unreader):
 
 
 class Connection:
-    __slots__ = ("sock", "fd", "addr", "server", "parser", "source", "framer", "buf", "framed", "request_deadline",
-                 "deadline", "polled", "queued", "continued", "closing", "discarded")
+    __slots__ = (
+        "sock",
+        "fd",
+        "addr",
+        "server",
+        "parser",
+        "source",
+        "framer",
+        "buf",
+        "framed",
+        "request_deadline",
+        "deadline",
+        "polled",
+        "queued",
+        "continued",
+        "closing",
+        "discarded",
+    )
 
-    def __init__(self, sock: socket.socket, addr: object, server: object, cfg: object, framer: RequestFramer,
-                 deadline: float) -> None:
+    def __init__(
+        self, sock: socket.socket, addr: object, server: object, cfg: object, framer: RequestFramer, deadline: float
+    ) -> None:
         self.sock = sock
         self.fd = sock.fileno()  # the key in the worker's table, still known once closed
         self.addr = addr

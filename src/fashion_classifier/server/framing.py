@@ -35,8 +35,18 @@ class Framed:
 class RequestFramer:
     """Finds the end of the first request in a connection's buffer, across calls as bytes arrive."""
 
-    __slots__ = ("max_head", "max_body", "_head_end", "_searched", "_chunked", "_pos", "_body", "_length",
-                 "_trailers", "_continue")
+    __slots__ = (
+        "max_head",
+        "max_body",
+        "_head_end",
+        "_searched",
+        "_chunked",
+        "_pos",
+        "_body",
+        "_length",
+        "_trailers",
+        "_continue",
+    )
 
     def __init__(self, max_head: int, max_body: int) -> None:
         self.max_head = max_head
@@ -91,7 +101,7 @@ class RequestFramer:
         self._head_end = crlf + 4
         lengths: list[bytes] = []
         codings: list[bytes] = []
-        for line in bytes(buf[: crlf]).split(b"\r\n")[1:]:
+        for line in bytes(buf[:crlf]).split(b"\r\n")[1:]:
             if line[:1] in (b" ", b"\t"):
                 return Framed(HAND_OVER)  # obs-fold
             name, _, value = line.partition(b":")

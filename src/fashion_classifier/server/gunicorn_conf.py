@@ -84,7 +84,10 @@ def _start_grpc(server) -> None:  # noqa: ANN001
 
     try:
         _grpc = GrpcSupervisor(
-            _settings.grpc_workers, _settings.host, _settings.grpc_port, server.log,
+            _settings.grpc_workers,
+            _settings.host,
+            _settings.grpc_port,
+            server.log,
             forget=lambda pid: _forget_process(server, pid, f"the gRPC server (pid {pid})"),
         ).start()
     except StartError as exc:

@@ -31,8 +31,15 @@ from fashion_classifier.server import stderr_relay
 
 ACCESS_LOGGER = "gunicorn.access"
 # gunicorn's access-log atoms -> field names (request headers are "{name}i", lower case).
-_ACCESS_FIELDS = {"m": "method", "U": "path", "q": "query", "H": "protocol", "h": "remote_addr",
-                  "a": "user_agent", "{x-request-id}i": "request_id"}
+_ACCESS_FIELDS = {
+    "m": "method",
+    "U": "path",
+    "q": "query",
+    "H": "protocol",
+    "h": "remote_addr",
+    "a": "user_agent",
+    "{x-request-id}i": "request_id",
+}
 _MARK = "_fc_json"  # on the root handler this module adds, so a second setup replaces it
 
 
@@ -117,5 +124,6 @@ def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
     if args.exc_type is SystemExit:  # what threading's own hook ignores too
         return
     thread = args.thread.name if args.thread is not None else "?"
-    logging.getLogger("uncaught").critical("uncaught exception in thread %s", thread,
-                                           exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+    logging.getLogger("uncaught").critical(
+        "uncaught exception in thread %s", thread, exc_info=(args.exc_type, args.exc_value, args.exc_traceback)
+    )

@@ -217,8 +217,7 @@ class KeepAliveWorker(RequestReading, ResponseWriting, base.Worker):
         # The first request may take up to the keep-alive time to come (5 s with keep-alive off).
         first_wait = self.cfg.keepalive or REQUEST_READ_TIMEOUT
         framer = RequestFramer(self.max_head, self.max_body)
-        connection = Connection(client, addr, listener.getsockname(), self.cfg, framer,
-                                 time.monotonic() + first_wait)
+        connection = Connection(client, addr, listener.getsockname(), self.cfg, framer, time.monotonic() + first_wait)
         self._connections[connection.fd] = connection
         self._poll(connection)
         # Clients send their request right after connecting, so it is usually here already.

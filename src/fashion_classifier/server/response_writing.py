@@ -115,11 +115,7 @@ class ResponseWriting:
                 if self.alive:
                     self.log.info("Autorestarting worker after current request.")
                 self.alive = False
-            if (
-                not self.alive
-                or self.cfg.keepalive <= 0
-                or connection.parser.req_count >= MAX_REQUESTS_PER_CONNECTION
-            ):
+            if not self.alive or self.cfg.keepalive <= 0 or connection.parser.req_count >= MAX_REQUESTS_PER_CONNECTION:
                 resp.force_close()
             respiter = self.wsgi(environ, resp.start_response)
             try:

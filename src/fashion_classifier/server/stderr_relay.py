@@ -85,7 +85,7 @@ def _close(*fds: int) -> None:
 def _write(fd: int, data: bytes) -> None:
     while data:
         try:
-            data = data[os.write(fd, data):]
+            data = data[os.write(fd, data) :]
         except InterruptedError:
             continue
         except OSError:  # the real stderr is gone: nothing left to tell

@@ -34,8 +34,12 @@ def mlp() -> keras.Model:
 
 
 def _conv_block(filters: int) -> list[layers.Layer]:
-    return [layers.Conv2D(filters, 3, padding="same", use_bias=False), layers.BatchNormalization(), layers.ReLU(),
-            layers.MaxPooling2D()]
+    return [
+        layers.Conv2D(filters, 3, padding="same", use_bias=False),
+        layers.BatchNormalization(),
+        layers.ReLU(),
+        layers.MaxPooling2D(),
+    ]
 
 
 @_register
@@ -89,8 +93,12 @@ def _conv_bn_relu(filters: int) -> list[layers.Layer]:
 def _separable(filters: int) -> list[layers.Layer]:
     """Depthwise 3x3 then pointwise 1x1, each with batch norm: a ninth of a full conv's cost."""
     return [
-        layers.DepthwiseConv2D(3, padding="same", use_bias=False), layers.BatchNormalization(), layers.ReLU(),
-        layers.Conv2D(filters, 1, use_bias=False), layers.BatchNormalization(), layers.ReLU(),
+        layers.DepthwiseConv2D(3, padding="same", use_bias=False),
+        layers.BatchNormalization(),
+        layers.ReLU(),
+        layers.Conv2D(filters, 1, use_bias=False),
+        layers.BatchNormalization(),
+        layers.ReLU(),
     ]
 
 
@@ -161,8 +169,9 @@ def build(architecture: str, total_steps: int, seed: int = 42) -> tuple[keras.Mo
     how = recipe(architecture)
     net = trainer = ARCHITECTURES[architecture]()
     if how.augmented:
-        trainer = keras.Sequential([keras.Input(shape=(28, 28)), augment.stage(seed), net],
-                                   name=f"{architecture}_training")
+        trainer = keras.Sequential(
+            [keras.Input(shape=(28, 28)), augment.stage(seed), net], name=f"{architecture}_training"
+        )
     schedule = keras.optimizers.schedules.CosineDecay(how.learning_rate, decay_steps=max(total_steps, 1))
     trainer.compile(
         optimizer=keras.optimizers.Adam(learning_rate=schedule),

@@ -71,8 +71,13 @@ class Degrade(layers.Layer):
         return ops.clip(images + weight * (blurred - images) + noise, 0.0, 1.0)
 
 
-def stage(seed: int, interpolation: str = INTERPOLATION, moved_share: float = MOVED_SHARE,
-          max_blur: float = MAX_BLUR, max_sigma: float = MAX_NOISE_SIGMA) -> keras.Sequential:
+def stage(
+    seed: int,
+    interpolation: str = INTERPOLATION,
+    moved_share: float = MOVED_SHARE,
+    max_blur: float = MAX_BLUR,
+    max_sigma: float = MAX_NOISE_SIGMA,
+) -> keras.Sequential:
     """[N, 28, 28] -> [N, 28, 28]: half mirrored, turned, shrunk and shifted; all softened and noised.
 
     The keyword arguments are the module's constants; bench/model_candidates.py varies them.
@@ -97,6 +102,13 @@ def stage(seed: int, interpolation: str = INTERPOLATION, moved_share: float = MO
 
 def describe() -> dict[str, object]:
     """The augmentation's ranges, for the artifact's metadata."""
-    return {"moved_share": MOVED_SHARE, "mirror": "left-right, p=0.5", "rotation_degrees": MAX_ROTATION_DEGREES,
-            "scale": [MIN_SCALE, 1.0], "shift_pixels": MAX_SHIFT_PIXELS, "interpolation": INTERPOLATION,
-            "blur_weight": [0.0, MAX_BLUR], "noise_sigma": [0.0, MAX_NOISE_SIGMA]}
+    return {
+        "moved_share": MOVED_SHARE,
+        "mirror": "left-right, p=0.5",
+        "rotation_degrees": MAX_ROTATION_DEGREES,
+        "scale": [MIN_SCALE, 1.0],
+        "shift_pixels": MAX_SHIFT_PIXELS,
+        "interpolation": INTERPOLATION,
+        "blur_weight": [0.0, MAX_BLUR],
+        "noise_sigma": [0.0, MAX_NOISE_SIGMA],
+    }

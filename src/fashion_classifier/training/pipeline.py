@@ -78,8 +78,9 @@ def train(
     from fashion_classifier.training import architectures, augment, calibration, evaluate, report, robustness
 
     recipe = architectures.recipe(options.architecture)
-    options = dataclasses.replace(options, epochs=options.epochs or recipe.epochs,
-                                  batch_size=options.batch_size or recipe.batch_size)
+    options = dataclasses.replace(
+        options, epochs=options.epochs or recipe.epochs, batch_size=options.batch_size or recipe.batch_size
+    )
     _seed_everything(options.seed)
     x_train, y_train, x_val, y_val = split_validation(dataset, options.seed)
     x_test, y_test = scale(dataset.x_test), dataset.y_test.astype(np.int64)
@@ -163,8 +164,7 @@ def train(
             "export": {
                 "format": "tflite",
                 "input": {"name": "pixels", "dtype": "float32", "shape": [-1, 28, 28], "range": [0.0, 1.0]},
-                "output": {"name": "probabilities", "dtype": "float32", "shape": [-1, 10],
-                           "temperature": temperature},
+                "output": {"name": "probabilities", "dtype": "float32", "shape": [-1, 10], "temperature": temperature},
                 "max_abs_diff_vs_keras": diff,
                 "tolerance": export.TOLERANCE,
             },

@@ -25,8 +25,7 @@ def plot_confusion(confusion: list[list[int]], path: Path, title: str) -> None:
     ax.set_title(title)
     threshold = matrix.max() / 2 if matrix.size else 0
     for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, str(value), ha="center", va="center", fontsize=7,
-                color="white" if value > threshold else "black")
+        ax.text(j, i, str(value), ha="center", va="center", fontsize=7, color="white" if value > threshold else "black")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path)
@@ -62,10 +61,25 @@ def plot_reliability(before: list[dict], after: list[dict], path: Path, title: s
         ece = ece_of_bins(rows)
         lowers = [row["lower"] for row in filled]
         widths = [row["upper"] - row["lower"] for row in filled]
-        ax.bar(lowers, [row["accuracy"] for row in filled], width=widths, align="edge",
-               color="tab:blue", edgecolor="white", label="accuracy")
-        ax.bar(lowers, [row["confidence"] - row["accuracy"] for row in filled], width=widths, align="edge",
-               bottom=[row["accuracy"] for row in filled], color="tab:red", alpha=0.3, label="gap to confidence")
+        ax.bar(
+            lowers,
+            [row["accuracy"] for row in filled],
+            width=widths,
+            align="edge",
+            color="tab:blue",
+            edgecolor="white",
+            label="accuracy",
+        )
+        ax.bar(
+            lowers,
+            [row["confidence"] - row["accuracy"] for row in filled],
+            width=widths,
+            align="edge",
+            bottom=[row["accuracy"] for row in filled],
+            color="tab:red",
+            alpha=0.3,
+            label="gap to confidence",
+        )
         ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
