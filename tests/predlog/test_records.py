@@ -1,4 +1,4 @@
-"""Records of a PredictionBatch: every prediction of the request, its shadow's beside."""
+"""Records of a PredictionBatch (every prediction of the request, its shadow's beside) and of stored rows."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from fashion_classifier.predlog.items import item_rows
 from fashion_classifier.predlog.limits import MAX_FILENAME_CHARS
-from fashion_classifier.predlog.records import IsoTimes, batch_records, created_datetime
+from fashion_classifier.predlog.records import IsoTimes, batch_records, created_datetime, record_from_row
 
 from .conftest import NAMES, make_batch
 
@@ -41,3 +41,34 @@ def test_a_shadow_batch_records_the_candidates_class_and_confidence():
         assert rec.shadow_class == int(np.argmax(batch.shadow_probs[i]))
         assert rec.shadow_confidence == pytest.approx(float(np.max(batch.shadow_probs[i])))
         assert rec.shadow_class == (rec.predicted_class + 1) % 10  # make_batch's shadow is shifted by one
+
+
+def test_a_row_each_store_writes_reads_back_in_one_shape():
+    sqlite_row = {
+        "id": "6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+        "created_at": "2026-12-07T10:00:00+00:00",
+        "model_version": "v1",
+        "predicted_class": "3",
+        "label": "Dress",
+        "confidence": "0.5",
+        "top3": '[["Dress", 0.5]]',
+        "source": "api",
+    }
+    rec = record_from_row(sqlite_row)
+    assert (rec.predicted_class, rec.confidence, rec.top3) == (3, 0.5, (("Dress", 0.5),))
+    assert rec.created_at.isoformat() == "2026-12-07T10:00:00+00:00" and rec.latency_ms == 0
+
+
+def test_null_columns_read_as_none_not_an_error():
+    # Cassandra returns an unset column as null; such a value reads as None, as the Cassandra reader always did.
+    row = {
+        "id": "6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+        "created_at": "2026-12-07T10:00:00+00:00",
+        "model_version": None,
+        "predicted_class": None,
+        "label": None,
+        "confidence": None,
+        "source": None,
+    }
+    rec = record_from_row(row)
+    assert (rec.predicted_class, rec.confidence, rec.top3) == (None, None, ())

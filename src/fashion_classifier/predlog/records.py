@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -136,6 +136,11 @@ def record_to_dict(rec: PredictionRecord) -> dict[str, Any]:
     }
 
 
+def _maybe(convert: Callable[[Any], Any], value: Any) -> Any:
+    # None stays None: Cassandra returns an unset column as null.
+    return None if value is None else convert(value)
+
+
 def record_from_row(row: Mapping[str, Any]) -> PredictionRecord:
     """The record of a stored row, by column name.
 
@@ -152,9 +157,9 @@ def record_from_row(row: Mapping[str, Any]) -> PredictionRecord:
         id=pid if isinstance(pid, uuid.UUID) else uuid.UUID(pid),
         created_at=utc(created),
         model_version=row["model_version"],
-        predicted_class=int(row["predicted_class"]),
+        predicted_class=_maybe(int, row["predicted_class"]),
         label=row["label"],
-        confidence=float(row["confidence"]),
+        confidence=_maybe(float, row["confidence"]),
         top3=tuple((str(name), float(prob)) for name, prob in top3),
         source=row["source"],
         filename=row.get("filename"),
