@@ -40,6 +40,13 @@ def _label(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _timeout(p: argparse.ArgumentParser, default: float, help_text: str) -> None:
+    """How long a command waits or follows: a positive number of seconds."""
+    p.add_argument(
+        "--timeout", type=argtypes.seconds(allow_zero=False), default=default, metavar="SECONDS", help=help_text
+    )
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("cluster and release")
     g.add_argument("-n", "--namespace", help="namespace of the release (default: FC_NAMESPACE, fashion-classifier)")
@@ -90,13 +97,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="extra label on the Job and its pod (repeatable)",
     )
-    p.add_argument(
-        "--timeout",
-        type=argtypes.seconds(allow_zero=False),
-        default=7200.0,
-        metavar="SECONDS",
-        help="stop following after this long; the Job goes on (default: %(default)s)",
-    )
+    _timeout(p, 7200.0, "stop following after this long; the Job goes on (default: %(default)s)")
     p.add_argument("--no-logs", action="store_true", help="don't stream the training logs")
     _common(p)
     p.set_defaults(handler=cmd_train)
@@ -119,13 +120,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("replicas", type=argtypes.whole_number(0, 1000), help="number of classifier pods")
     p.add_argument("--no-wait", action="store_true", help="return once the change is made")
-    p.add_argument(
-        "--timeout",
-        type=argtypes.seconds(allow_zero=False),
-        default=300.0,
-        metavar="SECONDS",
-        help="how long to wait for the pods (default: %(default)s)",
-    )
+    _timeout(p, 300.0, "how long to wait for the pods (default: %(default)s)")
     _common(p)
     p.set_defaults(handler=cmd_scale)
 
@@ -137,13 +132,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "restart: pods hot-reload them.",
     )
     p.add_argument("--restart", action="store_true", help="restart the pods, one at a time")
-    p.add_argument(
-        "--timeout",
-        type=argtypes.seconds(allow_zero=False),
-        default=600.0,
-        metavar="SECONDS",
-        help="how long to wait (default: %(default)s)",
-    )
+    _timeout(p, 600.0, "how long to wait (default: %(default)s)")
     _common(p)
     p.set_defaults(handler=cmd_rollout)
 
@@ -160,13 +149,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="ACTION [ARGS]",
         help="as for `fashion-classifier model` (without --model-dir), e.g. canary VERSION --weight 10",
     )
-    p.add_argument(
-        "--timeout",
-        type=argtypes.seconds(allow_zero=False),
-        default=300.0,
-        metavar="SECONDS",
-        help="stop following after this long; the Job goes on (default: %(default)s)",
-    )
+    _timeout(p, 300.0, "stop following after this long; the Job goes on (default: %(default)s)")
     _common(p)
     p.set_defaults(handler=cmd_model)
 
