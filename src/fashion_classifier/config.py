@@ -180,7 +180,10 @@ class Settings:
         minimum=0,
     )
     timeout: int = _setting(
-        "FC_TIMEOUT", 30, "seconds before gunicorn replaces a worker that does not answer", minimum=1
+        "FC_TIMEOUT",
+        30,
+        "seconds before a worker that does not answer (or a gRPC server without a heartbeat) is replaced",
+        minimum=1,
     )
     graceful_timeout: int = _setting(
         "FC_GRACEFUL_TIMEOUT", 20, "seconds a stopping worker has to finish its requests", minimum=0

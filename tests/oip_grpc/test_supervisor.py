@@ -1,5 +1,6 @@
-"""The gunicorn master keeps the gRPC server process: a failed start stops ``serve``, a dead server
-is replaced, and a server whose master is gone stops itself."""
+"""The gunicorn master keeps the gRPC server process: a failed start stops ``serve``, a dead or hung
+server is replaced, the pod is not ready while none serves, and a server whose master is gone stops
+itself."""
 
 from __future__ import annotations
 
@@ -64,8 +65,50 @@ def test_a_killed_grpc_server_is_replaced(store_copy, tmp_path):
         wait_for(
             lambda: grpc_pids(server.proc.pid) not in ([], [first]) and serving(server), 30, "a new gRPC server serving"
         )
-        assert requests.get(f"{server.base_url}/v2/health/ready", timeout=5).status_code == 200
+        # The supervisor marks it serving once it reads its ready byte, maybe after a client saw it serve.
+        wait_for(lambda: ready_status(server) == 200, 10, "ready again")
         assert f"the gRPC server (pid {first}) exited" in server.log_path.read_text()
+    finally:
+        server.stop()
+
+
+def ready_status(server: ServerProcess) -> int:
+    return requests.get(f"{server.base_url}/v2/health/ready", timeout=5).status_code
+
+
+def test_a_hung_grpc_server_is_killed_and_replaced(store_copy, tmp_path):
+    # SIGSTOP: alive but answering nothing, as a process stuck in a call; FC_TIMEOUT=3 kills it.
+    server = grpc_server(tmp_path, store_copy, extra={"FC_TIMEOUT": "3"}).start(timeout=60, workers=1)
+    try:
+        (first,) = grpc_pids(server.proc.pid)
+        os.kill(first, signal.SIGSTOP)
+        wait_for(
+            lambda: grpc_pids(server.proc.pid) not in ([], [first]) and serving(server), 30, "a new gRPC server serving"
+        )
+        assert not Path(f"/proc/{first}").exists() or _zombie(first)
+        log = server.log_path.read_text()
+        assert f"the gRPC server (pid {first}) sent no heartbeat for 3 s; killing it" in log
+        assert f"the gRPC server (pid {first}) exited" in log  # its status: gunicorn's master may reap it first
+        wait_for(lambda: ready_status(server) == 200, 10, "ready again")
+    finally:
+        server.stop()
+
+
+def test_the_pod_is_not_ready_while_no_grpc_server_serves(store_copy, tmp_path):
+    server = grpc_server(tmp_path, store_copy).start(timeout=60, workers=1)  # FC_TIMEOUT 30: not killed
+    try:
+        assert ready_status(server) == 200
+        (first,) = grpc_pids(server.proc.pid)
+        os.kill(first, signal.SIGSTOP)
+        try:
+            wait_for(lambda: ready_status(server) == 400, 15, "not ready once the heartbeats stop")
+            body = requests.get(f"{server.base_url}/v2/health/ready", timeout=5).json()
+            assert body == {"ready": False, "error": "no gRPC server process is serving"}
+            assert requests.get(f"{server.base_url}/v2/health/live", timeout=5).status_code == 200
+        finally:
+            os.kill(first, signal.SIGCONT)
+        wait_for(lambda: ready_status(server) == 200, 10, "ready again once it beats")
+        assert grpc_pids(server.proc.pid) == [first] and serving(server)
     finally:
         server.stop()
 

@@ -11,9 +11,11 @@ queueing), ``MAX_STREAMS`` per connection, and every connection closed after
 
 FC_GRPC_WORKERS processes share the port (SO_REUSEPORT); a single one binds it without, so a
 taken port fails its start. Once serving, the process writes one byte to the file descriptor named
-by FC_GRPC_READY_FD (its supervisor's pipe). SIGTERM, SIGINT or SIGQUIT: health turns NOT_SERVING, calls in flight get
-FC_GRACEFUL_TIMEOUT to finish, then the prediction log is flushed (to the backend or the spool),
-with further stop signals ignored, and the process exits. SIGHUP (a terminal's hangup reaches the
+by FC_GRPC_READY_FD (its supervisor's pipe), and then a heartbeat byte every HEARTBEAT_INTERVAL from
+its event loop for as long as the loop runs (a process whose loop is stuck is killed). SIGTERM,
+SIGINT or SIGQUIT: health turns NOT_SERVING, calls in flight get FC_GRACEFUL_TIMEOUT to finish,
+then the prediction log is flushed (to the backend or the spool), with further stop signals
+ignored, and the process exits. SIGHUP (a terminal's hangup reaches the
 whole process group; gunicorn's master takes it as "reload") is ignored.
 """
 
@@ -45,6 +47,7 @@ IDLE_CONNECTION_MS = 300_000
 MAX_CONNECTION_AGE_MS = 60_000
 CONNECTION_AGE_GRACE_MS = 10_000
 HEALTH_INTERVAL = 1.0  # s between updates of the health status from the model's state
+HEARTBEAT_INTERVAL = 1.0  # s between heartbeats to the supervisor (supervisor.STALE counts on it)
 Health = health_pb2.HealthCheckResponse
 
 
@@ -82,7 +85,9 @@ async def serve(settings: Settings, state: ServingState) -> None:
     status = await _update_health(health_service, state, None)
     await server.start()
     log.info("Serving the Open Inference Protocol over gRPC at %s:%d", host, settings.grpc_port)
-    _signal_ready()
+    pipe = _signal_ready()
+    # It beats on while calls finish below; a stopping process is not killed as hung.
+    beating = asyncio.create_task(_beat(pipe)) if pipe is not None else None
     parent = os.getppid()
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
@@ -94,6 +99,8 @@ async def serve(settings: Settings, state: ServingState) -> None:
     log.info("Stopping: calls in flight have %d s to finish", settings.graceful_timeout)
     await health_service.enter_graceful_shutdown()
     await server.stop(settings.graceful_timeout)
+    if beating is not None:
+        beating.cancel()
 
 
 async def _update_health(service: health.aio.HealthServicer, state: ServingState, status: int | None) -> int:
@@ -105,11 +112,22 @@ async def _update_health(service: health.aio.HealthServicer, state: ServingState
     return now
 
 
-def _signal_ready() -> None:
+def _signal_ready() -> int | None:
+    """Tell the supervisor this process serves; its pipe (None without a supervisor), for the
+    heartbeats."""
     fd = os.environ.pop(READY_FD_ENV, None)
-    if fd is not None:
-        os.write(int(fd), b"1")
-        os.close(int(fd))
+    if fd is None:
+        return None
+    os.write(int(fd), b"1")
+    os.set_blocking(int(fd), False)  # a supervisor that reads no more must not stop the loop
+    return int(fd)
+
+
+async def _beat(pipe: int) -> None:
+    while True:
+        with contextlib.suppress(BlockingIOError, BrokenPipeError):  # full: it knows we live; gone: so are we
+            os.write(pipe, b".")
+        await asyncio.sleep(HEARTBEAT_INTERVAL)
 
 
 def _setup_logging(settings: Settings) -> None:

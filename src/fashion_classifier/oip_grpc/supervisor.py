@@ -9,6 +9,12 @@ restarts it whenever it exits, with a backoff, and hands a dead process to ``for
 master's treatment of a dead worker: its lost rows counted, its live gauges dropped). The master's
 stop signals are passed on to the processes at once, so they finish their calls while the workers
 finish theirs; ``stop`` waits for them.
+
+A serving process writes a heartbeat byte to its pipe every second from its event loop. One that
+sends none for STALE seconds counts as not serving (``server.grpc_status``: the pod's readiness
+fails while none serves); one silent for FC_TIMEOUT seconds is hung (a call that never returns,
+a deadlock) and is killed, then restarted like a process that died, as gunicorn does with a
+worker that stops answering.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+from fashion_classifier.server import grpc_status
 
 # The pipe's write end, in the server's environment: it writes one byte there once it serves.
 READY_FD_ENV = "FC_GRPC_READY_FD"
@@ -34,6 +43,7 @@ STARTUP_TIMEOUT = 60.0  # s for a process to load the model and bind the port
 CLOSE_TIME = 20.0
 BACKOFF = (1.0, 30.0)  # s before a restart: the first, doubling up to the last...
 STEADY = 60.0  # ...and back to the first once a process has served this long
+STALE = 5.0  # s without a heartbeat (sent every second) before a process counts as not serving
 COMMAND = [sys.executable, "-m", "fashion_classifier.oip_grpc"]
 
 
@@ -43,13 +53,26 @@ class StartError(RuntimeError):
 
 class GrpcSupervisor:
     def __init__(
-        self, processes: int, host: str, port: int, log: logging.Logger, forget: Callable[[int], None]
+        self,
+        processes: int,
+        host: str,
+        port: int,
+        log: logging.Logger,
+        forget: Callable[[int], None],
+        *,
+        timeout: float,
+        status_dir: str | Path,
     ) -> None:
         self._count = processes
         self._address = (host, port)
         self._log = log
         self._forget = forget  # called with a dead process's pid, as child_exit is for a worker
+        self._timeout = timeout  # s without a heartbeat before a process is killed as hung
+        self._status_dir = status_dir
         self._procs: list[subprocess.Popen] = []
+        self._beats: list[int] = []  # per slot: the read end of its process's pipe
+        self._serving: list[bool] = [False] * processes
+        self._serving_lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._terminated: set[int] = set()  # pids sent SIGTERM
@@ -59,13 +82,17 @@ class GrpcSupervisor:
         check_port_free(*self._address)
         launched = [self._launch() for _ in range(self._count)]
         self._procs = [proc for proc, _ in launched]
+        self._beats = [read for _, read in launched]
         try:
             for proc, read in launched:
                 self._await_ready(proc, read)
         except StartError:
-            for proc in self._procs:
+            for proc, read in launched:
                 self._end(proc, timeout=5.0)
+                os.close(read)
             raise
+        for slot in range(self._count):
+            self._set_serving(slot, True)
         for slot in range(self._count):
             thread = threading.Thread(target=self._watch, args=(slot,), name=f"grpc-supervisor-{slot}", daemon=True)
             thread.start()
@@ -102,17 +129,15 @@ class GrpcSupervisor:
 
     def _await_ready(self, proc: subprocess.Popen, read: int) -> None:
         """Return once ``proc`` serves; StartError if it exits or hangs first. Its exit is polled
-        too: a worker forked meanwhile may hold a copy of the pipe's write end (no EOF then)."""
+        too: a worker forked meanwhile may hold a copy of the pipe's write end (no EOF then). The
+        pipe stays open: the heartbeats come on it."""
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        try:
-            while time.monotonic() < deadline and proc.poll() is None:
-                ready, _, _ = select.select([read], [], [], 0.5)
-                if ready:
-                    if os.read(read, 1) == b"1":
-                        return
-                    break  # EOF: it exited
-        finally:
-            os.close(read)
+        while time.monotonic() < deadline and proc.poll() is None:
+            ready, _, _ = select.select([read], [], [], 0.5)
+            if ready:
+                if os.read(read, 1) == b"1":
+                    return
+                break  # EOF: it exited
         if proc.poll() is None and time.monotonic() >= deadline:
             self._end(proc, timeout=5.0)
             raise StartError(f"the gRPC server (pid {proc.pid}) did not start within {STARTUP_TIMEOUT:.0f} s")
@@ -134,7 +159,10 @@ class GrpcSupervisor:
         """Wait for the slot's process to exit and start another; the next backoff delay."""
         proc = self._procs[slot]
         started = time.monotonic()
+        self._heed(slot, proc)
+        os.close(self._beats[slot])
         proc.wait()  # gunicorn's master may reap it first: then the status reads 0
+        self._set_serving(slot, False)
         self._forget(proc.pid)
         # Ctrl-C reaches the whole process group: a server may end a moment before the master's
         # own handler has said that everything is stopping.
@@ -148,16 +176,52 @@ class GrpcSupervisor:
         if self._stopping.wait(delay):
             return delay
         new, read = self._launch()
-        self._procs[slot] = new
+        self._procs[slot], self._beats[slot] = new, read
         try:
             self._await_ready(new, read)
         except StartError as exc:
-            self._log.error("%s", exc)
+            self._log.error("%s", exc)  # it has exited or was ended: the next _keep restarts it
         else:
             self._log.info("the gRPC server restarted (pid %s)", new.pid)
+            self._set_serving(slot, True)
             if self._stopping.is_set():  # stop() came while it started
                 self._end(new, timeout=5.0)
         return min(delay * 2, BACKOFF[1])
+
+    def _heed(self, slot: int, proc: subprocess.Popen) -> None:
+        """Read the process's heartbeats until it exits; mark it not serving while they are late,
+        and kill it once they are FC_TIMEOUT late (unless everything is stopping: a stopping
+        process beats no more, and ``stop`` bounds its exit)."""
+        read = self._beats[slot]
+        last = time.monotonic()
+        while proc.poll() is None:
+            ready, _, _ = select.select([read], [], [], 1.0)
+            now = time.monotonic()
+            if ready:
+                if not os.read(read, 4096):  # EOF: it exited
+                    return
+                last = now
+                self._set_serving(slot, True)
+                continue
+            if now - last >= STALE:
+                self._set_serving(slot, False)
+            if now - last >= self._timeout and not self._stopping.is_set():
+                self._log.error(
+                    "the gRPC server (pid %s) sent no heartbeat for %.0f s; killing it", proc.pid, now - last
+                )
+                proc.kill()
+                return
+
+    def _set_serving(self, slot: int, serving: bool) -> None:
+        """Record whether the slot's process serves; the count of serving ones goes to the file
+        the workers' readiness reads."""
+        with self._serving_lock:
+            if self._serving[slot] == serving or self._stopping.is_set():  # stopping: the file goes too
+                return
+            self._serving[slot] = serving
+            grpc_status.write(self._status_dir, sum(self._serving))
+        if not serving and self._procs[slot].poll() is None:
+            self._log.warning("the gRPC server (pid %s) sent no heartbeat for %.0f s", self._procs[slot].pid, STALE)
 
     def stop(self, timeout: float) -> None:
         """Let the servers finish their calls within ``timeout`` (SIGTERM) and close their serving

@@ -16,9 +16,10 @@
   its own port, ``metrics_server``), started in ``when_ready``; the app's port has no
   ``/metrics``. A taken metrics port stops gunicorn at startup, as a taken app port does.
 * ``FC_GRPC_PORT``: the master also starts the Open Inference Protocol's gRPC server processes
-  (``oip_grpc``, FC_GRPC_WORKERS of them) in ``when_ready``, restarts one that exits, passes its
-  stop signals on to them and waits for them in ``on_exit``. A gRPC server that cannot start
-  stops gunicorn at startup.
+  (``oip_grpc``, FC_GRPC_WORKERS of them) in ``when_ready``, restarts one that exits or hangs
+  (FC_TIMEOUT without a heartbeat), passes its stop signals on to them and waits for them in
+  ``on_exit``. A gRPC server that cannot start stops gunicorn at startup; while none serves, the
+  workers' readiness fails.
 * Requests gunicorn's own HTTP parser refuses (header or URL too long, ...) get a JSON error
   body like every other error (``protocol_errors``).
 * Once a worker has loaded the app, its heap so far is frozen out of the cyclic GC
@@ -89,6 +90,8 @@ def _start_grpc(server) -> None:  # noqa: ANN001
             _settings.grpc_port,
             server.log,
             forget=lambda pid: _forget_process(server, pid, f"the gRPC server (pid {pid})"),
+            timeout=_settings.timeout,
+            status_dir=_metrics_dir,
         ).start()
     except StartError as exc:
         on_exit(server)

@@ -2,8 +2,9 @@
 
 Health follows the protocol: 200 means true and a 4xx (400) means false. Liveness depends on
 nothing but the process answering (never on the model or the prediction log); readiness is
-true once a model is loaded. Errors are ``{"error": "..."}`` with 400 (bad request) or 404
-(unknown model or version). The request and tensor formats are in ``oip_codec``.
+true once a model is loaded and, with a gRPC port, while a gRPC server process serves. Errors
+are ``{"error": "..."}`` with 400 (bad request) or 404 (unknown model or version). The request
+and tensor formats are in ``oip_codec``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fashion_classifier import __version__
 from fashion_classifier.inference import oip_tensors
 from fashion_classifier.inference.arms import check_model_name, choose_version, not_loaded
 from fashion_classifier.inference.serving_state import ServingState
+from fashion_classifier.server import grpc_status
 from fashion_classifier.web import answers, oip_codec
 from fashion_classifier.web.answers import Answer, rollout_key
 from fashion_classifier.web.responses import json_response
@@ -34,6 +36,8 @@ def live() -> Response:
 def ready() -> Response:
     if serving_state().model is None:
         return json_response({"ready": False, "error": "no model loaded yet"}, 400)
+    if grpc_status.serving() == 0:  # the pod's gRPC port would refuse calls (None: no gRPC server)
+        return json_response({"ready": False, "error": "no gRPC server process is serving"}, 400)
     return json_response({"ready": True})
 
 

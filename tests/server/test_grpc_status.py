@@ -1,0 +1,23 @@
+"""The count of serving gRPC processes, as the master records it and the workers read it."""
+
+from __future__ import annotations
+
+from fashion_classifier.config import MULTIPROC_ENV
+from fashion_classifier.server import grpc_status
+
+
+def test_the_count_written_is_the_count_read(tmp_path):
+    grpc_status.write(tmp_path, 2)
+    assert grpc_status.serving(tmp_path) == 2
+    grpc_status.write(tmp_path, 0)
+    assert grpc_status.serving(tmp_path) == 0
+    assert [p.name for p in tmp_path.iterdir()] == [grpc_status.FILE_NAME]  # no partial file left
+
+
+def test_nothing_recorded_reads_none(tmp_path, monkeypatch):
+    assert grpc_status.serving(tmp_path) is None  # no gRPC server: readiness ignores it
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    assert grpc_status.serving() is None
+    monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
+    grpc_status.write(tmp_path, 1)
+    assert grpc_status.serving() == 1
