@@ -36,7 +36,7 @@ pytestmark = pytest.mark.cassandra
 @pytest.fixture
 def log(keyspace, tmp_path):
     lg = CassandraLog(cassandra_settings(keyspace, tmp_path / "spool"))
-    lg.counts_fresh = 0  # every count reads the cluster
+    lg.counts_cache.fresh = 0  # every count reads the cluster
     lg.start()
     eventually(lambda: lg.connected, timeout=30)
     yield lg
@@ -201,7 +201,7 @@ def test_a_keyspace_of_the_day_partition_schema_is_upgraded_in_place(admin_sessi
     assert cassandra_schema.migrate(admin_session, keyspace, "datacenter1", 2, 90) == [2, 3]
 
     log = CassandraLog(cassandra_settings(keyspace, tmp_path / "spool"))
-    log.counts_fresh = 0
+    log.counts_cache.fresh = 0
     log.start()
     try:
         eventually(lambda: log.connected, timeout=30)

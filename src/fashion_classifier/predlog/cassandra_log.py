@@ -2,7 +2,8 @@
 
 Writes go through an :class:`AsyncWriter` to the :class:`CassandraSink` (``cassandra_sink``),
 which spools what fails. Reads run on the request thread against the sink's per-process session:
-history and lookups in ``cassandra_history``, counts from rollups in ``cassandra_counts``. They
+history and lookups in ``cassandra_history``, counts from rollups in ``cassandra_counts`` (kept
+fresh in the background while asked for: ``counts_cache``). They
 raise :class:`PredictionLogUnavailable` until connected or when the cluster cannot answer. A
 background thread rolls up the count of each bucket this process wrote once it has settled.
 """
@@ -27,6 +28,7 @@ from fashion_classifier.predlog.cassandra_counts import CountBudgetExceeded, Rol
 from fashion_classifier.predlog.cassandra_history import History
 from fashion_classifier.predlog.cassandra_schema import check_keyspace_name, legacy_read_until
 from fashion_classifier.predlog.cassandra_sink import CassandraSink
+from fashion_classifier.predlog.counts_cache import CountsCache
 from fashion_classifier.predlog.page_tokens import decode_signed_token, encode_signed_token, token_key
 from fashion_classifier.predlog.records import record_from_row
 
@@ -34,7 +36,6 @@ log = logging.getLogger(__name__)
 
 RECENT_DAYS = 7  # how far back recent() looks
 ROLLUP_EVERY = 15.0  # seconds between two passes of the rollup thread
-COUNTS_FRESH = 1.0  # seconds a worker answers a day's counts from its last read
 LEGACY_CHECK_EVERY = 60.0  # seconds between two checks for rows in the tables of migration 1
 _READ_ERRORS = (DriverException, RequestExecutionException, NoHostAvailable, OSError)
 # What a client is told when a read fails; the driver's error (hosts, internals) is the cause.
@@ -84,10 +85,9 @@ class CassandraLog(Backend):
         self.count_budget = settings.timeout / 2
         # Page tokens are signed: a client can only hand back a position this service gave it.
         self._token_key = token_key(settings.api_token, settings.client_salt, self._keyspace)
-        # A day's counts, reused for COUNTS_FRESH seconds: a dashboard polled by many clients
-        # costs the cluster one read per worker and second.
-        self.counts_fresh = COUNTS_FRESH
-        self._counts: dict[date, tuple[float, dict[str, int]]] = {}
+        # A day's counts, kept fresh in the background while asked for: a dashboard polled by many
+        # clients costs the cluster one read per worker and second, and no request waits for it.
+        self.counts_cache = CountsCache(self._count_day)
         self._reads: _Reads | None = None
         self._reads_lock = threading.Lock()
         self._rolled: dict[tuple[date, int], datetime] = {}
@@ -113,6 +113,7 @@ class CassandraLog(Backend):
 
     def close(self) -> None:
         self._stop.set()
+        self.counts_cache.close()
         super().close()
 
     @property
@@ -152,9 +153,9 @@ class CassandraLog(Backend):
         return out
 
     def counts(self, day: date) -> dict[str, int]:
-        cached = self._counts.get(day)
-        if cached is not None and time.monotonic() - cached[0] < self.counts_fresh:
-            return dict(cached[1])
+        return self.counts_cache.get(day)
+
+    def _count_day(self, day: date) -> dict[str, int]:
         reads = self._read_statements()
         deadline = time.monotonic() + self.count_budget
         try:
@@ -168,11 +169,7 @@ class CassandraLog(Backend):
             ) from None
         except _READ_ERRORS as exc:
             raise PredictionLogUnavailable(_READ_FAILED) from exc
-        counts = dict(sorted(tally.items()))
-        if len(self._counts) > 64:
-            self._counts.clear()
-        self._counts[day] = (time.monotonic(), counts)
-        return dict(counts)
+        return dict(sorted(tally.items()))
 
     # --- internals ------------------------------------------------------------------------------
     def _read_statements(self) -> _Reads:
