@@ -231,7 +231,9 @@ def read_runs(day, workdir: Path, args) -> dict:
 
 def read_variants(day, rounds: int) -> dict:
     """In one process, interleaved: a minute's two partitions read as two concurrent requests or
-    as one IN request (what cassandra_history does), and the first page as it reads it."""
+    as one IN request (what cassandra_history does), and the first page as it reads it; beside
+    them, two floors of the same cluster: one row by its key, and a query the coordinator answers
+    from its own memory (``system.local``, no replica read)."""
     log = connected_log(Path(tempfile.mkdtemp()) / "spool")
     history = log._read_statements().history
     session = history._session
@@ -240,12 +242,16 @@ def read_variants(day, rounds: int) -> dict:
         f"SELECT {COLUMNS}, true_label FROM {KEYSPACES['bucketed']}.predictions_by_bucket "
         "WHERE day = ? AND bucket = ? LIMIT ?"
     )
+    newest = list(session.execute(history._rows, (day, buckets[:1], 1)))[0].id
+    local = session.prepare("SELECT release_version FROM system.local WHERE key = 'local'")
     variants = {
         "first_page": lambda: history.page(day, 50, None),
         "two_partitions_concurrent": lambda: [
             r for f in [session.execute_async(one, (day, b, 51)) for b in buckets] for r in f.result()
         ],
         "two_partitions_in": lambda: list(session.execute(history._rows, (day, buckets, 51))),
+        "floor_one_row": lambda: history.get(newest),
+        "floor_coordinator_only": lambda: list(session.execute(local)),
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
@@ -364,7 +370,7 @@ def markdown(results: dict) -> str:
         )
     lines += [
         "",
-        "## Read variants (one process, interleaved; the choices cassandra_history makes)",
+        "## Read variants (one process, interleaved; the choices cassandra_history makes, and two floors)",
         "",
         "| variant | p50 ms | p90 ms | p99 ms | n |",
         "|---|---|---|---|---|",

@@ -160,7 +160,9 @@ class GrpcSupervisor:
         proc = self._procs[slot]
         started = time.monotonic()
         self._heed(slot, proc)
-        os.close(self._beats[slot])
+        read, self._beats[slot] = self._beats[slot], -1
+        if read >= 0:  # -1: closed already, and no new process since (a failed launch)
+            os.close(read)
         proc.wait()  # gunicorn's master may reap it first: then the status reads 0
         self._set_serving(slot, False)
         self._forget(proc.pid)
@@ -194,7 +196,7 @@ class GrpcSupervisor:
         process beats no more, and ``stop`` bounds its exit)."""
         read = self._beats[slot]
         last = time.monotonic()
-        while proc.poll() is None:
+        while read >= 0 and proc.poll() is None:
             ready, _, _ = select.select([read], [], [], 1.0)
             now = time.monotonic()
             if ready:
