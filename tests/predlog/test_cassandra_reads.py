@@ -232,6 +232,25 @@ def test_a_keyspace_of_the_day_partition_schema_is_upgraded_in_place(admin_sessi
         log.close()
 
 
+def test_a_log_started_before_its_keyspace_exists_spools_until_the_migration_runs(admin_session, tmp_path, caplog):
+    """A first install whose migrate Job has not run yet: the keyspace does not exist. The log keeps
+    trying (the driver's error then lists hosts, not errors per host), and writes once migrated."""
+    keyspace = f"t_nokeyspace_{uuid.uuid4().hex[:6]}"
+    log = CassandraLog(cassandra_settings(keyspace, tmp_path / "spool"))
+    log.start()
+    try:
+        batch = make_batch(2)
+        log.record_batch(batch)
+        assert log.flush()  # spooled: not connected
+        eventually(lambda: f"Unable to connect to any servers using keyspace '{keyspace}'" in caplog.text)
+        wait_until_settled(admin_session)
+        cassandra_schema.migrate(admin_session, keyspace, "datacenter1", 2, 90)
+        eventually(lambda: log.connected, timeout=30)  # the connect loop retries within 10 s
+        assert eventually(lambda: log.get(batch.ids[1]) or False, timeout=30)  # replayed from the spool
+    finally:
+        log.close()
+
+
 def test_a_log_newer_than_its_schema_spools_until_the_migration_runs(admin_session, tmp_path, monkeypatch, caplog):
     """A release started before its migration (the chart's migrate Job runs after a first install):
     it says what is missing, keeps every row in the spool, and writes them once migrated."""

@@ -227,11 +227,12 @@ class CassandraSink:
 
 
 def _login_refused(exc: Exception) -> bool:
-    """The driver's NoHostAvailable when a node it tried refused the credentials."""
+    """The driver's NoHostAvailable when a node it tried refused the credentials. Its ``errors``
+    is each host's error, or just the hosts (a list) when the keyspace could not be set."""
     from cassandra import AuthenticationFailed
 
-    errors = list((getattr(exc, "errors", None) or {}).values())
-    return any(isinstance(err, AuthenticationFailed) for err in errors)
+    errors = getattr(exc, "errors", None) or {}
+    return isinstance(errors, dict) and any(isinstance(err, AuthenticationFailed) for err in errors.values())
 
 
 # One unlogged batch per partition is one mutation for the cluster. Rows are ~300 bytes, but
