@@ -12,7 +12,7 @@ finish theirs; ``stop`` waits for them.
 
 A serving process writes a heartbeat byte to its pipe every second from its event loop. One that
 sends none for STALE seconds counts as not serving (``server.grpc_status``: the pod's readiness
-fails while none serves); one silent for FC_TIMEOUT seconds is hung (a call that never returns,
+fails while none serves); one silent for FC_TIMEOUT seconds (at least STALE) is hung (a call that never returns,
 a deadlock) and is killed, then restarted like a process that died, as gunicorn does with a
 worker that stops answering.
 """
@@ -67,7 +67,9 @@ class GrpcSupervisor:
         self._address = (host, port)
         self._log = log
         self._forget = forget  # called with a dead process's pid, as child_exit is for a worker
-        self._timeout = timeout  # s without a heartbeat before a process is killed as hung
+        # s without a heartbeat before a process is killed as hung: never below STALE, so that a
+        # late beat or two (a busy machine, a long call) cannot kill a healthy process.
+        self._timeout = max(timeout, STALE)
         self._status_dir = status_dir
         self._procs: list[subprocess.Popen] = []
         self._beats: list[int] = []  # per slot: the read end of its process's pipe

@@ -1,11 +1,11 @@
 """A day's counts kept fresh in the background while clients ask for them.
 
 A worker serves one request at a time, so a count read that waits on the cluster holds every
-connection of the worker with it. Instead, a day asked for in the last WATCH seconds is read
-again by a thread every FRESH seconds (longer when a read is slow: the thread spends at most
-about a fifth of its time reading), and requests answer from the last read while it is younger
-than STALE. A read that fails or falls behind leaves the entry to age: requests then read inline,
-and get its error. At most MAX_WATCHED days are kept fresh; others are reused for FRESH seconds.
+connection of the worker with it. Instead, the MAX_WATCHED days asked for most recently (within
+WATCH seconds) are read again by a thread every FRESH seconds (longer when reads are slow: the
+thread spends at most about a fifth of its time reading), and requests answer from the last read
+while it is younger than STALE. A request still reads inline, and gets the read's error, for a
+day's first request, for a day no longer watched, and once reads fail or fall behind.
 """
 
 from __future__ import annotations
@@ -39,47 +39,52 @@ class CountsCache:
         if not self.fresh:
             return self._read(day)
         now = time.monotonic()
-        watched = day in self._asked
-        if watched:
-            self._asked[day] = now
+        watched = self._touch(day, now)
         entry = self._entries.get(day)
         if entry is not None and now - entry[0] < (STALE if watched else self.fresh):
             return dict(entry[1])
         counts = self._read(day)
         self._store(day, now, counts)
-        if not watched:
-            self._watch(day, now)
         return dict(counts)
 
     def close(self) -> None:
         self._stop.set()
 
-    def _store(self, day: date, started: float, counts: dict[str, int]) -> None:
-        if len(self._entries) >= MAX_ENTRIES and day not in self._entries:
-            self._entries.clear()
-        self._entries[day] = (started, counts)
-
-    def _watch(self, day: date, now: float) -> None:
+    def _touch(self, day: date, now: float) -> bool:
+        """Mark the day asked for; whether it was watched already. A day not watched takes the
+        place of the one asked for least recently."""
         with self._lock:
-            if len(self._asked) >= MAX_WATCHED:
-                return
+            watched = day in self._asked
+            if not watched and len(self._asked) >= MAX_WATCHED:
+                del self._asked[min(self._asked, key=self._asked.__getitem__)]
             self._asked[day] = now
             if self._thread is None:
                 self._thread = threading.Thread(target=self._refresh, name="predlog-counts", daemon=True)
                 self._thread.start()
+        return watched
+
+    def _store(self, day: date, started: float, counts: dict[str, int]) -> None:
+        """Keep the read that started last: a slow read finishing late must not bring back older counts."""
+        with self._lock:
+            entry = self._entries.get(day)
+            if entry is not None and entry[0] > started:
+                return
+            if entry is None and len(self._entries) >= MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[day] = (started, counts)
 
     def _refresh(self) -> None:
         pause = self.fresh
         while not self._stop.wait(pause):
-            pause = self.fresh
-            for day, asked in list(self._asked.items()):
+            began = time.monotonic()
+            with self._lock:
+                for day in [d for d, asked in self._asked.items() if began - asked > WATCH]:
+                    del self._asked[day]
+                days = list(self._asked)
+            for day in days:
                 started = time.monotonic()
-                if started - asked > WATCH:
-                    with self._lock:
-                        self._asked.pop(day, None)
-                    continue
                 try:
                     self._store(day, started, self._read(day))
                 except Exception as exc:  # noqa: BLE001 - a request reading inline gets the error
                     log.debug("prediction log: refreshing the counts of %s failed: %s", day, exc)
-                pause = max(pause, 4 * (time.monotonic() - started))
+            pause = max(self.fresh, 4 * (time.monotonic() - began))

@@ -2,7 +2,7 @@
 readiness check, through one small file in the serving run's shared directory (the metrics one).
 
 A pod whose gRPC servers are all down or hung must leave its Service's endpoints: its readiness
-(``/v2/health/ready``, HTTP) then answers 503 although the HTTP workers are fine.
+(``/v2/health/ready``, HTTP) then answers 400 (not ready) although the HTTP workers are fine.
 """
 
 from __future__ import annotations
@@ -21,6 +21,11 @@ def write(directory: str | Path, serving: int) -> None:
     partial = path.with_name(f".{FILE_NAME}.{os.getpid()}")
     partial.write_text(str(serving))
     partial.replace(path)
+
+
+def clear(directory: str | Path) -> None:
+    """Forget a previous run's count (a directory kept between runs)."""
+    (Path(directory) / FILE_NAME).unlink(missing_ok=True)
 
 
 def serving(directory: str | Path | None = None) -> int | None:

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from fashion_classifier.config import MULTIPROC_ENV
+from fashion_classifier.server import grpc_status
 
 # Each worker owns one core: BLAS/OpenMP pools would oversubscribe the other worker's.
 THREAD_VARS = (
@@ -40,7 +41,8 @@ def prepare_metrics_dir(env: dict[str, str] | None = None) -> Path:
 
     Unset: a fresh temporary directory (marked as owned, removed when gunicorn exits). Set: it
     is created if missing and emptied of a previous run's ``*.db`` files, whose values would
-    otherwise be added to this run's.
+    otherwise be added to this run's, and of its gRPC status (``grpc_status``), which would
+    otherwise decide this run's readiness.
     """
     env = os.environ if env is None else env
     raw = env.get(MULTIPROC_ENV)
@@ -53,6 +55,7 @@ def prepare_metrics_dir(env: dict[str, str] | None = None) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     for stale in path.glob("*.db"):
         stale.unlink(missing_ok=True)
+    grpc_status.clear(path)
     return path
 
 
