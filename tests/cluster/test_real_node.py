@@ -340,10 +340,10 @@ def test_prometheus_discovers_the_pods_and_sees_the_load_sent(installed: Install
             f"Prometheus to scrape the {len(pods)} annotated pods",
         )
         rate = 40
-        load = Load(installed.service_ip, 80, rate=rate, duration=90).start()
+        load = Load(installed.service_ip, 80, rate=rate, duration=55).start()
         started = time.monotonic()
-        time.sleep(75)  # the 1-minute window lies wholly inside the load
-        seen = prometheus.scalar("sum(rate(fc_http_requests_total[1m]))")
+        time.sleep(40)  # the 30-second window (30 scrapes) lies wholly inside the load
+        seen = prometheus.scalar("sum(rate(fc_http_requests_total[30s]))")
         sent_rate = load.ok / (time.monotonic() - started)
         load.stop()
     assert load.failures == []
