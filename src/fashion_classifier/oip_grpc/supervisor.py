@@ -220,7 +220,8 @@ class GrpcSupervisor:
         """Record whether the slot's process serves; the count of serving ones goes to the file
         the workers' readiness reads."""
         with self._serving_lock:
-            if self._serving[slot] == serving or self._stopping.is_set():  # stopping: the file goes too
+            # Stopping: readiness no longer matters, and on_exit may be removing the directory.
+            if self._serving[slot] == serving or self._stopping.is_set():
                 return
             self._serving[slot] = serving
             grpc_status.write(self._status_dir, sum(self._serving))
