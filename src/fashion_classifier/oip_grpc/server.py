@@ -35,7 +35,7 @@ from grpc_reflection.v1alpha import reflection
 from fashion_classifier.config import Settings
 from fashion_classifier.inference.serving_state import ServingState, open_state
 from fashion_classifier.oip_grpc.service import SERVICE_NAME, InferenceService, add_to_server
-from fashion_classifier.oip_grpc.supervisor import READY_FD_ENV, STOP_SIGNALS
+from fashion_classifier.oip_grpc.supervisor import HEARTBEAT_INTERVAL, READY_FD_ENV, STOP_SIGNALS
 from fashion_classifier.server import runtime
 
 log = logging.getLogger("fashion_classifier.oip_grpc")
@@ -47,7 +47,6 @@ IDLE_CONNECTION_MS = 300_000
 MAX_CONNECTION_AGE_MS = 60_000
 CONNECTION_AGE_GRACE_MS = 10_000
 HEALTH_INTERVAL = 1.0  # s between updates of the health status from the model's state
-HEARTBEAT_INTERVAL = 1.0  # s between heartbeats to the supervisor (supervisor.STALE counts on it)
 Health = health_pb2.HealthCheckResponse
 
 
@@ -115,12 +114,13 @@ async def _update_health(service: health.aio.HealthServicer, state: ServingState
 def _signal_ready() -> int | None:
     """Tell the supervisor this process serves; its pipe (None without a supervisor), for the
     heartbeats."""
-    fd = os.environ.pop(READY_FD_ENV, None)
-    if fd is None:
+    raw = os.environ.pop(READY_FD_ENV, None)
+    if raw is None:
         return None
-    os.write(int(fd), b"1")
-    os.set_blocking(int(fd), False)  # a supervisor that reads no more must not stop the loop
-    return int(fd)
+    fd = int(raw)
+    os.write(fd, b"1")
+    os.set_blocking(fd, False)  # a supervisor that reads no more must not stop the loop
+    return fd
 
 
 async def _beat(pipe: int) -> None:

@@ -35,6 +35,7 @@ from fashion_classifier.server import grpc_status
 
 # The pipe's write end, in the server's environment: it writes one byte there once it serves.
 READY_FD_ENV = "FC_GRPC_READY_FD"
+HEARTBEAT_INTERVAL = 1.0  # s between the heartbeat bytes a serving process writes on that pipe
 # The signals that stop gunicorn's master (TERM: gracefully; INT, QUIT: at once).
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 STARTUP_TIMEOUT = 60.0  # s for a process to load the model and bind the port
@@ -43,7 +44,7 @@ STARTUP_TIMEOUT = 60.0  # s for a process to load the model and bind the port
 CLOSE_TIME = 20.0
 BACKOFF = (1.0, 30.0)  # s before a restart: the first, doubling up to the last...
 STEADY = 60.0  # ...and back to the first once a process has served this long
-STALE = 5.0  # s without a heartbeat (sent every second) before a process counts as not serving
+STALE = 5.0  # s without a heartbeat (5 intervals) before a process counts as not serving
 COMMAND = [sys.executable, "-m", "fashion_classifier.oip_grpc"]
 
 
@@ -95,7 +96,6 @@ class GrpcSupervisor:
             raise
         for slot in range(self._count):
             self._set_serving(slot, True)
-        for slot in range(self._count):
             thread = threading.Thread(target=self._watch, args=(slot,), name=f"grpc-supervisor-{slot}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -199,7 +199,7 @@ class GrpcSupervisor:
         read = self._beats[slot]
         last = time.monotonic()
         while read >= 0 and proc.poll() is None:
-            ready, _, _ = select.select([read], [], [], 1.0)
+            ready, _, _ = select.select([read], [], [], HEARTBEAT_INTERVAL)
             now = time.monotonic()
             if ready:
                 if not os.read(read, 4096):  # EOF: it exited
