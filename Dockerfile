@@ -12,12 +12,18 @@ ARG BASE=python:3.11-slim-bookworm
 
 # ---- build: one virtualenv per target, compiled and trimmed, then copied whole ----------------
 FROM ${BASE} AS build-base
+# uv verifies TLS against this bundle (its default is a built-in one) and, as pip does, compiles
+# the bytecode at install time (the app's user cannot write it into /opt/venv).
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
+    UV_NO_CACHE=1 \
+    UV_COMPILE_BYTECODE=1 \
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 # Every package from a lock file (scripts/lock): exact versions, each file checked against its
-# sha256, the build backend included, so two builds of one commit install the same bytes.
+# sha256, the build backend and the installers included, so two builds of one commit install the
+# same bytes. pip installs build.txt (pip, uv, the build backend); uv, faster, the rest.
 COPY requirements/build.txt requirements/serve.txt requirements/train.txt ./requirements/
 RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-warn-script-location --require-hashes --only-binary :all: -r requirements/build.txt
@@ -27,9 +33,9 @@ COPY src ./src
 FROM build-base AS build-serve
 COPY model ./model
 COPY docker/check-serving-venv.py ./
-RUN /opt/venv/bin/pip install --no-warn-script-location --require-hashes --only-binary :all: -r requirements/serve.txt \
- && /opt/venv/bin/pip install --no-warn-script-location --no-deps --no-build-isolation . \
- && /opt/venv/bin/pip uninstall -y -q pip setuptools wheel packaging \
+RUN /opt/venv/bin/uv pip install -q --python /opt/venv/bin/python --require-hashes --only-binary :all: -r requirements/serve.txt \
+ && /opt/venv/bin/uv pip install -q --python /opt/venv/bin/python --no-deps --no-build-isolation . \
+ && /opt/venv/bin/pip uninstall -y -q pip setuptools wheel packaging uv \
  # Not needed to serve on a CPU: LiteRT's WebGPU accelerator, vendor NPU plugins and compiler
  # tools; numpy's test suites, build tools (distutils, f2py) and type stubs; the Swagger UI files
  # /docs does not load; and Pillow's optional decoders and font engine (AVIF, WebP, FreeType):
@@ -45,9 +51,9 @@ RUN /opt/venv/bin/pip install --no-warn-script-location --require-hashes --only-
  && cd /src && /opt/venv/bin/python check-serving-venv.py model
 
 FROM build-base AS build-train
-RUN /opt/venv/bin/pip install --no-warn-script-location --require-hashes --only-binary :all: -r requirements/train.txt \
- && /opt/venv/bin/pip install --no-warn-script-location --no-deps --no-build-isolation . \
- && /opt/venv/bin/pip uninstall -y -q pip
+RUN /opt/venv/bin/uv pip install -q --python /opt/venv/bin/python --require-hashes --only-binary :all: -r requirements/train.txt \
+ && /opt/venv/bin/uv pip install -q --python /opt/venv/bin/python --no-deps --no-build-isolation . \
+ && /opt/venv/bin/pip uninstall -y -q pip uv
 
 # ---- runtime: what both targets share ----------------------------------------------------------
 FROM ${BASE} AS runtime

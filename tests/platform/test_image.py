@@ -1,6 +1,6 @@
 """Builds both images with podman and runs them (scripts/image-build, scripts/image-smoke).
 
-Heavy (a debootstrap base, two pip installs, two trainings): its own CI stage,
+Heavy (a debootstrap base, two lock installs, two trainings): its own CI stage,
 `pytest -m image tests/platform`; the other platform checks run with `-m "not image"`.
 """
 
