@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-from cassandra.cluster import Session
+from cassandra.cluster import NoHostAvailable, ResultSet, Session
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,9 @@ LEGACY_TABLES = ("predictions_by_day", "feedback_by_id")
 TTL_TABLES = (*LEGACY_TABLES, "predictions_by_bucket", "buckets_by_day")
 REQUIRED_TABLES = ("predictions_by_bucket", "buckets_by_day")
 
+# How long migrate waits for every node up to hold its schema changes (the driver's own default is 10 s).
+AGREEMENT_WAIT = 30.0
+
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 
 
@@ -133,41 +138,67 @@ def migrate(session: Session, keyspace: str, local_dc: str, replication: int, tt
     ks = check_keyspace_name(keyspace)
     if not _IDENTIFIER.match(local_dc.replace("-", "_")):
         raise ValueError(f"data center name {local_dc!r} is not valid")
-    session.execute(
-        f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = "
-        f"{{'class': 'NetworkTopologyStrategy', '{local_dc}': {int(replication)}}}"
-    )
+    with _schema_changes(session, local_dc) as change:
+        change(
+            f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = "
+            f"{{'class': 'NetworkTopologyStrategy', '{local_dc}': {int(replication)}}}"
+        )
+        change(
+            f"CREATE TABLE IF NOT EXISTS {ks}.schema_migrations "
+            "(version int PRIMARY KEY, description text, applied_at timestamp)"
+        )
     _warn_on_replication_drift(session, ks, local_dc, replication)
-    session.execute(
-        f"CREATE TABLE IF NOT EXISTS {ks}.schema_migrations "
-        "(version int PRIMARY KEY, description text, applied_at timestamp)"
-    )
     done = {row.version for row in session.execute(f"SELECT version FROM {ks}.schema_migrations")}
-    applied = []
+    pending = [
+        (version, description, statements) for version, description, statements in MIGRATIONS if version not in done
+    ]
+    with _schema_changes(session, local_dc) as change:
+        for _, _, statements in pending:
+            for statement in statements:
+                change(statement.replace("{ks}", ks))
+        _apply_ttl(change, ks, int(ttl_days) * 86_400)
     record = session.prepare(f"INSERT INTO {ks}.schema_migrations (version, description, applied_at) VALUES (?, ?, ?)")
-    for version, description, statements in MIGRATIONS:
-        if version in done:
-            continue
-        for statement in statements:
-            session.execute(statement.replace("{ks}", ks))
+    for version, description, _ in pending:
         session.execute(record, (version, description, datetime.now(UTC)))
-        applied.append(version)
         log.info("applied migration %d: %s", version, description)
-    _apply_ttl(session, ks, int(ttl_days) * 86_400)
-    return applied
+    return [version for version, _, _ in pending]
 
 
-def _apply_ttl(session: Session, ks: str, ttl: int) -> None:
-    """Set the default TTL only where it differs, so a re-run changes nothing."""
-    session.cluster.refresh_schema_metadata()
-    tables = session.cluster.metadata.keyspaces[ks].tables
+@contextmanager
+def _schema_changes(session: Session, local_dc: str) -> Iterator[Callable[[str], ResultSet]]:
+    """Runs statements on one node of the local data center, then waits once for every node up to
+    agree on the schema (up to AGREEMENT_WAIT), and refreshes the driver's metadata.
+
+    The driver would wait for agreement after each statement: about 0.5 s each on a 2-node
+    cluster (the peers' schema versions travel by gossip), most of a migration's time. One node
+    applies them in order, so none of them needs another's agreement first.
+    """
+    cluster = session.cluster
+    host = next((h for h in cluster.metadata.all_hosts() if h.is_up and h.datacenter == local_dc), None)
+    if host is None:
+        raise NoHostAvailable(f"no node of data center {local_dc} is up", {})
+    wait, cluster.max_schema_agreement_wait = cluster.max_schema_agreement_wait, 0
+    try:
+        yield lambda statement: session.execute(statement, host=host)
+    finally:
+        cluster.max_schema_agreement_wait = wait
+    if not cluster.control_connection.wait_for_schema_agreement(wait_time=AGREEMENT_WAIT):
+        log.warning("the nodes did not agree on the schema within %.0f s of its changes", AGREEMENT_WAIT)
+    cluster.refresh_schema_metadata()
+
+
+def _apply_ttl(change: Callable[[str], ResultSet], ks: str, ttl: int) -> None:
+    """Set the default TTL only where it differs, so a re-run changes nothing (read on the node
+    that made the tables, which has them before the others agree)."""
+    rows = change(
+        "SELECT table_name, default_time_to_live FROM system_schema.tables "
+        f"WHERE keyspace_name = '{ks}'"  # ks passed check_keyspace_name
+    )
+    current = {row.table_name: row.default_time_to_live for row in rows}
     for table in TTL_TABLES:
-        if table not in tables:
-            continue
-        current = tables[table].options.get("default_time_to_live")
-        if current != ttl:
-            session.execute(f"ALTER TABLE {ks}.{table} WITH default_time_to_live = {ttl}")
-            log.info("%s.%s: default TTL %s s -> %s s", ks, table, current, ttl)
+        if table in current and current[table] != ttl:
+            change(f"ALTER TABLE {ks}.{table} WITH default_time_to_live = {ttl}")
+            log.info("%s.%s: default TTL %s s -> %s s", ks, table, current[table], ttl)
 
 
 def applied_versions(session: Session, keyspace: str) -> list[int]:
