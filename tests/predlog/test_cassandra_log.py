@@ -89,6 +89,29 @@ def test_migration_creates_the_designed_schema(admin_session, keyspace):
         assert meta.keyspaces[keyspace].tables[name].options["default_time_to_live"] == 30 * 86_400
 
 
+def test_migrate_returns_once_every_node_has_the_whole_schema(admin_session, keyspace):
+    """migrate runs its changes on one node and waits for agreement once: when it returns (the
+    keyspace fixture has just called it), every node has every table, column and TTL."""
+    hosts = admin_session.cluster.metadata.all_hosts()
+    assert len(hosts) == 2
+    for host in hosts:
+        tables = admin_session.execute(
+            "SELECT table_name, default_time_to_live FROM system_schema.tables WHERE keyspace_name = %s",
+            (keyspace,),
+            host=host,
+        )
+        ttls = {row.table_name: row.default_time_to_live for row in tables}
+        assert {name: ttls.get(name) for name in cassandra_schema.TTL_TABLES} == dict.fromkeys(
+            cassandra_schema.TTL_TABLES, 90 * 86_400
+        ), host
+        columns = admin_session.execute(
+            "SELECT column_name FROM system_schema.columns WHERE keyspace_name = %s AND table_name = %s",
+            (keyspace, "predictions_by_bucket"),
+            host=host,
+        )
+        assert {"arm", "shadow_version", "shadow_class", "shadow_confidence"} <= {row.column_name for row in columns}
+
+
 def test_round_trip_paging_counts_feedback(log, admin_session, keyspace):
     _connected(log)
     recs = [make_record(i, filename=f"img-{i}.png") for i in range(57)]
