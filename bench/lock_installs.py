@@ -4,7 +4,7 @@
 
 Each round installs ``requirements/dev.txt`` (hashes checked, wheels only) into a new venv twice,
 once with pip and once with uv, each with an empty cache of its own, as on a fresh CI machine
-(downloads included). scripts/setup chose uv on these numbers. Writes
+(downloads included), both compiling the bytecode. scripts/setup chose uv on these numbers. Writes
 bench/results/lock-installs-<date>.json and .md.
 """
 
@@ -43,6 +43,7 @@ def install_seconds(tool: str, python: str) -> float:
                 "pip",
                 "install",
                 "-q",
+                "--compile-bytecode",  # as pip does by default
                 "--cache-dir",
                 str(cache),
                 "--python",
@@ -82,7 +83,8 @@ def main() -> int:
         "",
         f"Each round: a new `{args.python}` venv per tool, `requirements/dev.txt` with"
         " `--require-hashes --only-binary :all:`, an empty cache (pip `--no-cache-dir`, uv a new"
-        " `--cache-dir`). Command: `bench/lock_installs.py`.",
+        " `--cache-dir`), bytecode compiled (pip's default, uv's `--compile-bytecode`)."
+        " Command: `bench/lock_installs.py`.",
         "",
         "| round | pip s | uv s |",
         "|---:|---:|---:|",
