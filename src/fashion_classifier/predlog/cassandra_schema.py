@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
+from cassandra import OperationTimedOut
 from cassandra.cluster import NoHostAvailable, ResultSet, Session
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,7 @@ REQUIRED_TABLES = ("predictions_by_bucket", "buckets_by_day")
 
 # How long migrate waits for every node up to hold its schema changes (the driver's own default is 10 s).
 AGREEMENT_WAIT = 30.0
+_LOCAL_VERSION = "SELECT schema_version FROM system.local"
 
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 
@@ -166,12 +169,14 @@ def migrate(session: Session, keyspace: str, local_dc: str, replication: int, tt
 
 @contextmanager
 def _schema_changes(session: Session, local_dc: str) -> Iterator[Callable[[str], ResultSet]]:
-    """Runs statements on one node of the local data center, then waits once for every node up to
-    agree on the schema (up to AGREEMENT_WAIT), and refreshes the driver's metadata.
+    """Runs statements on one node of the local data center, then waits once until every node of
+    it that is up reports that node's schema version (up to AGREEMENT_WAIT), and refreshes the
+    driver's metadata.
 
     The driver would wait for agreement after each statement: about 0.5 s each on a 2-node
-    cluster (the peers' schema versions travel by gossip), most of a migration's time. One node
-    applies them in order, so none of them needs another's agreement first.
+    cluster, most of a migration's time, since it compares the versions the nodes gossip. Each
+    node's own ``system.local`` has its version as soon as it applies the change, and one node
+    applies the statements in order, so none of them needs another's agreement first.
     """
     cluster = session.cluster
     host = next((h for h in cluster.metadata.all_hosts() if h.is_up and h.datacenter == local_dc), None)
@@ -182,9 +187,28 @@ def _schema_changes(session: Session, local_dc: str) -> Iterator[Callable[[str],
         yield lambda statement: session.execute(statement, host=host)
     finally:
         cluster.max_schema_agreement_wait = wait
-    if not cluster.control_connection.wait_for_schema_agreement(wait_time=AGREEMENT_WAIT):
-        log.warning("the nodes did not agree on the schema within %.0f s of its changes", AGREEMENT_WAIT)
+    _wait_for_agreement(session, local_dc)
     cluster.refresh_schema_metadata()
+
+
+def _wait_for_agreement(session: Session, local_dc: str) -> None:
+    """Until every node of ``local_dc`` that is up reports one schema version; warns at AGREEMENT_WAIT."""
+    deadline = time.monotonic() + AGREEMENT_WAIT
+    while True:
+        versions: dict[str, object] = {}
+        for host in session.cluster.metadata.all_hosts():
+            if host.is_up and host.datacenter == local_dc:
+                try:
+                    versions[str(host.endpoint)] = session.execute(_LOCAL_VERSION, host=host).one().schema_version
+                except (NoHostAvailable, OperationTimedOut) as exc:  # going down or reconnecting: ask again
+                    versions[str(host.endpoint)] = exc
+        answered = not any(isinstance(version, Exception) for version in versions.values())
+        if answered and len(set(versions.values())) <= 1:
+            return
+        if time.monotonic() >= deadline:
+            log.warning("the nodes did not agree on the schema within %.0f s: %s", AGREEMENT_WAIT, versions)
+            return
+        time.sleep(0.1)
 
 
 def _apply_ttl(change: Callable[[str], ResultSet], ks: str, ttl: int) -> None:
