@@ -122,7 +122,7 @@ LEGACY_TABLES = ("predictions_by_day", "feedback_by_id")
 TTL_TABLES = (*LEGACY_TABLES, "predictions_by_bucket", "buckets_by_day")
 REQUIRED_TABLES = ("predictions_by_bucket", "buckets_by_day")
 
-# How long migrate waits for every node up to hold its schema changes (the driver's own default is 10 s).
+# How long migrate waits for the local data center's nodes to hold its schema changes (the driver waits 10 s).
 AGREEMENT_WAIT = 30.0
 _LOCAL_VERSION = "SELECT schema_version FROM system.local"
 
