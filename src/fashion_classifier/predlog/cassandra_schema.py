@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 
 from cassandra import OperationTimedOut
 from cassandra.cluster import NoHostAvailable, ResultSet, Session
+from cassandra.pool import Host
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ def _schema_changes(session: Session, local_dc: str) -> Iterator[Callable[[str],
     applies the statements in order, so none of them needs another's agreement first.
     """
     cluster = session.cluster
-    host = next((h for h in cluster.metadata.all_hosts() if h.is_up and h.datacenter == local_dc), None)
+    host = next(iter(_up_nodes(session, local_dc)), None)
     if host is None:
         raise NoHostAvailable(f"no node of data center {local_dc} is up", {})
     wait, cluster.max_schema_agreement_wait = cluster.max_schema_agreement_wait, 0
@@ -196,12 +197,11 @@ def _wait_for_agreement(session: Session, local_dc: str) -> None:
     deadline = time.monotonic() + AGREEMENT_WAIT
     while True:
         versions: dict[str, object] = {}
-        for host in session.cluster.metadata.all_hosts():
-            if host.is_up and host.datacenter == local_dc:
-                try:
-                    versions[str(host.endpoint)] = session.execute(_LOCAL_VERSION, host=host).one().schema_version
-                except (NoHostAvailable, OperationTimedOut) as exc:  # going down or reconnecting: ask again
-                    versions[str(host.endpoint)] = exc
+        for host in _up_nodes(session, local_dc):
+            try:
+                versions[str(host.endpoint)] = session.execute(_LOCAL_VERSION, host=host).one().schema_version
+            except (NoHostAvailable, OperationTimedOut) as exc:  # going down or reconnecting: ask again
+                versions[str(host.endpoint)] = exc
         answered = not any(isinstance(version, Exception) for version in versions.values())
         if answered and len(set(versions.values())) <= 1:
             return
@@ -209,6 +209,11 @@ def _wait_for_agreement(session: Session, local_dc: str) -> None:
             log.warning("the nodes did not agree on the schema within %.0f s: %s", AGREEMENT_WAIT, versions)
             return
         time.sleep(0.1)
+
+
+def _up_nodes(session: Session, local_dc: str) -> list[Host]:
+    """The nodes of ``local_dc`` the driver sees up."""
+    return [h for h in session.cluster.metadata.all_hosts() if h.is_up and h.datacenter == local_dc]
 
 
 def _apply_ttl(change: Callable[[str], ResultSet], ks: str, ttl: int) -> None:
