@@ -35,6 +35,13 @@ def test_matches_the_export_check(loaded_model, default_version_dir, test_split)
     assert np.abs(loaded_model.predictor.predict(x) - reference).max() <= 1e-6
 
 
+def test_the_default_model_reads_a_mirrored_garment_as_the_original(loaded_model, test_split):
+    """A shoe facing right gets the probabilities of the same shoe facing left, to the bit."""
+    x = test_split[0][:200].astype(np.float32) / 255.0
+    predictor = loaded_model.predictor
+    assert np.array_equal(predictor.predict(np.ascontiguousarray(x[:, :, ::-1])), predictor.predict(x))
+
+
 def test_png_uploads_are_classified_as_keras_would(loaded_model, default_version_dir, test_split, encode):
     """Real test images, saved as PNG and preprocessed, against the Keras model itself."""
     # The [train] extra (TensorFlow): test-only imports, never in serving.

@@ -154,29 +154,6 @@ def test_compact_same_seed_same_result(compact, data_dir, tmp_path):
     assert second["test_accuracy"] == pytest.approx(first["test_accuracy"], abs=0.003)
 
 
-def test_every_named_architecture_is_built_and_has_a_recipe():
-    """config names the architectures for commands without TensorFlow; training builds them."""
-    from fashion_classifier.config import ARCHITECTURES, DEFAULT_ARCHITECTURE
-    from fashion_classifier.training import architectures
-
-    assert sorted(ARCHITECTURES) == sorted(architectures.ARCHITECTURES) == sorted(architectures.RECIPES)
-    assert DEFAULT_ARCHITECTURE in ARCHITECTURES and architectures.recipe(DEFAULT_ARCHITECTURE).augmented
-    with pytest.raises(ValueError, match="unknown architecture 'resnet'"):
-        architectures.recipe("resnet")
-
-
-def test_max_normalization_makes_the_compact_net_blind_to_brightness(dataset):
-    """A dimmed garment reaches the net as the bright one."""
-    from fashion_classifier.training.architectures import MaxNormalization
-
-    x = dataset.x_test[:64].astype(np.float32) / 255.0
-    layer = MaxNormalization()
-    bright = np.asarray(layer(x))
-    assert np.allclose(bright.max(axis=(1, 2)), 1.0)
-    assert np.allclose(np.asarray(layer(x * 0.55)), bright, atol=1e-5)
-    assert not np.asarray(layer(np.zeros((1, 28, 28), np.float32))).any()  # a blank image stays blank
-
-
 @pytest.mark.slow
 def test_a_run_can_publish_a_rollout_candidate(data_dir, model_store):
     from fashion_classifier.artifacts import rollout

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 from fashion_classifier.training import augment
 
@@ -81,6 +81,49 @@ class MaxNormalization(layers.Layer):
         return images / keras.ops.maximum(peak, 1e-3)
 
 
+@keras.saving.register_keras_serializable(package="fashion_classifier")
+class Canonicalize(layers.Layer):
+    """Centres each garment's bounding box in the frame, then mirrors the image if its left half is
+    the heavier: a garment off-centre or facing the other way reaches the net as a centred one
+    facing the usual way (most Fashion-MNIST images are heavier on the right: a shoe's heel).
+
+    Fashion-MNIST frames each garment by its bounding box, so its own images pass unmoved (their
+    centre of mass is off the middle: centring that cut their edges, docs/model.md). The box is
+    the rows and columns with a pixel above ``THRESHOLD`` (of the brightest, after
+    ``MaxNormalization``); noise that crosses it everywhere leaves the image in place. Mirroring
+    is exact (an image and its mirror come out the same); shifts are whole pixels, written as two
+    small matrix products, and a garment moved partly out of the frame stays cut.
+    """
+
+    THRESHOLD = 0.05
+
+    def call(self, images):  # noqa: ANN001, ANN201 - Keras's signature
+        size = images.shape[1]
+        grid = ops.arange(size, dtype="float32")
+        middle = (size - 1) / 2
+        dy = ops.round(middle - _box_centre(ops.max(images, axis=2) > self.THRESHOLD))
+        dx = ops.round(middle - _box_centre(ops.max(images, axis=1) > self.THRESHOLD))
+        # shift_y[n, i, k] = 1 where output row i is input row k = i - dy; columns likewise
+        shift_y = ops.cast(ops.equal(grid[None, None, :], grid[None, :, None] - dy[:, None, None]), "float32")
+        shift_x = ops.cast(ops.equal(grid[None, :, None], grid[None, None, :] - dx[:, None, None]), "float32")
+        centred = ops.matmul(ops.matmul(shift_y, images), shift_x)
+        half = size // 2
+        left = ops.sum(centred[:, :, :half], axis=(1, 2))
+        right = ops.sum(centred[:, :, size - half :], axis=(1, 2))
+        return ops.where((left > right)[:, None, None], ops.flip(centred, axis=2), centred)
+
+
+def _box_centre(lit):  # noqa: ANN001, ANN202 - tensors
+    """[N, size] bool (rows or columns with ink) -> [N] float: the middle of the first and last lit
+    ones; (size - 1) / 2 when none is lit. Counts leading unlit ones instead of argmax, whose ties
+    TensorFlow does not order."""
+    size = lit.shape[1]
+    lit = ops.cast(lit, "float32")
+    leading = ops.sum(ops.cast(ops.cumsum(lit, axis=1) == 0, "float32"), axis=1)
+    trailing = ops.sum(ops.cast(ops.cumsum(ops.flip(lit, axis=1), axis=1) == 0, "float32"), axis=1)
+    return (leading + (size - 1 - trailing)) / 2
+
+
 def load(path: Path) -> keras.Model:
     """A saved model.keras (this module registers the layers it may contain)."""
     return keras.models.load_model(path, compile=False)
@@ -106,17 +149,20 @@ def _separable(filters: int) -> list[layers.Layer]:
 def compact() -> keras.Model:
     """The default: invariant to what photos vary, within the serving budget (about 2 MMAC).
 
-    Brightness is normalised away first (``MaxNormalization``). One full conv at 28x28 (32
+    Brightness is normalised away first (``MaxNormalization``), then position and facing
+    (``Canonicalize``): the net sees every garment centred and facing one way, and spends its
+    capacity on the garments themselves. One full conv at 28x28 (32
     filters) reads the pixels; depthwise-separable blocks at 14x14 and 7x7 do the rest, and a
     linear head reads the 7x7 map (where a garment's parts are matters: a shirt's sleeves, a
     boot's shaft). It learns the rest of its invariance from augmented batches
     (``Recipe.augmented``), and underfits them rather than overfits, so it has no dropout.
-    Candidates, their accuracy and cost: bench/results/model-candidates-2026-12-06.jsonl.
+    Candidates, their accuracy and cost: bench/results/model-candidates-*.jsonl.
     """
     return keras.Sequential(
         [
             keras.Input(shape=(28, 28)),
             MaxNormalization(),
+            Canonicalize(),
             layers.Reshape((28, 28, 1)),
             *_conv_bn_relu(32),
             layers.MaxPooling2D(),
