@@ -147,15 +147,15 @@ def _separable(filters: int) -> list[layers.Layer]:
 
 @_register
 def compact() -> keras.Model:
-    """The default: invariant to what photos vary, within the serving budget (about 2 MMAC).
+    """The default: invariant to what photos vary, sized for the serving budget (about 2 MMAC).
 
     Brightness is normalised away first (``MaxNormalization``), then position and facing
     (``Canonicalize``): the net sees every garment centred and facing one way, and spends its
-    capacity on the garments themselves. One full conv at 28x28 (32
-    filters) reads the pixels; depthwise-separable blocks at 14x14 and 7x7 do the rest, and a
-    linear head reads the 7x7 map (where a garment's parts are matters: a shirt's sleeves, a
-    boot's shaft). It learns the rest of its invariance from augmented batches
-    (``Recipe.augmented``), and underfits them rather than overfits, so it has no dropout.
+    capacity on the garments themselves. One full conv at 28x28 (32 filters) reads the pixels;
+    depthwise-separable blocks at 14x14 and 7x7 do the rest, and a linear head reads the 7x7 map
+    (where a garment's parts are matters: a shirt's sleeves, a boot's shaft). It learns the rest of
+    its invariance from augmented batches (``Recipe.augmented``), and underfits them rather than
+    overfits, so it has no dropout.
     Candidates, their accuracy and cost: bench/results/model-candidates-*.jsonl.
     """
     return keras.Sequential(
