@@ -115,13 +115,11 @@ class Canonicalize(layers.Layer):
 
 def _box_centre(lit):  # noqa: ANN001, ANN202 - tensors
     """[N, size] bool (rows or columns with ink) -> [N] float: the middle of the first and last lit
-    ones; (size - 1) / 2 when none is lit. Counts leading unlit ones instead of argmax, whose ties
-    TensorFlow does not order."""
+    ones; (size - 1) / 2 when none is lit (first = size, last = -1)."""
     size = lit.shape[1]
-    lit = ops.cast(lit, "float32")
-    leading = ops.sum(ops.cast(ops.cumsum(lit, axis=1) == 0, "float32"), axis=1)
-    trailing = ops.sum(ops.cast(ops.cumsum(ops.flip(lit, axis=1), axis=1) == 0, "float32"), axis=1)
-    return (leading + (size - 1 - trailing)) / 2
+    grid = ops.arange(size, dtype="float32")
+    unlit = (1.0 - ops.cast(lit, "float32")) * size  # pushes unlit ones past either end
+    return (ops.min(grid + unlit, axis=1) + ops.max(grid - unlit, axis=1)) / 2
 
 
 def load(path: Path) -> keras.Model:
